@@ -1,0 +1,183 @@
+// Package infra is keyline's one description of its deployment: the functions, state
+// machines, rules and schedules, and the state-machine definitions (ASL) they run.
+//
+// Both the CDK app (infra/cdk, its own Go module) and the local runtime (`keyline
+// local`) read it, so what runs locally is what deploys. This package imports only
+// the standard library.
+package infra
+
+import (
+	"embed"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"sort"
+	"time"
+)
+
+//go:embed statemachines/*.asl.json
+var aslFiles embed.FS
+
+// Resource names a piece of the deployment a function may be granted access to.
+type Resource string
+
+// The deployment's shared resources.
+const (
+	// Table is the lineage table (DynamoDB).
+	Table Resource = "table"
+	// DataBucket holds the apps' sealed objects.
+	DataBucket Resource = "dataBucket"
+	// BackupBucket holds sealed backups.
+	BackupBucket Resource = "backupBucket"
+	// ProviderKey is the provider's KMS key for managed-scope data.
+	ProviderKey Resource = "providerKey"
+	// CustomerKeys are the customers' KMS keys (cross-account, conditioned on keyline's
+	// encryption-context keys).
+	CustomerKeys Resource = "customerKeys"
+	// EventBus is keyline's event bus (audit events, `source: keyline`).
+	EventBus Resource = "eventBus"
+)
+
+// Access is one grant: a resource and the level of access.
+type Access struct {
+	Resource Resource `json:"resource"`
+	// Level is "read", "write" (implies read) or, for keys, "encrypt", "decrypt",
+	// "generate", "describe" (a list joined by commas is allowed).
+	Level string `json:"level"`
+}
+
+// Function is one Lambda function. Its handler is registered in the domain under Name.
+type Function struct {
+	Name        string        `json:"name"`
+	Description string        `json:"description"`
+	Timeout     time.Duration `json:"timeout"`
+	MemoryMB    int           `json:"memoryMB"`
+	// ReservedConcurrency caps concurrent invocations (0 = no reservation); used where it
+	// protects KMS request quotas.
+	ReservedConcurrency int `json:"reservedConcurrency,omitempty"`
+	// Env holds plain settings; resource names (table, buckets, keys) are injected by the
+	// deployer under the names in EnvFor.
+	Env    map[string]string `json:"env,omitempty"`
+	Access []Access          `json:"access"`
+	// StartsStateMachines names the state machines this function may start.
+	StartsStateMachines []string `json:"startsStateMachines,omitempty"`
+}
+
+// StateMachine is one Step Functions state machine. Its definition is
+// statemachines/<File>; `${Name}` placeholders in it are substituted at deploy time:
+// `${Fn_<function name>}` → the function's ARN, `${SM_<machine name>}` → a state machine's
+// ARN, `${TableName}`, `${EventBusName}`, `${DataBucket}`, `${BackupBucket}`.
+type StateMachine struct {
+	Name      string   `json:"name"`
+	File      string   `json:"file"`
+	Functions []string `json:"functions"`
+	// Express is false for every keyline machine (standard workflows, exactly-once steps).
+	Express bool `json:"express,omitempty"`
+}
+
+// Target is what a rule or schedule starts: exactly one of Function or StateMachine.
+type Target struct {
+	Function     string          `json:"function,omitempty"`
+	StateMachine string          `json:"stateMachine,omitempty"`
+	Input        json.RawMessage `json:"input,omitempty"`
+}
+
+// Rule is an EventBridge rule on the default bus (CloudTrail events arrive there).
+type Rule struct {
+	Name         string          `json:"name"`
+	Description  string          `json:"description"`
+	EventPattern json.RawMessage `json:"eventPattern"`
+	Target       Target          `json:"target"`
+}
+
+// Schedule is an EventBridge Scheduler schedule.
+type Schedule struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	// Expression is an AWS `cron(...)`, `rate(...)` or `at(...)` expression.
+	Expression string `json:"expression"`
+	Timezone   string `json:"timezone,omitempty"`
+	Target     Target `json:"target"`
+}
+
+// Deployment is the whole of keyline's deployment.
+type Deployment struct {
+	Functions     []Function     `json:"functions"`
+	StateMachines []StateMachine `json:"stateMachines"`
+	Rules         []Rule         `json:"rules"`
+	Schedules     []Schedule     `json:"schedules"`
+}
+
+// Environment variable names under which deployers hand resource names to functions.
+const (
+	EnvTableName       = "KEYLINE_TABLE"
+	EnvDataBucket      = "KEYLINE_DATA_BUCKET"
+	EnvBackupBucket    = "KEYLINE_BACKUP_BUCKET"
+	EnvProviderKeyARN  = "KEYLINE_PROVIDER_KEY_ARN"
+	EnvEventBusName    = "KEYLINE_EVENT_BUS"
+	EnvStateMachineFmt = "KEYLINE_SM_%s" // + upper-cased machine name with '-' → '_': its ARN
+)
+
+// Function returns the named function.
+func (d Deployment) Function(name string) (Function, bool) {
+	for _, f := range d.Functions {
+		if f.Name == name {
+			return f, true
+		}
+	}
+	return Function{}, false
+}
+
+// StateMachineNamed returns the named state machine.
+func (d Deployment) StateMachineNamed(name string) (StateMachine, bool) {
+	for _, m := range d.StateMachines {
+		if m.Name == name {
+			return m, true
+		}
+	}
+	return StateMachine{}, false
+}
+
+// ASL returns the raw definition of a state machine, placeholders unsubstituted.
+func ASL(m StateMachine) ([]byte, error) {
+	b, err := aslFiles.ReadFile("statemachines/" + m.File)
+	if err != nil {
+		return nil, fmt.Errorf("state machine %s: %w", m.Name, err)
+	}
+	return b, nil
+}
+
+var placeholder = regexp.MustCompile(`\$\{([A-Za-z0-9_]+)\}`)
+
+// Placeholders lists the `${...}` names a definition uses, sorted and unique.
+func Placeholders(asl []byte) []string {
+	seen := map[string]bool{}
+	for _, m := range placeholder.FindAllSubmatch(asl, -1) {
+		seen[string(m[1])] = true
+	}
+	out := make([]string, 0, len(seen))
+	for k := range seen {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Substitute replaces every `${Name}` in asl with vars[Name]; a name without a value is
+// an error, so no definition deploys half-substituted.
+func Substitute(asl []byte, vars map[string]string) ([]byte, error) {
+	var missing []string
+	out := placeholder.ReplaceAllFunc(asl, func(m []byte) []byte {
+		name := string(placeholder.FindSubmatch(m)[1])
+		v, ok := vars[name]
+		if !ok {
+			missing = append(missing, name)
+			return m
+		}
+		return []byte(v)
+	})
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("definition placeholders without a value: %v", missing)
+	}
+	return out, nil
+}
