@@ -1,0 +1,145 @@
+package infra
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Key-plane function and machine names. Function names carry no '-', so that the
+// `${Fn_<name>}` placeholders of the ASL files match them.
+const (
+	FnKeyEvent          = "keyevent"
+	FnKeyHealth         = "keyhealth"
+	FnReencryptValidate = "reencryptvalidate"
+	FnReencryptBegin    = "reencryptbegin"
+	FnReencryptBatch    = "reencryptbatch"
+	FnReencryptCommit   = "reencryptcommit"
+	FnReencryptAbort    = "reencryptabort"
+	// SMReencrypt is the re-encryption state machine; its input is
+	// {"appId","keyArn","requestedBy","requestId"}.
+	SMReencrypt = "reencrypt"
+	// EnvReactivationWindow sets how long after a revocation a key's return reactivates
+	// its apps by itself (B1): a duration ("240h") or days ("10d").
+	EnvReactivationWindow = "KEYLINE_REACTIVATION_WINDOW"
+)
+
+// KMSKeyEventPattern is the rule pattern for CloudTrail KMS key-state changes that
+// succeeded: a call with an errorCode changes nothing (B3) and never reaches keyline.
+const KMSKeyEventPattern = `{"source":["aws.kms"],"detail-type":["AWS API Call via CloudTrail"],` +
+	`"detail":{"eventSource":["kms.amazonaws.com"],` +
+	`"eventName":["DisableKey","ScheduleKeyDeletion","EnableKey","CancelKeyDeletion"],` +
+	`"errorCode":[{"exists":false}]}}`
+
+// keyCheck is the access a test round trip (DescribeKey, GenerateDataKey, Decrypt) needs.
+const keyCheck = "describe,generate,decrypt"
+
+func keyPlane() Deployment {
+	return Deployment{
+		Functions: []Function{
+			{
+				Name: FnKeyEvent,
+				Description: "Applies CloudTrail KMS key events: DisableKey/ScheduleKeyDeletion deactivate the key's apps (R8), " +
+					"EnableKey reactivates them after a test round trip (B1), CancelKeyDeletion is recorded.",
+				Timeout:             60 * time.Second,
+				MemoryMB:            512,
+				ReservedConcurrency: 10,
+				Env:                 map[string]string{EnvReactivationWindow: "240h"},
+				Access: []Access{
+					{Resource: Table, Level: "write"},
+					{Resource: CustomerKeys, Level: keyCheck},
+					{Resource: ProviderKey, Level: keyCheck},
+					{Resource: EventBus, Level: "write"},
+				},
+			},
+			{
+				Name: FnKeyHealth,
+				Description: "Scheduled key health (B2): DescribeKey and a test data-key round trip per distinct active key; " +
+					"a revoked key feeds the revocation path, throttling and 5xx never deactivate anything.",
+				Timeout:             5 * time.Minute,
+				MemoryMB:            512,
+				ReservedConcurrency: 1,
+				Env:                 map[string]string{EnvReactivationWindow: "240h"},
+				Access: []Access{
+					{Resource: Table, Level: "write"},
+					{Resource: CustomerKeys, Level: keyCheck},
+					{Resource: ProviderKey, Level: keyCheck},
+					{Resource: EventBus, Level: "write"},
+				},
+			},
+			{
+				Name:        FnReencryptValidate,
+				Description: "Re-encryption step: validates the new key (CMK app, not the active key, DescribeKey and a test round trip).",
+				Timeout:     30 * time.Second,
+				MemoryMB:    256,
+				Access: []Access{
+					{Resource: Table, Level: "read"},
+					{Resource: CustomerKeys, Level: keyCheck},
+					// Only to know the provider key's ARN, which a CMK app may never move to (R1).
+					{Resource: ProviderKey, Level: "describe"},
+				},
+			},
+			{
+				Name:        FnReencryptBegin,
+				Description: "Re-encryption step: generation n+1 PENDING with its data key, app REENCRYPTING (refused while a backup lease is held).",
+				Timeout:     30 * time.Second,
+				MemoryMB:    256,
+				Access: []Access{
+					{Resource: Table, Level: "write"},
+					{Resource: CustomerKeys, Level: "generate"},
+					{Resource: EventBus, Level: "write"},
+				},
+			},
+			{
+				Name:                FnReencryptBatch,
+				Description:         "Re-encryption step: moves a batch of CMK-scope objects from generation n to n+1 (idempotent).",
+				Timeout:             5 * time.Minute,
+				MemoryMB:            1024,
+				ReservedConcurrency: 20,
+				Access: []Access{
+					{Resource: Table, Level: "write"},
+					{Resource: DataBucket, Level: "write"},
+					{Resource: CustomerKeys, Level: keyCheck},
+					{Resource: EventBus, Level: "write"},
+				},
+			},
+			{
+				Name:        FnReencryptCommit,
+				Description: "Re-encryption step: n+1 ACTIVE, n RETIRED (its backups disabled, R6), app ACTIVE.",
+				Timeout:     30 * time.Second,
+				MemoryMB:    256,
+				Access: []Access{
+					{Resource: Table, Level: "write"},
+					{Resource: EventBus, Level: "write"},
+				},
+			},
+			{
+				Name:        FnReencryptAbort,
+				Description: "Re-encryption compensation: the pending generation retired, the app back on its previous generation or left deactivated (B8).",
+				Timeout:     30 * time.Second,
+				MemoryMB:    256,
+				Access: []Access{
+					{Resource: Table, Level: "write"},
+					{Resource: EventBus, Level: "write"},
+				},
+			},
+		},
+		StateMachines: []StateMachine{{
+			Name: SMReencrypt,
+			File: "reencrypt.asl.json",
+			Functions: []string{FnReencryptValidate, FnReencryptBegin, FnReencryptBatch,
+				FnReencryptCommit, FnReencryptAbort},
+		}},
+		Rules: []Rule{{
+			Name:         "kms-key-events",
+			Description:  "CloudTrail KMS key-state changes without errorCode → the key-event function (deactivation within seconds).",
+			EventPattern: json.RawMessage(KMSKeyEventPattern),
+			Target:       Target{Function: FnKeyEvent},
+		}},
+		Schedules: []Schedule{{
+			Name:        "key-health",
+			Description: "DescribeKey and a test round trip of every active key (B2).",
+			Expression:  "rate(15 minutes)",
+			Target:      Target{Function: FnKeyHealth},
+		}},
+	}
+}

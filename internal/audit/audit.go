@@ -1,0 +1,181 @@
+// Package audit emits keyline's audit events (DESIGN B5): every change of app state, key
+// generation and backup availability is, besides its entry in the lineage audit trail, sent
+// as an EventBridge event with `source: keyline` on keyline's event bus, so operators can
+// alarm on it.
+//
+// Emitter is the small interface the workflows use; EventBridge is its implementation on
+// the SDK's eventbridge client (PutEvents, at most 10 entries per call, failed entries
+// retried). Recorder keeps events in memory, for tests and for local tooling.
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Source is the `source` of every event keyline emits.
+const Source = "keyline"
+
+// Detail types of keyline's events. Operators write rules on these: never rename them.
+const (
+	DetailAppDeactivated          = "App Deactivated"
+	DetailAppReactivated          = "App Reactivated"
+	DetailGenerationRevoked       = "Key Generation Revoked"
+	DetailPendingGenerationRevoke = "Pending Key Generation Revoked"
+	DetailReactivationWaiting     = "Reactivation Awaiting Operator"
+	DetailKeyAwaitingEnable       = "Key Awaiting EnableKey"
+	DetailKeyHealthFailed         = "Key Health Check Failed"
+	DetailReencryptBegun          = "Re-encryption Begun"
+	DetailReencryptCommitted      = "Re-encryption Committed"
+	DetailReencryptAborted        = "Re-encryption Aborted"
+	DetailBackupRecorded          = "Backup Recorded"
+	DetailBackupSkipped           = "Backup Skipped"
+	DetailBackupsDisabled         = "Backups Disabled"
+	DetailBackupsRestorable       = "Backups Restorable Again"
+	DetailRestoreSucceeded        = "Restore Succeeded"
+	DetailRestoreFailed           = "Restore Failed"
+	DetailRestoreRefused          = "Restore Refused"
+	DetailDrillFailed             = "Restore Drill Failed"
+)
+
+// Event is one audit event. Detail is marshalled to a JSON object.
+type Event struct {
+	// DetailType is the event's `detail-type`, one of the Detail* constants.
+	DetailType string
+	// Detail is the event's body; it must marshal to a JSON object.
+	Detail any
+	// Resources are the ARNs the event concerns (e.g. the KMS key), optional.
+	Resources []string
+	// Time is when the change happened (zero: the time EventBridge receives it).
+	Time time.Time
+}
+
+// Validate reports an event that cannot be sent.
+func (e Event) Validate() error {
+	if e.DetailType == "" {
+		return fmt.Errorf("%w: an event needs a detail type", ErrInvalidEvent)
+	}
+	if _, err := e.detailJSON(); err != nil {
+		return err
+	}
+	return nil
+}
+
+func (e Event) detailJSON() (string, error) {
+	if e.Detail == nil {
+		return "{}", nil
+	}
+	b, err := json.Marshal(e.Detail)
+	if err != nil {
+		return "", fmt.Errorf("%w: detail of %q: %w", ErrInvalidEvent, e.DetailType, err)
+	}
+	if len(b) == 0 || b[0] != '{' {
+		return "", fmt.Errorf("%w: detail of %q must be a JSON object", ErrInvalidEvent, e.DetailType)
+	}
+	return string(b), nil
+}
+
+// Emitter sends audit events. Implementations are safe for concurrent use.
+type Emitter interface {
+	// Emit sends events, batching them as the transport needs. It returns an *EmitError
+	// when some could not be delivered after retries; the others were delivered.
+	Emit(ctx context.Context, events ...Event) error
+}
+
+// Errors of the package.
+var (
+	// ErrInvalidEvent: an event that cannot be sent (no detail type, detail not an object).
+	ErrInvalidEvent = errors.New("audit: invalid event")
+	// ErrNotDelivered: some events were not delivered after retries (see EmitError).
+	ErrNotDelivered = errors.New("audit: events not delivered")
+)
+
+// EmitError says how many events were not delivered and why.
+type EmitError struct {
+	Failed int
+	Total  int
+	// Codes counts the error codes of the last failed attempt.
+	Codes map[string]int
+	// Err is the last call error, if a whole call failed.
+	Err error
+}
+
+func (e *EmitError) Error() string {
+	s := fmt.Sprintf("audit: %d of %d events not delivered", e.Failed, e.Total)
+	if len(e.Codes) > 0 {
+		s += fmt.Sprintf(" (codes %v)", e.Codes)
+	}
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+// Is makes errors.Is(err, ErrNotDelivered) true.
+func (e *EmitError) Is(target error) bool { return target == ErrNotDelivered }
+
+// Unwrap returns the last call error.
+func (e *EmitError) Unwrap() error { return e.Err }
+
+// Discard is an Emitter that drops every event (after validating it).
+type Discard struct{}
+
+// Emit implements Emitter.
+func (Discard) Emit(_ context.Context, events ...Event) error {
+	for _, e := range events {
+		if err := e.Validate(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Recorder is an Emitter that keeps the events it is given, in order.
+type Recorder struct {
+	mu     sync.Mutex
+	events []Event
+}
+
+// Emit implements Emitter.
+func (r *Recorder) Emit(_ context.Context, events ...Event) error {
+	for _, e := range events {
+		if err := e.Validate(); err != nil {
+			return err
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, events...)
+	return nil
+}
+
+// Events returns a copy of the events emitted so far.
+func (r *Recorder) Events() []Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]Event(nil), r.events...)
+}
+
+// Count returns how many events of the given detail type were emitted.
+func (r *Recorder) Count(detailType string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, e := range r.events {
+		if e.DetailType == detailType {
+			n++
+		}
+	}
+	return n
+}
+
+// Reset forgets the events emitted so far.
+func (r *Recorder) Reset() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = nil
+}

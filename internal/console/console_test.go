@@ -1,0 +1,400 @@
+package console_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/keyline/keyline/internal/console"
+	"github.com/keyline/keyline/internal/keys"
+	"github.com/keyline/keyline/internal/lineage"
+	"github.com/keyline/keyline/internal/objects"
+	"github.com/keyline/keyline/internal/provision"
+	"github.com/keyline/keyline/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+const operatorToken = "operator-secret-for-tests"
+
+// fakeExecutions records started executions: the console's part ends at StartExecution,
+// and the state machines themselves are tested end to end elsewhere.
+type fakeExecutions struct {
+	mu      sync.Mutex
+	started map[string]console.Execution
+	machine map[string]string
+}
+
+func (f *fakeExecutions) Start(_ context.Context, machine, name string, input []byte) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	arn := "arn:aws:states:us-east-1:000000000000:execution:" + machine + ":" + name
+	f.started[arn] = console.Execution{Status: "RUNNING", Input: string(input)}
+	f.machine[arn] = machine
+	return arn, nil
+}
+
+func (f *fakeExecutions) Describe(_ context.Context, arn string) (console.Execution, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	ex, ok := f.started[arn]
+	if !ok {
+		return console.Execution{}, fmt.Errorf("no execution %s: %w", arn, console.ErrNoExecution)
+	}
+	return ex, nil
+}
+
+type env struct {
+	t     *testing.T
+	url   string
+	kms   *kms.Client
+	execs *fakeExecutions
+	store *lineage.Store
+}
+
+func setup(t *testing.T) *env {
+	t.Helper()
+	ctx := context.Background()
+	ddb := testenv.DynamoDB(t)
+	table := testenv.NewTable(t, ddb)
+	kmsClient, _ := testenv.KMS(t)
+	s3env := testenv.S3(t, "data")
+	store := lineage.New(ddb, table, lineage.Options{})
+	kp := keys.NewKMS(kmsClient, keys.Options{})
+	providerKey := testenv.NewKMSKey(t, kmsClient)
+	src, err := objects.NewS3(objects.Config{S3: s3env.Client, Bucket: "data", Lineage: store, DynamoDB: ddb, Table: table, Keys: kp, ProviderKeyARN: providerKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens, err := console.NewTokens(ddb, table, console.HashToken(operatorToken), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	execs := &fakeExecutions{started: map[string]console.Execution{}, machine: map[string]string{}}
+	srv := console.New(console.Options{
+		Store: store, Objects: src, Tokens: tokens, Executions: execs,
+		Provision: &provision.Provisioner{Store: store, Keys: kp, ProviderKeyARN: providerKey},
+		Machines:  console.StateMachines{Backup: "sm-backup", Reencrypt: "sm-reencrypt", Restore: "sm-restore"},
+		Restores:  console.RestoreRules{Store: store, Keys: kp},
+		Logger:    slog.New(slog.NewTextHandler(testWriter{t}, nil)),
+	})
+	hs := httptest.NewServer(srv)
+	t.Cleanup(hs.Close)
+	_ = ctx
+	return &env{t: t, url: hs.URL, kms: kmsClient, execs: execs, store: store}
+}
+
+type resp struct {
+	status int
+	body   []byte
+}
+
+func (r resp) json(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.body, v); err != nil {
+		t.Fatalf("answer is not JSON: %v: %s", err, r.body)
+	}
+}
+
+func (r resp) errorCode(t *testing.T) string {
+	t.Helper()
+	var e struct {
+		Error struct{ Code, Message string } `json:"error"`
+	}
+	r.json(t, &e)
+	if e.Error.Code == "" || e.Error.Message == "" {
+		t.Fatalf("error answer without code and message: %s", r.body)
+	}
+	return e.Error.Code
+}
+
+func (e *env) do(method, path, token string, body any, hdr ...string) resp {
+	e.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		j, _ := json.Marshal(b)
+		rd = bytes.NewReader(j)
+	}
+	req, _ := http.NewRequest(method, e.url+path, rd)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return resp{res.StatusCode, b}
+}
+
+func (e *env) must(want int, r resp) resp {
+	e.t.Helper()
+	if r.status != want {
+		e.t.Fatalf("status %d, want %d: %s", r.status, want, r.body)
+	}
+	return r
+}
+
+// org creates an org and returns a token for it.
+func (e *env) org(id string) string {
+	e.t.Helper()
+	e.must(201, e.do("POST", "/v1/orgs", operatorToken, map[string]string{"orgId": id, "name": "Org " + id}))
+	var tok struct{ Token string }
+	e.must(201, e.do("POST", "/v1/orgs/"+id+"/tokens", operatorToken, map[string]string{})).json(e.t, &tok)
+	if !strings.HasPrefix(tok.Token, "klo_") {
+		e.t.Fatalf("token %q", tok.Token)
+	}
+	return tok.Token
+}
+
+func TestAuthentication(t *testing.T) {
+	e := setup(t)
+	if got := e.must(401, e.do("GET", "/v1/apps/x", "", nil)).errorCode(t); got != "Unauthorized" {
+		t.Fatalf("code %s", got)
+	}
+	e.must(401, e.do("GET", "/v1/apps/x", "klo_not-a-real-token", nil))
+	e.must(401, e.do("GET", "/v1/apps/x", "wrong", nil))
+	tok := e.org("acme")
+	e.must(403, e.do("POST", "/v1/orgs", tok, map[string]string{"orgId": "evil", "name": "x"}))
+	e.must(403, e.do("POST", "/v1/orgs/acme/tokens", tok, map[string]string{}))
+	e.must(404, e.do("POST", "/v1/orgs/nope/tokens", operatorToken, map[string]string{}))
+}
+
+func TestAppLifecycleAndTenantIsolation(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	acme := e.org("acme")
+	globex := e.org("globex")
+	cmkKey := testenv.NewKMSKey(t, e.kms)
+
+	var app struct {
+		AppID, OrgID, KeyModel, Status, StatusReason string
+		ActiveGeneration                             int
+	}
+	e.must(201, e.do("POST", "/v1/apps", acme, map[string]string{"appId": "shop", "orgId": "acme", "keyModel": "cmk", "keyArn": cmkKey})).json(t, &app)
+	if app.AppID != "shop" || app.KeyModel != "cmk" || app.Status != "ACTIVE" || app.ActiveGeneration != 1 {
+		t.Fatalf("app %+v", app)
+	}
+	// An org cannot create apps in another org: the org does not exist for it.
+	e.must(404, e.do("POST", "/v1/apps", globex, map[string]string{"appId": "steal", "orgId": "acme", "keyModel": "managed"}))
+	e.must(201, e.do("POST", "/v1/apps", globex, map[string]string{"appId": "plant", "orgId": "globex"}))
+
+	// Objects round trip, sealed at rest.
+	e.must(201, e.do("PUT", "/v1/apps/shop/objects/orders/1.json", acme, `{"order":1}`))
+	got := e.must(200, e.do("GET", "/v1/apps/shop/objects/orders/1.json", acme, nil))
+	if string(got.body) != `{"order":1}` {
+		t.Fatalf("object %q", got.body)
+	}
+	e.must(201, e.do("PUT", "/v1/apps/shop/objects/settings", acme, "managed data", "X-Keyline-Scope", "managed"))
+	if b := e.must(200, e.do("GET", "/v1/apps/shop/objects/settings", acme, nil, "X-Keyline-Scope", "managed")).body; string(b) != "managed data" {
+		t.Fatalf("managed object %q", b)
+	}
+	e.must(404, e.do("GET", "/v1/apps/shop/objects/missing", acme, nil))
+	e.must(400, e.do("PUT", "/v1/apps/shop/objects/x", acme, "x", "X-Keyline-Scope", "public"))
+	// A provider-managed app has no CMK scope.
+	e.must(422, e.do("PUT", "/v1/apps/plant/objects/x", globex, "x", "X-Keyline-Scope", "cmk"))
+
+	// The lineage.
+	var gens []struct {
+		Generation int
+		KeyArn     string
+		State      string
+	}
+	e.must(200, e.do("GET", "/v1/apps/shop/keys", acme, nil)).json(t, &gens)
+	if len(gens) != 1 || gens[0].KeyArn != cmkKey || gens[0].State != "ACTIVE" {
+		t.Fatalf("keys %+v", gens)
+	}
+
+	// On-demand backup starts the backup machine for this app only.
+	var started struct{ ExecutionArn string }
+	e.must(202, e.do("POST", "/v1/apps/shop/backups", acme, map[string]string{})).json(t, &started)
+	if e.execs.machine[started.ExecutionArn] != "sm-backup" {
+		t.Fatalf("backup started %q on %q", started.ExecutionArn, e.execs.machine[started.ExecutionArn])
+	}
+	var in struct{ AppIDs []string }
+	_ = json.Unmarshal([]byte(e.execs.started[started.ExecutionArn].Input), &in)
+	if len(in.AppIDs) != 1 || in.AppIDs[0] != "shop" {
+		t.Fatalf("backup input %s", e.execs.started[started.ExecutionArn].Input)
+	}
+	var ex struct{ Status string }
+	e.must(200, e.do("GET", "/v1/executions/"+started.ExecutionArn, acme, nil)).json(t, &ex)
+	if ex.Status != "RUNNING" {
+		t.Fatalf("execution %+v", ex)
+	}
+	e.must(200, e.do("GET", "/v1/executions/"+started.ExecutionArn, operatorToken, nil))
+	// Another org cannot see it.
+	e.must(404, e.do("GET", "/v1/executions/"+started.ExecutionArn, globex, nil))
+	e.must(404, e.do("GET", "/v1/executions/arn:aws:states:us-east-1:000000000000:execution:x:y", acme, nil))
+
+	// Every app route answers 404 to another org, exactly as for a missing app.
+	routes := []struct{ method, path string }{
+		{"GET", "/v1/apps/shop"}, {"GET", "/v1/apps/shop/keys"}, {"GET", "/v1/apps/shop/backups"},
+		{"POST", "/v1/apps/shop/backups"}, {"POST", "/v1/apps/shop/reencryptions"}, {"POST", "/v1/apps/shop/restores"},
+		{"GET", "/v1/apps/shop/audit"}, {"GET", "/v1/apps/shop/objects/orders/1.json"}, {"PUT", "/v1/apps/shop/objects/x"},
+	}
+	for _, r := range routes {
+		other := e.do(r.method, r.path, globex, map[string]string{"keyArn": cmkKey, "backupId": "b"})
+		missing := e.do(r.method, strings.Replace(r.path, "shop", "nosuchapp", 1), acme, map[string]string{"keyArn": cmkKey, "backupId": "b"})
+		if other.status != 404 || missing.status != 404 {
+			t.Errorf("%s %s: other org %d, missing app %d; want 404 for both", r.method, r.path, other.status, missing.status)
+		}
+	}
+	// Restoring another org's backup into one's own app: the source app is not found.
+	e.must(404, e.do("POST", "/v1/apps/plant/restores", globex, map[string]string{"backupId": "b", "sourceAppId": "shop"}))
+
+	// Audit: app creation is on the trail, oldest first.
+	var audit []lineage.AuditEntry
+	e.must(200, e.do("GET", "/v1/apps/shop/audit", acme, nil)).json(t, &audit)
+	if len(audit) == 0 || audit[0].Action != lineage.ActionAppCreated {
+		t.Fatalf("audit %+v", audit)
+	}
+	if _, err := e.store.GetApp(ctx, "steal"); err == nil {
+		t.Fatal("an org created an app in another org")
+	}
+}
+
+func TestRefusalsAndBadInput(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	acme := e.org("acme")
+	key := testenv.NewKMSKey(t, e.kms)
+
+	bad := []struct {
+		name, method, path string
+		body               any
+		want               int
+	}{
+		{"cmk without key", "POST", "/v1/apps", map[string]string{"appId": "a1", "orgId": "acme", "keyModel": "cmk"}, 400},
+		{"cmk with a non-ARN", "POST", "/v1/apps", map[string]string{"appId": "a1", "orgId": "acme", "keyModel": "cmk", "keyArn": "alias/mine"}, 400},
+		{"managed with a key", "POST", "/v1/apps", map[string]string{"appId": "a1", "orgId": "acme", "keyModel": "managed", "keyArn": key}, 400},
+		{"unknown model", "POST", "/v1/apps", map[string]string{"appId": "a1", "orgId": "acme", "keyModel": "hsm"}, 400},
+		{"bad app id", "POST", "/v1/apps", map[string]string{"appId": "../etc", "orgId": "acme"}, 400},
+		{"unknown field", "POST", "/v1/apps", map[string]any{"appId": "a1", "orgId": "acme", "admin": true}, 400},
+		{"not json", "POST", "/v1/apps", "{appId:", 400},
+		{"trailing data", "POST", "/v1/apps", `{"appId":"a1","orgId":"acme"} {}`, 400},
+		{"empty body", "POST", "/v1/apps", "", 400},
+		{"array body", "POST", "/v1/apps", "[]", 400},
+		{"no route", "GET", "/v1/nothing", nil, 404},
+		{"wrong method", "DELETE", "/v1/apps/a1", nil, 404},
+		{"execution not an ARN", "GET", "/v1/executions/xyz", nil, 400},
+	}
+	for _, b := range bad {
+		r := e.do(b.method, b.path, acme, b.body)
+		if r.status != b.want {
+			t.Errorf("%s: status %d, want %d: %s", b.name, r.status, b.want, r.body)
+			continue
+		}
+		r.errorCode(t)
+	}
+	if _, err := e.store.GetApp(ctx, "a1"); err == nil {
+		t.Fatal("bad input created an app")
+	}
+
+	// A disabled customer key cannot back a new app (422), and nothing is created.
+	if _, err := e.kms.DisableKey(ctx, &kms.DisableKeyInput{KeyId: aws.String(key)}); err != nil {
+		t.Fatal(err)
+	}
+	r := e.must(422, e.do("POST", "/v1/apps", acme, map[string]string{"appId": "a2", "orgId": "acme", "keyModel": "cmk", "keyArn": key}))
+	if !strings.Contains(string(r.body), key) {
+		t.Fatalf("refusal does not name the key: %s", r.body)
+	}
+	if _, err := e.store.GetApp(ctx, "a2"); err == nil {
+		t.Fatal("an app was created on a disabled key")
+	}
+
+	// Re-encryption: managed apps are refused (R4), bad ARNs are 400, and a CMK app starts.
+	e.must(201, e.do("POST", "/v1/apps", acme, map[string]string{"appId": "m1", "orgId": "acme"}))
+	e.must(422, e.do("POST", "/v1/apps/m1/reencryptions", acme, map[string]string{"keyArn": key}))
+	good := testenv.NewKMSKey(t, e.kms)
+	next := testenv.NewKMSKey(t, e.kms)
+	e.must(201, e.do("POST", "/v1/apps", acme, map[string]string{"appId": "c1", "orgId": "acme", "keyModel": "cmk", "keyArn": good}))
+	e.must(400, e.do("POST", "/v1/apps/c1/reencryptions", acme, map[string]string{"keyArn": "nope"}))
+	var st struct{ ExecutionArn string }
+	e.must(202, e.do("POST", "/v1/apps/c1/reencryptions", acme, map[string]string{"keyArn": next}, "X-Request-Id", "req-1")).json(t, &st)
+	if e.execs.machine[st.ExecutionArn] != "sm-reencrypt" {
+		t.Fatalf("re-encryption started on %q", e.execs.machine[st.ExecutionArn])
+	}
+
+	// Restores: a missing backup is 404; a missing backupId is 400.
+	e.must(404, e.do("POST", "/v1/apps/c1/restores", acme, map[string]string{"backupId": "nope"}))
+	e.must(400, e.do("POST", "/v1/apps/c1/restores", acme, map[string]string{}))
+
+	// Creating the same app twice with the same settings is idempotent; with others it is 409.
+	e.must(201, e.do("POST", "/v1/apps", acme, map[string]string{"appId": "m1", "orgId": "acme"}))
+	e.must(409, e.do("POST", "/v1/apps", acme, map[string]string{"appId": "m1", "orgId": "acme", "keyModel": "cmk", "keyArn": good}))
+}
+
+func TestRestoreRefusedByRules(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	acme := e.org("acme")
+	cmkKey := testenv.NewKMSKey(t, e.kms)
+	e.must(201, e.do("POST", "/v1/apps", acme, map[string]string{"appId": "src", "orgId": "acme", "keyModel": "cmk", "keyArn": cmkKey}))
+	e.must(201, e.do("POST", "/v1/apps", acme, map[string]string{"appId": "flat", "orgId": "acme"}))
+	// A backup recorded under generation 1 of the CMK app.
+	if _, err := e.store.AcquireBackupLease(ctx, "src", "test", 60e9); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.RecordBackup(ctx, lineage.Backup{AppID: "src", ID: "b1", Generation: 1, KeyARN: cmkKey, ObjectKey: "backups/src/b1.klb", Digest: "00"}, "test", lineage.Cause{}); err != nil {
+		t.Fatal(err)
+	}
+	var list []struct {
+		BackupID   string
+		Restorable bool
+	}
+	e.must(200, e.do("GET", "/v1/apps/src/backups", acme, nil)).json(t, &list)
+	if len(list) != 1 || !list[0].Restorable {
+		t.Fatalf("backups %+v", list)
+	}
+	// R3: a CMK backup never restores into a provider-managed app.
+	r := e.must(422, e.do("POST", "/v1/apps/flat/restores", acme, map[string]string{"backupId": "b1", "sourceAppId": "src"}))
+	if r.errorCode(t) != "Unprocessable" {
+		t.Fatal(string(r.body))
+	}
+	// R7: the key is disabled now: refused with a reason naming it.
+	if _, err := e.kms.DisableKey(ctx, &kms.DisableKeyInput{KeyId: aws.String(cmkKey)}); err != nil {
+		t.Fatal(err)
+	}
+	r = e.do("POST", "/v1/apps/src/restores", acme, map[string]string{"backupId": "b1"})
+	if r.status != 409 && r.status != 422 {
+		t.Fatalf("restore under a disabled key: %d %s", r.status, r.body)
+	}
+	if len(e.execs.started) != 0 {
+		t.Fatalf("a refused restore started an execution: %v", e.execs.started)
+	}
+	// With the key back, the restore starts and is recorded PENDING with its execution.
+	if _, err := e.kms.EnableKey(ctx, &kms.EnableKeyInput{KeyId: aws.String(cmkKey)}); err != nil {
+		t.Fatal(err)
+	}
+	var st struct{ ExecutionArn, RestoreID string }
+	e.must(202, e.do("POST", "/v1/apps/src/restores", acme, map[string]string{"backupId": "b1"})).json(t, &st)
+	rs, err := e.store.GetRestore(ctx, "src", st.RestoreID)
+	if err != nil || rs.Status != lineage.RestorePending || rs.ExecutionArn != st.ExecutionArn {
+		t.Fatalf("restore %+v, %v", rs, err)
+	}
+}
+
+// testWriter sends the console's logs to the test log, so a failure shows why.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }

@@ -1,0 +1,730 @@
+// Package console is keyline's console API (API.md): JSON over HTTP with bearer tokens,
+// served by `keyline local` and, in AWS, by a Lambda behind API Gateway. The operator may
+// do everything; an org token only what concerns its own org, and any other org's app
+// answers 404 on every route, exactly as a missing one does.
+package console
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/keyline/keyline/internal/lineage"
+	"github.com/keyline/keyline/internal/objects"
+	"github.com/keyline/keyline/internal/provision"
+)
+
+// RestoreValidator checks a restore request against R3 and R7 before it starts. A refusal
+// is an error implementing Refusal; any other error is a failure to check.
+type RestoreValidator interface {
+	ValidateRestore(ctx context.Context, targetAppID, sourceAppID, backupID string) error
+}
+
+// Refusal is a rule refusing a request, with the HTTP status that says which kind:
+// 409 (the state conflicts: deactivated, re-encrypting, retired) or 422 (the request can
+// never succeed as asked: a CMK backup into a managed app).
+type Refusal interface {
+	error
+	HTTPStatus() int
+}
+
+// StateMachines are the ARNs of the machines the console starts.
+type StateMachines struct {
+	Backup    string
+	Reencrypt string
+	Restore   string
+}
+
+// Options configure a Server.
+type Options struct {
+	Store      *lineage.Store
+	Objects    objects.Source
+	Provision  *provision.Provisioner
+	Tokens     *Tokens
+	Executions Executions
+	Machines   StateMachines
+	Restores   RestoreValidator
+	Logger     *slog.Logger
+	Now        func() time.Time
+	// MaxObjectBytes caps one object upload (default 5 GiB).
+	MaxObjectBytes int64
+}
+
+// Server is the console API as an http.Handler.
+type Server struct {
+	o   Options
+	mux *http.ServeMux
+}
+
+// New returns the console API.
+func New(o Options) *Server {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.MaxObjectBytes == 0 {
+		o.MaxObjectBytes = 5 << 30
+	}
+	s := &Server{o: o, mux: http.NewServeMux()}
+	s.route("POST /v1/orgs", s.createOrg)
+	s.route("POST /v1/orgs/{orgId}/tokens", s.createToken)
+	s.route("POST /v1/apps", s.createApp)
+	s.route("GET /v1/apps/{appId}", s.getApp)
+	s.route("PUT /v1/apps/{appId}/objects/{path...}", s.putObject)
+	s.route("GET /v1/apps/{appId}/objects/{path...}", s.getObject)
+	s.route("GET /v1/apps/{appId}/keys", s.listKeys)
+	s.route("POST /v1/apps/{appId}/backups", s.startBackup)
+	s.route("GET /v1/apps/{appId}/backups", s.listBackups)
+	s.route("POST /v1/apps/{appId}/reencryptions", s.startReencrypt)
+	s.route("POST /v1/apps/{appId}/restores", s.startRestore)
+	s.route("GET /v1/apps/{appId}/restores/{restoreId}", s.getRestore)
+	s.route("GET /v1/executions/{executionArn}", s.getExecution)
+	s.route("GET /v1/apps/{appId}/audit", s.listAudit)
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, &apiError{http.StatusNotFound, "NotFound", fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)})
+	})
+	return s
+}
+
+// ServeHTTP serves the API.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+type request struct {
+	*http.Request
+	who Principal
+	id  string
+}
+
+type handlerFunc func(w http.ResponseWriter, r *request) error
+
+// route registers h behind authentication, request ids, logging and error mapping.
+func (s *Server) route(pattern string, h handlerFunc) {
+	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		start := s.o.Now()
+		reqID := r.Header.Get("X-Request-Id")
+		if reqID == "" {
+			reqID = lineage.NewID()
+		}
+		w.Header().Set("X-Request-Id", reqID)
+		log := s.o.Logger.With("requestId", reqID, "method", r.Method, "path", r.URL.Path)
+		defer func() {
+			if p := recover(); p != nil {
+				log.Error("console handler panicked", "panic", fmt.Sprint(p))
+				writeError(w, &apiError{http.StatusInternalServerError, "InternalError", "internal error; the request id is " + reqID})
+			}
+		}()
+		token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		who, err := s.o.Tokens.Authenticate(r.Context(), strings.TrimSpace(token))
+		if err != nil {
+			if !errors.Is(err, errUnauthenticated) {
+				log.Error("authentication failed", "error", err)
+				writeError(w, &apiError{http.StatusInternalServerError, "InternalError", "cannot check the token now; retry (request id " + reqID + ")"})
+				return
+			}
+			writeError(w, &apiError{http.StatusUnauthorized, "Unauthorized", "send `Authorization: Bearer <token>` with an operator or org token"})
+			return
+		}
+		err = h(w, &request{Request: r, who: who, id: reqID})
+		if err != nil {
+			ae := s.mapError(err)
+			if ae.status >= 500 {
+				log.Error("request failed", "error", err, "actor", who.Actor())
+			} else {
+				log.Info("request refused", "status", ae.status, "code", ae.code, "reason", ae.message, "actor", who.Actor())
+			}
+			writeError(w, ae)
+			return
+		}
+		log.Debug("request served", "actor", who.Actor(), "ms", s.o.Now().Sub(start).Milliseconds())
+	})
+}
+
+// apiError is an answer other than success: `{"error": {"code", "message"}}`.
+type apiError struct {
+	status  int
+	code    string
+	message string
+}
+
+func (e *apiError) Error() string { return e.code + ": " + e.message }
+
+func badRequest(format string, a ...any) error {
+	return &apiError{http.StatusBadRequest, "BadRequest", fmt.Sprintf(format, a...)}
+}
+func notFound(what string) error {
+	return &apiError{http.StatusNotFound, "NotFound", what + " not found"}
+}
+func conflict(format string, a ...any) error {
+	return &apiError{http.StatusConflict, "Conflict", fmt.Sprintf(format, a...)}
+}
+func unprocessable(format string, a ...any) error {
+	return &apiError{http.StatusUnprocessableEntity, "Unprocessable", fmt.Sprintf(format, a...)}
+}
+func forbidden(msg string) error { return &apiError{http.StatusForbidden, "Forbidden", msg} }
+
+// mapError turns domain errors into API answers; bad input is never a 500.
+func (s *Server) mapError(err error) *apiError {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		return ae
+	}
+	var ref Refusal
+	if errors.As(err, &ref) {
+		code := "Conflict"
+		if ref.HTTPStatus() == http.StatusUnprocessableEntity {
+			code = "Unprocessable"
+		}
+		return &apiError{ref.HTTPStatus(), code, ref.Error()}
+	}
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooBig):
+		return &apiError{http.StatusRequestEntityTooLarge, "TooLarge", fmt.Sprintf("the body is larger than %d bytes", tooBig.Limit)}
+	case errors.Is(err, lineage.ErrInvalidInput), errors.Is(err, objects.ErrInvalid):
+		return &apiError{http.StatusBadRequest, "BadRequest", err.Error()}
+	case errors.Is(err, lineage.ErrNotFound), errors.Is(err, objects.ErrNotFound):
+		return &apiError{http.StatusNotFound, "NotFound", err.Error()}
+	case errors.Is(err, provision.ErrKeyUnusable), errors.Is(err, objects.ErrScopeNotAllowed):
+		return &apiError{http.StatusUnprocessableEntity, "Unprocessable", err.Error()}
+	case errors.Is(err, lineage.ErrDuplicate), errors.Is(err, lineage.ErrConflict),
+		errors.Is(err, lineage.ErrAppDeactivated), errors.Is(err, lineage.ErrReencrypting),
+		errors.Is(err, objects.ErrAppNotWritable), errors.Is(err, objects.ErrGenerationNotUsable):
+		return &apiError{http.StatusConflict, "Conflict", err.Error()}
+	}
+	return &apiError{http.StatusInternalServerError, "InternalError", "internal error; retry, and report the request id if it persists"}
+}
+
+func writeError(w http.ResponseWriter, e *apiError) {
+	writeJSON(w, e.status, map[string]any{"error": map[string]string{"code": e.code, "message": e.message}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// decode reads a JSON body (at most 1 MiB) into v; unknown fields and trailing data are errors.
+func decode(r *request, v any) error {
+	body := http.MaxBytesReader(nil, r.Body, 1<<20)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return badRequest("the body must be a JSON object")
+		}
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			return err
+		}
+		return badRequest("the body is not valid JSON for this route: %v", err)
+	}
+	if dec.More() {
+		return badRequest("the body has data after the JSON object")
+	}
+	return nil
+}
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+func checkID(kind, v string) error {
+	if !idPattern.MatchString(v) {
+		return badRequest("%s %q is not valid: 1–63 letters, digits, '.', '_' or '-', starting with a letter or digit", kind, v)
+	}
+	return nil
+}
+
+var keyARNPattern = regexp.MustCompile(`^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[A-Za-z0-9-]+$`)
+
+func checkKeyARN(v string) error {
+	if !keyARNPattern.MatchString(v) {
+		return badRequest("keyArn %q is not a KMS key ARN (arn:aws:kms:<region>:<account>:key/<id>)", v)
+	}
+	return nil
+}
+
+func (r *request) cause() lineage.Cause {
+	return lineage.Cause{RequestID: r.id, Actor: r.who.Actor()}
+}
+
+// app loads an app the principal may see; any other org's app is a 404, as a missing one.
+func (s *Server) app(r *request, appID string) (lineage.App, error) {
+	if err := checkID("appId", appID); err != nil {
+		return lineage.App{}, err
+	}
+	app, err := s.o.Store.GetApp(r.Context(), appID)
+	if errors.Is(err, lineage.ErrNotFound) || (err == nil && !r.who.mayAccessOrg(app.OrgID)) {
+		return lineage.App{}, notFound("app " + appID)
+	}
+	return app, err
+}
+
+// --- orgs and tokens ---
+
+func (s *Server) createOrg(w http.ResponseWriter, r *request) error {
+	if !r.who.Operator {
+		return forbidden("only the operator creates orgs")
+	}
+	var body struct {
+		OrgID string `json:"orgId"`
+		Name  string `json:"name"`
+	}
+	if err := decode(r, &body); err != nil {
+		return err
+	}
+	if err := checkID("orgId", body.OrgID); err != nil {
+		return err
+	}
+	if strings.TrimSpace(body.Name) == "" {
+		return badRequest("name is required")
+	}
+	org, err := s.o.Store.CreateOrg(r.Context(), lineage.Org{ID: body.OrgID, Name: body.Name})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, org)
+	return nil
+}
+
+func (s *Server) createToken(w http.ResponseWriter, r *request) error {
+	if !r.who.Operator {
+		return forbidden("only the operator issues org tokens")
+	}
+	orgID := r.PathValue("orgId")
+	if err := checkID("orgId", orgID); err != nil {
+		return err
+	}
+	var body struct{}
+	if err := decode(r, &body); err != nil {
+		return err
+	}
+	if _, err := s.o.Store.GetOrg(r.Context(), orgID); err != nil {
+		if errors.Is(err, lineage.ErrNotFound) {
+			return notFound("org " + orgID)
+		}
+		return err
+	}
+	token, err := s.o.Tokens.IssueOrgToken(r.Context(), orgID)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, map[string]string{"token": token, "orgId": orgID})
+	return nil
+}
+
+// --- apps ---
+
+type appView struct {
+	AppID            string `json:"appId"`
+	OrgID            string `json:"orgId"`
+	KeyModel         string `json:"keyModel"`
+	Status           string `json:"status"`
+	StatusReason     string `json:"statusReason"`
+	ActiveGeneration int    `json:"activeGeneration"`
+}
+
+func viewApp(a lineage.App) appView {
+	return appView{a.ID, a.OrgID, string(a.KeyModel), string(a.Status), a.StatusReason, a.ActiveGeneration}
+}
+
+func (s *Server) createApp(w http.ResponseWriter, r *request) error {
+	var body struct {
+		AppID    string `json:"appId"`
+		OrgID    string `json:"orgId"`
+		KeyModel string `json:"keyModel"`
+		KeyARN   string `json:"keyArn"`
+	}
+	if err := decode(r, &body); err != nil {
+		return err
+	}
+	if err := checkID("appId", body.AppID); err != nil {
+		return err
+	}
+	if err := checkID("orgId", body.OrgID); err != nil {
+		return err
+	}
+	if !r.who.mayAccessOrg(body.OrgID) {
+		return notFound("org " + body.OrgID)
+	}
+	switch body.KeyModel {
+	case "cmk":
+		if err := checkKeyARN(body.KeyARN); err != nil {
+			return err
+		}
+	case "managed", "":
+		if body.KeyARN != "" {
+			return badRequest("a provider-managed app takes no keyArn; use keyModel \"cmk\" to bring your own key")
+		}
+		body.KeyModel = "managed"
+	default:
+		return badRequest("keyModel must be \"cmk\" or \"managed\", not %q", body.KeyModel)
+	}
+	if _, err := s.o.Store.GetOrg(r.Context(), body.OrgID); err != nil {
+		if errors.Is(err, lineage.ErrNotFound) {
+			return notFound("org " + body.OrgID)
+		}
+		return err
+	}
+	app, err := s.o.Provision.CreateApp(r.Context(), provision.Request{
+		AppID: body.AppID, OrgID: body.OrgID, KeyModel: lineage.KeyModel(body.KeyModel), KeyARN: body.KeyARN,
+	}, r.cause())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, viewApp(app))
+	return nil
+}
+
+func (s *Server) getApp(w http.ResponseWriter, r *request) error {
+	app, err := s.app(r, r.PathValue("appId"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, viewApp(app))
+	return nil
+}
+
+func (s *Server) listKeys(w http.ResponseWriter, r *request) error {
+	app, err := s.app(r, r.PathValue("appId"))
+	if err != nil {
+		return err
+	}
+	gens, err := s.o.Store.ListGenerations(r.Context(), app.ID)
+	if err != nil {
+		return err
+	}
+	type genView struct {
+		Generation int       `json:"generation"`
+		KeyARN     string    `json:"keyArn"`
+		State      string    `json:"state"`
+		Since      time.Time `json:"since"`
+		Reason     string    `json:"reason,omitempty"`
+	}
+	out := make([]genView, 0, len(gens))
+	for _, g := range gens {
+		out = append(out, genView{g.Number, g.KeyARN, string(g.State), g.Since, g.StateReason})
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) listAudit(w http.ResponseWriter, r *request) error {
+	app, err := s.app(r, r.PathValue("appId"))
+	if err != nil {
+		return err
+	}
+	entries, err := s.o.Store.ListAudit(r.Context(), app.ID)
+	if err != nil {
+		return err
+	}
+	if entries == nil {
+		entries = []lineage.AuditEntry{}
+	}
+	writeJSON(w, http.StatusOK, entries)
+	return nil
+}
+
+// --- objects ---
+
+func (s *Server) objectScope(r *request, app lineage.App) (objects.Scope, error) {
+	h := r.Header.Get("X-Keyline-Scope")
+	if h == "" {
+		if app.KeyModel == lineage.KeyModelCMK {
+			return objects.ScopeCMK, nil
+		}
+		return objects.ScopeManaged, nil
+	}
+	sc, err := objects.ParseScope(h)
+	if err != nil {
+		return "", badRequest("X-Keyline-Scope must be \"cmk\" or \"managed\", not %q", h)
+	}
+	return sc, nil
+}
+
+func (s *Server) putObject(w http.ResponseWriter, r *request) error {
+	app, err := s.app(r, r.PathValue("appId"))
+	if err != nil {
+		return err
+	}
+	scope, err := s.objectScope(r, app)
+	if err != nil {
+		return err
+	}
+	body := http.MaxBytesReader(nil, r.Body, s.o.MaxObjectBytes)
+	info, err := s.o.Objects.Put(r.Context(), app.ID, scope, r.PathValue("path"), body)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, info)
+	return nil
+}
+
+// getObject opens the object into a temporary file first, so a tampered object is an
+// error answer rather than a truncated 200.
+func (s *Server) getObject(w http.ResponseWriter, r *request) error {
+	app, err := s.app(r, r.PathValue("appId"))
+	if err != nil {
+		return err
+	}
+	scope, err := s.objectScope(r, app)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp("", "keyline-object-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	info, err := s.o.Objects.Get(r.Context(), app.ID, scope, r.PathValue("path"), tmp)
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("X-Keyline-Scope", string(info.Scope))
+	w.Header().Set("X-Keyline-Generation", fmt.Sprint(info.Generation))
+	w.WriteHeader(http.StatusOK)
+	_, err = io.Copy(w, tmp)
+	if err != nil {
+		s.o.Logger.Warn("object download interrupted", "requestId", r.id, "error", err)
+	}
+	return nil
+}
+
+// --- backups ---
+
+func (s *Server) startBackup(w http.ResponseWriter, r *request) error {
+	app, err := s.app(r, r.PathValue("appId"))
+	if err != nil {
+		return err
+	}
+	var body struct{}
+	if err := decode(r, &body); err != nil {
+		return err
+	}
+	if app.Status == lineage.AppDeactivated {
+		return conflict("app %s is deactivated (%s): no backups run until its key is usable again", app.ID, app.StatusReason)
+	}
+	input, _ := json.Marshal(map[string]any{"appIds": []string{app.ID}, "requestedBy": r.who.Actor(), "requestId": r.id})
+	return s.start(w, r, s.o.Machines.Backup, "backup-"+app.ID, input)
+}
+
+func (s *Server) listBackups(w http.ResponseWriter, r *request) error {
+	app, err := s.app(r, r.PathValue("appId"))
+	if err != nil {
+		return err
+	}
+	backups, err := s.o.Store.ListBackups(r.Context(), app.ID)
+	if err != nil {
+		return err
+	}
+	type backupView struct {
+		BackupID   string    `json:"backupId"`
+		Generation int       `json:"generation"`
+		KeyARN     string    `json:"keyArn"`
+		CreatedAt  time.Time `json:"createdAt"`
+		SizeBytes  int64     `json:"sizeBytes"`
+		Restorable bool      `json:"restorable"`
+		Reason     string    `json:"reason"`
+	}
+	out := make([]backupView, 0, len(backups))
+	for _, b := range backups {
+		out = append(out, backupView{b.ID, b.Generation, b.KeyARN, b.CreatedAt, b.SizeBytes, b.Restorable, b.Reason})
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// --- re-encryption ---
+
+func (s *Server) startReencrypt(w http.ResponseWriter, r *request) error {
+	app, err := s.app(r, r.PathValue("appId"))
+	if err != nil {
+		return err
+	}
+	var body struct {
+		KeyARN string `json:"keyArn"`
+	}
+	if err := decode(r, &body); err != nil {
+		return err
+	}
+	if err := checkKeyARN(body.KeyARN); err != nil {
+		return err
+	}
+	if app.KeyModel != lineage.KeyModelCMK {
+		return unprocessable("app %s uses the provider-managed key: re-encryption moves customer-managed data to a new customer key, and provider-managed data is never altered by it (R4)", app.ID)
+	}
+	switch app.Status {
+	case lineage.AppReencrypting:
+		return conflict("app %s is already re-encrypting to generation %d; wait for it to finish", app.ID, app.PendingGeneration)
+	case lineage.AppDeactivated:
+		return conflict("app %s is deactivated (%s); re-enable its key first", app.ID, app.StatusReason)
+	}
+	input, _ := json.Marshal(map[string]any{"appId": app.ID, "keyArn": body.KeyARN, "requestedBy": r.who.Actor(), "requestId": r.id})
+	return s.start(w, r, s.o.Machines.Reencrypt, "reencrypt-"+app.ID, input)
+}
+
+// --- restores ---
+
+func (s *Server) startRestore(w http.ResponseWriter, r *request) error {
+	target, err := s.app(r, r.PathValue("appId"))
+	if err != nil {
+		return err
+	}
+	var body struct {
+		BackupID    string `json:"backupId"`
+		SourceAppID string `json:"sourceAppId"`
+	}
+	if err := decode(r, &body); err != nil {
+		return err
+	}
+	if body.BackupID == "" {
+		return badRequest("backupId is required")
+	}
+	source := target
+	if body.SourceAppID != "" && body.SourceAppID != target.ID {
+		if source, err = s.app(r, body.SourceAppID); err != nil {
+			return err
+		}
+	}
+	if _, err := s.o.Store.GetBackup(r.Context(), source.ID, body.BackupID); err != nil {
+		if errors.Is(err, lineage.ErrNotFound) {
+			return notFound(fmt.Sprintf("backup %s of app %s", body.BackupID, source.ID))
+		}
+		return err
+	}
+	if err := s.o.Restores.ValidateRestore(r.Context(), target.ID, source.ID, body.BackupID); err != nil {
+		return err
+	}
+	rs, err := s.o.Store.RecordRestore(r.Context(), lineage.Restore{
+		AppID: target.ID, ID: lineage.NewID(), BackupID: body.BackupID, SourceAppID: source.ID,
+		Status: lineage.RestorePending, RequestedBy: r.who.Actor(),
+	})
+	if err != nil {
+		return err
+	}
+	input, _ := json.Marshal(map[string]any{
+		"appId": target.ID, "restoreId": rs.ID, "backupId": body.BackupID, "sourceAppId": source.ID,
+		"requestedBy": r.who.Actor(), "requestId": r.id,
+	})
+	arn, err := s.o.Executions.Start(r.Context(), s.o.Machines.Restore, "restore-"+rs.ID, input)
+	if err != nil {
+		rs.Status, rs.Reason = lineage.RestoreFailed, "could not start the restore: "+err.Error()
+		_, _ = s.o.Store.UpdateRestore(r.Context(), rs)
+		return err
+	}
+	rs.ExecutionArn = arn
+	if _, err := s.o.Store.UpdateRestore(r.Context(), rs); err != nil {
+		s.o.Logger.Warn("could not record the restore's execution", "restoreId", rs.ID, "error", err)
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"executionArn": arn, "restoreId": rs.ID})
+	return nil
+}
+
+func (s *Server) getRestore(w http.ResponseWriter, r *request) error {
+	app, err := s.app(r, r.PathValue("appId"))
+	if err != nil {
+		return err
+	}
+	rs, err := s.o.Store.GetRestore(r.Context(), app.ID, r.PathValue("restoreId"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, rs)
+	return nil
+}
+
+// --- executions ---
+
+// start starts an execution named after what it does plus the request id, so a client
+// retrying the same request (same X-Request-Id) starts it once.
+func (s *Server) start(w http.ResponseWriter, r *request, machine, prefix string, input []byte) error {
+	name := executionName(prefix, r.id)
+	arn, err := s.o.Executions.Start(r.Context(), machine, name, input)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"executionArn": arn})
+	return nil
+}
+
+var unsafeName = regexp.MustCompile(`[^A-Za-z0-9_-]`)
+
+// executionName builds a valid Step Functions execution name (≤ 80 characters).
+func executionName(prefix, id string) string {
+	n := unsafeName.ReplaceAllString(prefix, "-") + "-" + unsafeName.ReplaceAllString(id, "-")
+	if len(n) > 80 {
+		n = n[len(n)-80:]
+	}
+	return n
+}
+
+func (s *Server) getExecution(w http.ResponseWriter, r *request) error {
+	arn := r.PathValue("executionArn")
+	if !strings.HasPrefix(arn, "arn:") {
+		return badRequest("executionArn %q is not an ARN", arn)
+	}
+	ex, err := s.o.Executions.Describe(r.Context(), arn)
+	if errors.Is(err, ErrNoExecution) {
+		return notFound("execution " + arn)
+	}
+	if err != nil {
+		return err
+	}
+	if !r.who.Operator && !s.executionVisible(r, ex) {
+		return notFound("execution " + arn)
+	}
+	out := map[string]any{"status": ex.Status}
+	if ex.Output != "" {
+		out["output"] = json.RawMessage(ex.Output)
+	}
+	if ex.Error != "" {
+		out["error"] = ex.Error
+	}
+	if ex.Cause != "" {
+		out["cause"] = ex.Cause
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// executionVisible reports whether every app an execution's input names belongs to the
+// caller's org (the executions an org can start always name their apps).
+func (s *Server) executionVisible(r *request, ex Execution) bool {
+	var in struct {
+		AppID       string   `json:"appId"`
+		AppIDs      []string `json:"appIds"`
+		SourceAppID string   `json:"sourceAppId"`
+	}
+	if json.Unmarshal([]byte(ex.Input), &in) != nil {
+		return false
+	}
+	ids := append(in.AppIDs, in.AppID, in.SourceAppID)
+	seen := 0
+	for _, id := range ids {
+		if id == "" {
+			continue
+		}
+		app, err := s.o.Store.GetApp(r.Context(), id)
+		if err != nil || app.OrgID != r.who.OrgID {
+			return false
+		}
+		seen++
+	}
+	return seen > 0
+}
+
+var _ http.Handler = (*Server)(nil)

@@ -1,0 +1,160 @@
+package handlers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/keyline/keyline/infra"
+	"github.com/keyline/keyline/internal/audit"
+	"github.com/keyline/keyline/internal/keys"
+	"github.com/keyline/keyline/internal/lineage"
+	"github.com/keyline/keyline/internal/objects"
+	"github.com/keyline/keyline/internal/workflow/keyhealth"
+	"github.com/keyline/keyline/internal/workflow/reencrypt"
+	"github.com/keyline/keyline/internal/workflow/revocation"
+	"github.com/keyline/keyline/internal/workflow/wferr"
+)
+
+// keyEnv is what the key plane's handlers are built from.
+type keyEnv struct {
+	table      string
+	ddb        *dynamodb.Client
+	store      *lineage.Store
+	keys       keys.Provider
+	events     audit.Emitter
+	revocation *revocation.Service
+}
+
+// newKeyEnv builds the lineage store, the KMS provider, the audit emitter (when the function
+// has the event bus; otherwise events are dropped) and the revocation service.
+func newKeyEnv(_ context.Context, d Deps) (*keyEnv, error) {
+	table, err := d.Get(infra.EnvTableName)
+	if err != nil {
+		return nil, err
+	}
+	ddb := dynamodb.NewFromConfig(d.AWS)
+	store := lineage.New(ddb, table, lineage.Options{Clock: d.Clock, Logger: d.Logger})
+	kp := keys.NewKMS(kms.NewFromConfig(d.AWS), keys.Options{Clock: d.Clock, Logger: d.Logger})
+	var events audit.Emitter = audit.Discard{}
+	if bus := d.Env(infra.EnvEventBusName); bus != "" {
+		eb, err := audit.NewEventBridge(eventbridge.NewFromConfig(d.AWS), bus, audit.EventBridgeOptions{Clock: d.Clock, Logger: d.Logger})
+		if err != nil {
+			return nil, err
+		}
+		events = eb
+	}
+	window, err := revocation.ParseWindow(d.Env(infra.EnvReactivationWindow))
+	if err != nil {
+		return nil, fmt.Errorf("setting %s: %w", infra.EnvReactivationWindow, err)
+	}
+	rev, err := revocation.New(revocation.Config{Store: store, Keys: kp, Emitter: events, Window: window, Clock: d.Clock, Logger: d.Logger})
+	if err != nil {
+		return nil, err
+	}
+	return &keyEnv{table: table, ddb: ddb, store: store, keys: kp, events: events, revocation: rev}, nil
+}
+
+// reencryptService builds the re-encryption steps; withObjects adds the data source (Batch).
+func (e *keyEnv) reencryptService(d Deps, withObjects bool) (*reencrypt.Service, error) {
+	cfg := reencrypt.Config{Store: e.store, Keys: e.keys, Revoker: e.revocation, Emitter: e.events,
+		ProviderKeyARN: d.Env(infra.EnvProviderKeyARN), Clock: d.Clock, Logger: d.Logger}
+	if withObjects {
+		bucket, err := d.Get(infra.EnvDataBucket)
+		if err != nil {
+			return nil, err
+		}
+		pathStyle := d.Env("KEYLINE_S3_PATH_STYLE") == "true"
+		s3c := s3.NewFromConfig(d.AWS, func(o *s3.Options) { o.UsePathStyle = pathStyle })
+		src, err := objects.NewS3(objects.Config{S3: s3c, Bucket: bucket, Lineage: e.store, DynamoDB: e.ddb, Table: e.table,
+			Keys: e.keys, ProviderKeyARN: d.Env(infra.EnvProviderKeyARN), Logger: d.Logger, Clock: d.Clock})
+		if err != nil {
+			return nil, err
+		}
+		cfg.Objects = src
+		cfg.Prefix = src.Prefix()
+	}
+	return reencrypt.New(cfg)
+}
+
+// keyEventError maps the revocation path's errors onto the workflow error types.
+func keyEventError(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, revocation.ErrMalformedEvent) {
+		return &wferr.Invalid{Msg: err.Error()}
+	}
+	return wferr.From(err)
+}
+
+// reencryptStep adapts one re-encryption step to a handler whose errors are wferr types.
+func reencryptStep[In, Out any](withObjects bool, pick func(*reencrypt.Service) func(context.Context, In) (Out, error)) Constructor {
+	return func(ctx context.Context, d Deps) (any, error) {
+		env, err := newKeyEnv(ctx, d)
+		if err != nil {
+			return nil, err
+		}
+		svc, err := env.reencryptService(d, withObjects)
+		if err != nil {
+			return nil, err
+		}
+		step := pick(svc)
+		return func(ctx context.Context, in In) (Out, error) {
+			out, err := step(ctx, in)
+			return out, wferr.From(err)
+		}, nil
+	}
+}
+
+func keyHandlers() map[string]Constructor {
+	return map[string]Constructor{
+		// The EventBridge rule on CloudTrail KMS key events (R8, B1, B3).
+		infra.FnKeyEvent: func(ctx context.Context, d Deps) (any, error) {
+			env, err := newKeyEnv(ctx, d)
+			if err != nil {
+				return nil, err
+			}
+			return func(ctx context.Context, raw json.RawMessage) (revocation.Result, error) {
+				res, err := env.revocation.HandleCloudTrail(ctx, raw)
+				return res, keyEventError(err)
+			}, nil
+		},
+		// The key-health schedule (B2); its input is ignored.
+		infra.FnKeyHealth: func(ctx context.Context, d Deps) (any, error) {
+			env, err := newKeyEnv(ctx, d)
+			if err != nil {
+				return nil, err
+			}
+			chk, err := keyhealth.New(keyhealth.Config{Store: env.store, Keys: env.keys, Revoker: env.revocation, Logger: d.Logger})
+			if err != nil {
+				return nil, err
+			}
+			return func(ctx context.Context, _ json.RawMessage) (keyhealth.Report, error) {
+				rep, err := chk.Run(ctx)
+				return rep, wferr.From(err)
+			}, nil
+		},
+		infra.FnReencryptValidate: reencryptStep(false, func(s *reencrypt.Service) func(context.Context, reencrypt.Request) (reencrypt.State, error) {
+			return s.Validate
+		}),
+		infra.FnReencryptBegin: reencryptStep(false, func(s *reencrypt.Service) func(context.Context, reencrypt.State) (reencrypt.State, error) {
+			return s.Begin
+		}),
+		infra.FnReencryptBatch: reencryptStep(true, func(s *reencrypt.Service) func(context.Context, reencrypt.Batch) (reencrypt.BatchResult, error) {
+			return s.Batch
+		}),
+		infra.FnReencryptCommit: reencryptStep(false, func(s *reencrypt.Service) func(context.Context, reencrypt.State) (reencrypt.Outcome, error) {
+			return s.Commit
+		}),
+		infra.FnReencryptAbort: reencryptStep(false, func(s *reencrypt.Service) func(context.Context, reencrypt.State) (reencrypt.Outcome, error) {
+			return s.Abort
+		}),
+	}
+}

@@ -1,0 +1,58 @@
+package keys
+
+import (
+	"context"
+	"sync/atomic"
+)
+
+// CallCounts are the calls a CountingProvider has seen.
+type CallCounts struct {
+	GenerateDataKey int64
+	Decrypt         int64
+	Check           int64
+}
+
+// Total is the sum of all calls.
+func (c CallCounts) Total() int64 { return c.GenerateDataKey + c.Decrypt + c.Check }
+
+// CountingProvider wraps a Provider and counts its calls (failed ones included). It is safe
+// for concurrent use.
+type CountingProvider struct {
+	p                        Provider
+	generate, decrypt, check atomic.Int64
+}
+
+var _ Provider = (*CountingProvider)(nil)
+
+// Counting wraps p.
+func Counting(p Provider) *CountingProvider { return &CountingProvider{p: p} }
+
+// GenerateDataKey implements Provider.
+func (c *CountingProvider) GenerateDataKey(ctx context.Context, keyARN string, encCtx map[string]string) (*DataKey, error) {
+	c.generate.Add(1)
+	return c.p.GenerateDataKey(ctx, keyARN, encCtx)
+}
+
+// Decrypt implements Provider.
+func (c *CountingProvider) Decrypt(ctx context.Context, keyARN string, wrapped []byte, encCtx map[string]string) (*DataKey, error) {
+	c.decrypt.Add(1)
+	return c.p.Decrypt(ctx, keyARN, wrapped, encCtx)
+}
+
+// Check implements Provider.
+func (c *CountingProvider) Check(ctx context.Context, keyARN string) error {
+	c.check.Add(1)
+	return c.p.Check(ctx, keyARN)
+}
+
+// Counts returns the calls so far.
+func (c *CountingProvider) Counts() CallCounts {
+	return CallCounts{GenerateDataKey: c.generate.Load(), Decrypt: c.decrypt.Load(), Check: c.check.Load()}
+}
+
+// Reset sets all counts to zero.
+func (c *CountingProvider) Reset() {
+	c.generate.Store(0)
+	c.decrypt.Store(0)
+	c.check.Store(0)
+}

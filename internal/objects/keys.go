@@ -1,0 +1,158 @@
+package objects
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/keyline/keyline/internal/keys"
+	"github.com/keyline/keyline/internal/sealing"
+)
+
+// ContextKeyScope is the encryption-context entry that marks a managed-scope data key.
+const ContextKeyScope = "keyline:scope"
+
+// GenerationContext is the encryption context of an app generation's data key
+// (Generation.WrappedDataKey): app, generation, purpose "data".
+func GenerationContext(appID string, generation int) map[string]string {
+	return keys.EncryptionContext(appID, generation, keys.PurposeData)
+}
+
+// ManagedScopeContext is the encryption context of an app's managed-scope data key (wrapped
+// under the provider key).
+func ManagedScopeContext(appID string) map[string]string {
+	c := keys.EncryptionContext(appID, 0, keys.PurposeData)
+	c[ContextKeyScope] = string(ScopeManaged)
+	return c
+}
+
+// NewGenerationKey generates the data key of an app generation under keyARN (one KMS call)
+// and returns it wrapped, for lineage.Store.CreateApp and BeginReencrypt. The plaintext is
+// destroyed before returning.
+func NewGenerationKey(ctx context.Context, p keys.Provider, appID string, generation int, keyARN string) ([]byte, error) {
+	dk, err := p.GenerateDataKey(ctx, keyARN, GenerationContext(appID, generation))
+	if err != nil {
+		return nil, err
+	}
+	defer dk.Destroy()
+	return append([]byte(nil), dk.Wrapped...), nil
+}
+
+// wrappedKey is a wrapped data key with what unwraps it.
+type wrappedKey struct {
+	KeyARN     string
+	Context    map[string]string
+	Wrapped    []byte
+	Generation int // header generation: n for CMK scope, 0 for managed scope
+}
+
+func (k wrappedKey) header() *sealing.Header {
+	return &sealing.Header{KeyARN: k.KeyARN, EncryptionContext: k.Context, WrappedKey: k.Wrapped, Generation: k.Generation}
+}
+
+// scopeKeys keeps each app's managed-scope wrapped key (the item PK APP#id, SK
+// SCOPEKEY#managed in the lineage table), creating it on first use with a conditional put.
+type scopeKeys struct {
+	db          *dynamodb.Client
+	table       string
+	providerKey string
+	keys        keys.Provider
+	now         func() time.Time
+
+	mu    sync.Mutex
+	cache map[string]wrappedKey
+}
+
+func (s *scopeKeys) get(ctx context.Context, appID string, create bool) (wrappedKey, error) {
+	s.mu.Lock()
+	k, ok := s.cache[appID]
+	s.mu.Unlock()
+	if ok {
+		return k, nil
+	}
+	k, found, err := s.read(ctx, appID)
+	if err != nil {
+		return wrappedKey{}, err
+	}
+	if !found {
+		if !create {
+			return wrappedKey{}, fmt.Errorf("%w: app %s has no managed-scope key", ErrNotFound, appID)
+		}
+		if k, err = s.create(ctx, appID); err != nil {
+			return wrappedKey{}, err
+		}
+	}
+	s.mu.Lock()
+	s.cache[appID] = k
+	s.mu.Unlock()
+	return k, nil
+}
+
+func scopeKeyItemKey(appID string) map[string]ddbtypes.AttributeValue {
+	return map[string]ddbtypes.AttributeValue{
+		"PK": &ddbtypes.AttributeValueMemberS{Value: "APP#" + appID},
+		"SK": &ddbtypes.AttributeValueMemberS{Value: "SCOPEKEY#" + string(ScopeManaged)},
+	}
+}
+
+func (s *scopeKeys) read(ctx context.Context, appID string) (wrappedKey, bool, error) {
+	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName: aws.String(s.table), Key: scopeKeyItemKey(appID), ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return wrappedKey{}, false, fmt.Errorf("objects: read managed-scope key of %s: %w", appID, err)
+	}
+	if out.Item == nil {
+		return wrappedKey{}, false, nil
+	}
+	arn, _ := out.Item["KeyARN"].(*ddbtypes.AttributeValueMemberS)
+	wr, _ := out.Item["WrappedKey"].(*ddbtypes.AttributeValueMemberB)
+	if arn == nil || wr == nil {
+		return wrappedKey{}, false, fmt.Errorf("objects: managed-scope key item of %s is malformed", appID)
+	}
+	return wrappedKey{KeyARN: arn.Value, Context: ManagedScopeContext(appID), Wrapped: wr.Value}, true, nil
+}
+
+func (s *scopeKeys) create(ctx context.Context, appID string) (wrappedKey, error) {
+	if s.providerKey == "" {
+		return wrappedKey{}, errors.New("objects: no provider key ARN configured for managed-scope data")
+	}
+	encCtx := ManagedScopeContext(appID)
+	dk, err := s.keys.GenerateDataKey(ctx, s.providerKey, encCtx)
+	if err != nil {
+		return wrappedKey{}, err
+	}
+	wrapped := append([]byte(nil), dk.Wrapped...)
+	dk.Destroy()
+	item := scopeKeyItemKey(appID)
+	item["KeyARN"] = &ddbtypes.AttributeValueMemberS{Value: s.providerKey}
+	item["WrappedKey"] = &ddbtypes.AttributeValueMemberB{Value: wrapped}
+	item["CreatedAt"] = &ddbtypes.AttributeValueMemberS{Value: s.now().UTC().Format(time.RFC3339Nano)}
+	item["Type"] = &ddbtypes.AttributeValueMemberS{Value: "SCOPEKEY"}
+	_, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName: aws.String(s.table), Item: item,
+		ConditionExpression: aws.String("attribute_not_exists(PK)"),
+	})
+	var ccf *ddbtypes.ConditionalCheckFailedException
+	if errors.As(err, &ccf) {
+		// Someone else created it first: use theirs.
+		k, found, err := s.read(ctx, appID)
+		if err != nil {
+			return wrappedKey{}, err
+		}
+		if !found {
+			return wrappedKey{}, fmt.Errorf("objects: managed-scope key of %s vanished", appID)
+		}
+		return k, nil
+	}
+	if err != nil {
+		return wrappedKey{}, fmt.Errorf("objects: store managed-scope key of %s: %w", appID, err)
+	}
+	return wrappedKey{KeyARN: s.providerKey, Context: encCtx, Wrapped: wrapped}, nil
+}

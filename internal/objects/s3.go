@@ -1,0 +1,772 @@
+package objects
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/keyline/keyline/internal/clock"
+	"github.com/keyline/keyline/internal/keys"
+	"github.com/keyline/keyline/internal/lineage"
+	"github.com/keyline/keyline/internal/sealing"
+)
+
+// Lineage is what the S3 source needs of the lineage store (*lineage.Store satisfies it).
+type Lineage interface {
+	GetApp(ctx context.Context, appID string) (lineage.App, error)
+	GetGeneration(ctx context.Context, appID string, n int) (lineage.Generation, error)
+}
+
+// Config configures an S3Source.
+type Config struct {
+	S3     *s3.Client
+	Bucket string
+	// Prefix roots the objects (default "apps/"): keys are <Prefix><appId>/<scope>/<path>.
+	Prefix  string
+	Lineage Lineage
+	// DynamoDB and Table hold the managed-scope key items (the lineage table).
+	DynamoDB       *dynamodb.Client
+	Table          string
+	Keys           keys.Provider
+	ProviderKeyARN string
+	// PartSize and Concurrency tune multipart uploads (defaults 16 MiB and 3).
+	PartSize    int64
+	Concurrency int
+	Logger      *slog.Logger
+	Clock       clock.Clock
+}
+
+// S3Source is the reference data source on S3. It is safe for concurrent use; Close destroys
+// its cached data keys.
+type S3Source struct {
+	cfg    Config
+	s3     *s3.Client
+	tm     *transfermanager.Client
+	cache  *sealing.CachingUnwrapper
+	scopes *scopeKeys
+	log    *slog.Logger
+	clock  clock.Clock
+}
+
+// NewS3 returns the S3 source.
+func NewS3(cfg Config) (*S3Source, error) {
+	if cfg.S3 == nil || cfg.Bucket == "" || cfg.Lineage == nil || cfg.DynamoDB == nil || cfg.Table == "" || cfg.Keys == nil {
+		return nil, errors.New("objects: S3 source needs an S3 client, a bucket, the lineage store, the table and a key provider")
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = "apps/"
+	}
+	if cfg.PartSize <= 0 {
+		cfg.PartSize = 16 << 20
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 3
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real()
+	}
+	src := &S3Source{
+		cfg:   cfg,
+		s3:    cfg.S3,
+		cache: sealing.NewCachingUnwrapper(sealing.ProviderUnwrapper(cfg.Keys)),
+		log:   cfg.Logger,
+		clock: cfg.Clock,
+	}
+	src.scopes = &scopeKeys{db: cfg.DynamoDB, table: cfg.Table, providerKey: cfg.ProviderKeyARN, keys: cfg.Keys,
+		now: cfg.Clock.Now, cache: map[string]wrappedKey{}}
+	src.tm = newTransfer(cfg.S3, cfg.PartSize, cfg.Concurrency)
+	return src, nil
+}
+
+func newTransfer(c *s3.Client, partSize int64, conc int) *transfermanager.Client {
+	calc := c.Options().RequestChecksumCalculation
+	return transfermanager.New(c, func(o *transfermanager.Options) {
+		o.PartSizeBytes = partSize
+		o.MultipartUploadThreshold = partSize
+		o.Concurrency = conc
+		if calc != aws.RequestChecksumCalculationUnset {
+			o.RequestChecksumCalculation = calc
+		}
+	})
+}
+
+// WithPrefix returns a view of the same store rooted at prefix instead (sharing clients and
+// key caches), e.g. "drills/<drillId>/" for a drill's scratch target.
+func (s *S3Source) WithPrefix(prefix string) *S3Source {
+	c := *s
+	c.cfg.Prefix = prefix
+	return &c
+}
+
+// Prefix is the key prefix objects are rooted at.
+func (s *S3Source) Prefix() string { return s.cfg.Prefix }
+
+// Bucket is the data bucket.
+func (s *S3Source) Bucket() string { return s.cfg.Bucket }
+
+// Unwrapper is the source's caching unwrapper (one KMS Decrypt per distinct data key).
+func (s *S3Source) Unwrapper() sealing.Unwrapper { return s.cache }
+
+// Close destroys the cached plaintext data keys.
+func (s *S3Source) Close() { s.cache.Close() }
+
+func validPath(p string) error {
+	switch {
+	case p == "":
+		return errors.New("empty path")
+	case len(p) > 1024:
+		return errors.New("path longer than 1024 bytes")
+	case strings.HasPrefix(p, "/"), strings.HasSuffix(p, "/"), strings.Contains(p, "//"):
+		return fmt.Errorf("path %q has an empty segment", p)
+	}
+	for _, seg := range strings.Split(p, "/") {
+		if seg == "." || seg == ".." {
+			return fmt.Errorf("path %q has a %q segment", p, seg)
+		}
+	}
+	for _, r := range p {
+		if r < 0x20 || r == 0x7f {
+			return fmt.Errorf("path %q has a control character", p)
+		}
+	}
+	return nil
+}
+
+func validApp(appID string) error {
+	if appID == "" || strings.ContainsAny(appID, "/#") || len(appID) > 256 {
+		return &InvalidError{What: "app id " + quote(appID)}
+	}
+	return nil
+}
+
+func (s *S3Source) appPrefix(appID string) string { return s.cfg.Prefix + appID + "/" }
+
+func (s *S3Source) objectKey(appID string, scope Scope, path string) string {
+	return s.appPrefix(appID) + string(scope) + "/" + path
+}
+
+// parseKey splits a bucket key of this source into app, scope and path.
+func (s *S3Source) parseKey(key string) (appID string, scope Scope, path string, ok bool) {
+	rest, found := strings.CutPrefix(key, s.cfg.Prefix)
+	if !found {
+		return "", "", "", false
+	}
+	parts := strings.SplitN(rest, "/", 3)
+	if len(parts) != 3 {
+		return "", "", "", false
+	}
+	sc, err := ParseScope(parts[1])
+	if err != nil {
+		return "", "", "", false
+	}
+	return parts[0], sc, parts[2], true
+}
+
+// writeKey returns the wrapped key new data of scope is sealed under in the app: for CMK scope
+// the active generation's (the pending one while re-encrypting, so that nothing written during
+// a re-encryption is left behind); for managed scope the app's managed-scope key.
+func (s *S3Source) writeKey(ctx context.Context, appID string, scope Scope) (wrappedKey, error) {
+	app, err := s.cfg.Lineage.GetApp(ctx, appID)
+	if err != nil {
+		return wrappedKey{}, mapLineage(err)
+	}
+	if app.Status == lineage.AppDeactivated {
+		return wrappedKey{}, fmt.Errorf("%w: app %s is deactivated (%s)", ErrAppNotWritable, appID, app.StatusReason)
+	}
+	switch scope {
+	case ScopeManaged:
+		return s.scopes.get(ctx, appID, true)
+	case ScopeCMK:
+		if app.KeyModel != lineage.KeyModelCMK {
+			return wrappedKey{}, fmt.Errorf("%w: app %s uses the provider-managed key model and has no CMK scope", ErrScopeNotAllowed, appID)
+		}
+		n := app.ActiveGeneration
+		if app.Status == lineage.AppReencrypting && app.PendingGeneration > 0 {
+			n = app.PendingGeneration
+		}
+		return s.generationKey(ctx, appID, n, true)
+	}
+	return wrappedKey{}, &InvalidError{What: "scope " + quote(string(scope))}
+}
+
+// generationKey returns generation n's wrapped data key; forWrite requires it ACTIVE or PENDING.
+func (s *S3Source) generationKey(ctx context.Context, appID string, n int, forWrite bool) (wrappedKey, error) {
+	gen, err := s.cfg.Lineage.GetGeneration(ctx, appID, n)
+	if err != nil {
+		return wrappedKey{}, mapLineage(err)
+	}
+	if forWrite && gen.State != lineage.GenActive && gen.State != lineage.GenPending {
+		return wrappedKey{}, fmt.Errorf("%w: generation %d of app %s is %s", ErrGenerationNotUsable, n, appID, gen.State)
+	}
+	if len(gen.WrappedDataKey) == 0 {
+		return wrappedKey{}, fmt.Errorf("%w: generation %d of app %s has no data key", ErrGenerationNotUsable, n, appID)
+	}
+	return wrappedKey{KeyARN: gen.KeyARN, Context: GenerationContext(appID, n), Wrapped: gen.WrappedDataKey, Generation: n}, nil
+}
+
+func mapLineage(err error) error {
+	if errors.Is(err, lineage.ErrNotFound) {
+		return fmt.Errorf("%w: %w", ErrNotFound, err)
+	}
+	return err
+}
+
+// expectFor returns what an object of appID in scope with header h must carry.
+func (s *S3Source) expectFor(ctx context.Context, appID string, scope Scope, h *sealing.Header) (sealing.Expect, error) {
+	switch scope {
+	case ScopeManaged:
+		return sealing.Expect{KeyARN: s.cfg.ProviderKeyARN, EncryptionContext: ManagedScopeContext(appID)}, nil
+	default:
+		if h.Generation < 1 {
+			return sealing.Expect{}, fmt.Errorf("%w: CMK-scope object names generation %d", sealing.ErrWrongContext, h.Generation)
+		}
+		gen, err := s.cfg.Lineage.GetGeneration(ctx, appID, h.Generation)
+		if err != nil {
+			return sealing.Expect{}, mapLineage(err)
+		}
+		return sealing.Expect{KeyARN: gen.KeyARN, Generation: h.Generation, EncryptionContext: GenerationContext(appID, h.Generation)}, nil
+	}
+}
+
+// sealInto returns a reader of plaintext sealed under k, fed by copying from plain in a goroutine.
+func (s *S3Source) sealInto(ctx context.Context, k wrappedKey, plain io.Reader, n *int64) (io.ReadCloser, error) {
+	dk, err := s.cache.Unwrap(ctx, k.header())
+	if err != nil {
+		return nil, err
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		defer dk.Destroy()
+		w, err := sealing.NewWriter(ctx, pw, dk, sealing.HeaderFields{KeyARN: k.KeyARN, Generation: k.Generation, EncryptionContext: k.Context})
+		if err != nil {
+			pw.CloseWithError(err)
+			return
+		}
+		c, err := io.Copy(w, plain)
+		if n != nil {
+			*n = c
+		}
+		if err != nil {
+			pw.CloseWithError(err)
+			return
+		}
+		pw.CloseWithError(w.Close())
+	}()
+	return pr, nil
+}
+
+func (s *S3Source) upload(ctx context.Context, key string, body io.Reader, size int64, ifMatch string) (int64, error) {
+	cr := &countReader{r: body}
+	in := &transfermanager.UploadObjectInput{Bucket: aws.String(s.cfg.Bucket), Key: aws.String(key), Body: cr}
+	if size >= 0 {
+		in.ContentLength = aws.Int64(size)
+	}
+	if ifMatch != "" {
+		in.IfMatch = aws.String(ifMatch)
+	}
+	_, err := s.tm.UploadObject(ctx, in)
+	if err != nil {
+		return cr.n, fmt.Errorf("objects: upload %s: %w", key, err)
+	}
+	return cr.n, nil
+}
+
+// Put implements Source.
+func (s *S3Source) Put(ctx context.Context, appID string, scope Scope, path string, r io.Reader) (Info, error) {
+	if err := validApp(appID); err != nil {
+		return Info{}, err
+	}
+	if err := validPath(path); err != nil {
+		return Info{}, &InvalidError{What: err.Error()}
+	}
+	if _, err := ParseScope(string(scope)); err != nil {
+		return Info{}, err
+	}
+	k, err := s.writeKey(ctx, appID, scope)
+	if err != nil {
+		return Info{}, err
+	}
+	var plainN int64
+	sealed, err := s.sealInto(ctx, k, r, &plainN)
+	if err != nil {
+		return Info{}, err
+	}
+	defer sealed.Close()
+	key := s.objectKey(appID, scope, path)
+	n, err := s.upload(ctx, key, sealed, -1, "")
+	if err != nil {
+		return Info{}, err
+	}
+	return Info{AppID: appID, Scope: scope, Path: path, Key: key, SealedSize: n, Size: plainN, Generation: k.Generation, KeyARN: k.KeyARN}, nil
+}
+
+func isNotFound(err error) bool {
+	var nsk *s3types.NoSuchKey
+	var nf *s3types.NotFound
+	var re *smithyhttp.ResponseError
+	return errors.As(err, &nsk) || errors.As(err, &nf) || (errors.As(err, &re) && re.HTTPStatusCode() == http.StatusNotFound)
+}
+
+// open reads an object's header and returns a plaintext reader checked against the lineage.
+func (s *S3Source) open(ctx context.Context, appID string, scope Scope, key string, body io.Reader) (io.Reader, *sealing.Header, error) {
+	h, err := sealing.ReadHeader(body)
+	if err != nil {
+		return nil, nil, fmt.Errorf("objects: %s: %w", key, err)
+	}
+	exp, err := s.expectFor(ctx, appID, scope, h)
+	if err != nil {
+		return nil, h, fmt.Errorf("objects: %s: %w", key, err)
+	}
+	pr, h2, err := sealing.NewReader(ctx, io.MultiReader(bytes.NewReader(h.Bytes()), body), s.cache, exp)
+	if err != nil {
+		return nil, h, fmt.Errorf("objects: %s: %w", key, err)
+	}
+	return pr, h2, nil
+}
+
+// Get implements Source.
+func (s *S3Source) Get(ctx context.Context, appID string, scope Scope, path string, w io.Writer) (Info, error) {
+	if err := validApp(appID); err != nil {
+		return Info{}, err
+	}
+	if err := validPath(path); err != nil {
+		return Info{}, &InvalidError{What: err.Error()}
+	}
+	if _, err := ParseScope(string(scope)); err != nil {
+		return Info{}, err
+	}
+	key := s.objectKey(appID, scope, path)
+	out, err := s.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.cfg.Bucket), Key: aws.String(key)})
+	if err != nil {
+		if isNotFound(err) {
+			return Info{}, fmt.Errorf("%w: object %s/%s of app %s", ErrNotFound, scope, path, appID)
+		}
+		return Info{}, fmt.Errorf("objects: get %s: %w", key, err)
+	}
+	defer out.Body.Close()
+	pr, h, err := s.open(ctx, appID, scope, key, out.Body)
+	if err != nil {
+		return Info{}, err
+	}
+	n, err := io.Copy(w, pr)
+	if err != nil {
+		return Info{}, fmt.Errorf("objects: read %s: %w", key, err)
+	}
+	return Info{AppID: appID, Scope: scope, Path: path, Key: key, SealedSize: aws.ToInt64(out.ContentLength), Size: n,
+		Generation: h.Generation, KeyARN: h.KeyARN}, nil
+}
+
+// List implements Source. The cursor is the last key returned.
+func (s *S3Source) List(ctx context.Context, appID string, scope Scope, cursor string, limit int) (Page, error) {
+	if err := validApp(appID); err != nil {
+		return Page{}, err
+	}
+	prefix := s.appPrefix(appID)
+	if scope != "" {
+		if _, err := ParseScope(string(scope)); err != nil {
+			return Page{}, err
+		}
+		prefix += string(scope) + "/"
+	}
+	if limit <= 0 || limit > 1000 {
+		limit = 1000
+	}
+	in := &s3.ListObjectsV2Input{Bucket: aws.String(s.cfg.Bucket), Prefix: aws.String(prefix), MaxKeys: aws.Int32(int32(limit))}
+	if cursor != "" {
+		if !strings.HasPrefix(cursor, prefix) {
+			return Page{}, &InvalidError{What: "cursor " + quote(cursor)}
+		}
+		in.StartAfter = aws.String(cursor)
+	}
+	out, err := s.s3.ListObjectsV2(ctx, in)
+	if err != nil {
+		return Page{}, fmt.Errorf("objects: list %s: %w", prefix, err)
+	}
+	var p Page
+	for _, o := range out.Contents {
+		key := aws.ToString(o.Key)
+		app, sc, path, ok := s.parseKey(key)
+		if !ok || app != appID {
+			continue
+		}
+		p.Items = append(p.Items, Info{AppID: appID, Scope: sc, Path: path, Key: key, SealedSize: aws.ToInt64(o.Size), Size: -1, Generation: -1})
+	}
+	if aws.ToBool(out.IsTruncated) && len(out.Contents) > 0 {
+		p.Next = aws.ToString(out.Contents[len(out.Contents)-1].Key)
+	}
+	return p, nil
+}
+
+// Delete implements Source.
+func (s *S3Source) Delete(ctx context.Context, appID string, scope Scope, path string) error {
+	if err := validApp(appID); err != nil {
+		return err
+	}
+	if err := validPath(path); err != nil {
+		return &InvalidError{What: err.Error()}
+	}
+	if _, err := ParseScope(string(scope)); err != nil {
+		return err
+	}
+	key := s.objectKey(appID, scope, path)
+	if _, err := s.s3.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(s.cfg.Bucket), Key: aws.String(key)}); err != nil && !isNotFound(err) {
+		return fmt.Errorf("objects: delete %s: %w", key, err)
+	}
+	return nil
+}
+
+// DeleteAll deletes every object of the app under this source's prefix and returns how many.
+func (s *S3Source) DeleteAll(ctx context.Context, appID string) (int, error) {
+	if err := validApp(appID); err != nil {
+		return 0, err
+	}
+	n := 0
+	cursor := ""
+	for {
+		p, err := s.List(ctx, appID, "", cursor, 1000)
+		if err != nil {
+			return n, err
+		}
+		if len(p.Items) > 0 {
+			ids := make([]s3types.ObjectIdentifier, 0, len(p.Items))
+			for _, it := range p.Items {
+				ids = append(ids, s3types.ObjectIdentifier{Key: aws.String(it.Key)})
+			}
+			out, err := s.s3.DeleteObjects(ctx, &s3.DeleteObjectsInput{Bucket: aws.String(s.cfg.Bucket),
+				Delete: &s3types.Delete{Objects: ids, Quiet: aws.Bool(true)}})
+			if err != nil {
+				return n, fmt.Errorf("objects: delete objects of %s: %w", appID, err)
+			}
+			if len(out.Errors) > 0 {
+				return n, fmt.Errorf("objects: delete %s: %s", aws.ToString(out.Errors[0].Key), aws.ToString(out.Errors[0].Message))
+			}
+			n += len(ids)
+		}
+		if p.Next == "" {
+			return n, nil
+		}
+		cursor = p.Next
+	}
+}
+
+// fetched is one object opened ahead of its turn in a snapshot.
+type fetched struct {
+	info Info
+	out  *s3.GetObjectOutput
+	err  error
+}
+
+// Snapshot implements Source. Up to a few object bodies are opened ahead, so that small
+// objects do not pay one round trip each; memory stays at a few connection buffers.
+func (s *S3Source) Snapshot(ctx context.Context, appID string, w io.Writer) (SnapshotStats, error) {
+	if err := validApp(appID); err != nil {
+		return SnapshotStats{}, err
+	}
+	sw, err := NewSnapshotWriter(w, appID)
+	if err != nil {
+		return SnapshotStats{}, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	const ahead = 4
+	futures := make(chan chan fetched, ahead)
+	listErr := make(chan error, 1)
+	go func() {
+		defer close(futures)
+		cursor := ""
+		for {
+			p, err := s.List(ctx, appID, "", cursor, 1000)
+			if err != nil {
+				listErr <- err
+				return
+			}
+			for _, it := range p.Items {
+				f := make(chan fetched, 1)
+				select {
+				case futures <- f:
+				case <-ctx.Done():
+					return
+				}
+				go func(it Info) {
+					out, err := s.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.cfg.Bucket), Key: aws.String(it.Key)})
+					f <- fetched{info: it, out: out, err: err}
+				}(it)
+			}
+			if p.Next == "" {
+				listErr <- nil
+				return
+			}
+			cursor = p.Next
+		}
+	}()
+	drain := func() {
+		cancel()
+		for f := range futures {
+			if r := <-f; r.out != nil {
+				r.out.Body.Close()
+			}
+		}
+	}
+	lastLog := s.clock.Now()
+	for f := range futures {
+		r := <-f
+		if r.err != nil {
+			drain()
+			if isNotFound(r.err) { // deleted while we listed: not part of this snapshot
+				return SnapshotStats{}, fmt.Errorf("objects: snapshot of %s: %s vanished during the snapshot: %w", appID, r.info.Key, r.err)
+			}
+			return SnapshotStats{}, fmt.Errorf("objects: snapshot of %s: get %s: %w", appID, r.info.Key, r.err)
+		}
+		err := s.snapshotOne(sw, r)
+		r.out.Body.Close()
+		if err != nil {
+			drain()
+			return SnapshotStats{}, fmt.Errorf("objects: snapshot of %s: %w", appID, err)
+		}
+		if now := s.clock.Now(); now.Sub(lastLog) >= 10*time.Second {
+			lastLog = now
+			st := sw.Stats()
+			s.log.InfoContext(ctx, "snapshot progress", "app", appID, "objects", st.Objects, "bytes", st.Bytes)
+		}
+	}
+	if err := <-listErr; err != nil {
+		return SnapshotStats{}, fmt.Errorf("objects: snapshot of %s: %w", appID, err)
+	}
+	if err := sw.Close(); err != nil {
+		return SnapshotStats{}, err
+	}
+	return sw.Stats(), nil
+}
+
+func (s *S3Source) snapshotOne(sw *SnapshotWriter, r fetched) error {
+	size := aws.ToInt64(r.out.ContentLength)
+	h, err := sealing.ReadHeader(r.out.Body)
+	if err != nil {
+		return fmt.Errorf("%s: %w", r.info.Key, err)
+	}
+	gen := h.Generation
+	if r.info.Scope == ScopeManaged {
+		gen = 0
+	}
+	hb := h.Bytes()
+	if int64(len(hb)) > size {
+		return fmt.Errorf("%s: %w: header longer than the object", r.info.Key, sealing.ErrTruncated)
+	}
+	return sw.WriteRecord(Record{Path: r.info.Path, Scope: r.info.Scope, Generation: gen, SealedSize: size},
+		io.MultiReader(bytes.NewReader(hb), r.out.Body))
+}
+
+// targetKeys are the keys a restore writes under, by scope, looked up once.
+type targetKeys struct {
+	cmk, managed *wrappedKey
+}
+
+// RestoreSnapshot implements Source.
+func (s *S3Source) RestoreSnapshot(ctx context.Context, targetApp string, r io.Reader) (RestoreStats, error) {
+	if err := validApp(targetApp); err != nil {
+		return RestoreStats{}, err
+	}
+	sr, err := NewSnapshotReader(r)
+	if err != nil {
+		return RestoreStats{}, err
+	}
+	source := sr.AppID()
+	var tk targetKeys
+	var st RestoreStats
+	lastLog := s.clock.Now()
+	for {
+		rec, body, err := sr.Next()
+		if err == io.EOF {
+			st.Bytes = sr.BytesRead()
+			return st, nil
+		}
+		if err != nil {
+			return st, err
+		}
+		copied, err := s.restoreOne(ctx, source, targetApp, &tk, rec, body)
+		if err != nil {
+			return st, fmt.Errorf("objects: restore %s/%s into %s: %w", rec.Scope, rec.Path, targetApp, err)
+		}
+		st.Objects++
+		if copied {
+			st.Copied++
+		} else {
+			st.Resealed++
+		}
+		if now := s.clock.Now(); now.Sub(lastLog) >= 10*time.Second {
+			lastLog = now
+			s.log.InfoContext(ctx, "restore progress", "app", targetApp, "objects", st.Objects, "bytes", sr.BytesRead())
+		}
+	}
+}
+
+func (s *S3Source) restoreOne(ctx context.Context, source, target string, tk *targetKeys, rec Record, body io.Reader) (bool, error) {
+	h, err := sealing.ReadHeader(body)
+	if err != nil {
+		return false, err
+	}
+	if h.EncryptionContext[keys.ContextKeyApp] != source {
+		return false, fmt.Errorf("%w: record sealed for app %q inside a snapshot of %q", ErrCorruptSnapshot, h.EncryptionContext[keys.ContextKeyApp], source)
+	}
+	var want sealing.Expect
+	var slot **wrappedKey
+	switch rec.Scope {
+	case ScopeManaged:
+		want = sealing.Expect{KeyARN: h.KeyARN, EncryptionContext: ManagedScopeContext(source)}
+		slot = &tk.managed
+	default:
+		want = sealing.Expect{KeyARN: h.KeyARN, Generation: h.Generation, EncryptionContext: GenerationContext(source, h.Generation)}
+		slot = &tk.cmk
+	}
+	if *slot == nil {
+		k, err := s.writeKey(ctx, target, rec.Scope)
+		if err != nil {
+			return false, err
+		}
+		*slot = &k
+	}
+	k := **slot
+	full := io.MultiReader(bytes.NewReader(h.Bytes()), body)
+	key := s.objectKey(target, rec.Scope, rec.Path)
+	if h.KeyARN == k.KeyARN && bytes.Equal(h.WrappedKey, k.Wrapped) && maps.Equal(h.EncryptionContext, k.Context) {
+		_, err := s.upload(ctx, key, full, rec.SealedSize, "")
+		return true, err
+	}
+	plain, _, err := sealing.NewReader(ctx, full, s.cache, want)
+	if err != nil {
+		return false, err
+	}
+	sealed, err := s.sealInto(ctx, k, plain, nil)
+	if err != nil {
+		return false, err
+	}
+	defer sealed.Close()
+	_, err = s.upload(ctx, key, sealed, -1, "")
+	return false, err
+}
+
+// VerifySnapshot reads a record stream to its end and opens every object in it (authenticating
+// each body), writing nothing. It returns the stream's stats; any defect is an error.
+func (s *S3Source) VerifySnapshot(ctx context.Context, r io.Reader) (SnapshotStats, error) {
+	sr, err := NewSnapshotReader(r)
+	if err != nil {
+		return SnapshotStats{}, err
+	}
+	source := sr.AppID()
+	for {
+		rec, body, err := sr.Next()
+		if err == io.EOF {
+			return SnapshotStats{Objects: sr.Objects(), Bytes: sr.BytesRead()}, nil
+		}
+		if err != nil {
+			return SnapshotStats{}, err
+		}
+		var want sealing.Expect
+		switch rec.Scope {
+		case ScopeManaged:
+			want = sealing.Expect{EncryptionContext: ManagedScopeContext(source)}
+		default:
+			want = sealing.Expect{Generation: rec.Generation, EncryptionContext: GenerationContext(source, rec.Generation)}
+		}
+		plain, _, err := sealing.NewReader(ctx, body, s.cache, want)
+		if err == nil {
+			_, err = io.Copy(io.Discard, plain)
+		}
+		if err != nil {
+			return SnapshotStats{}, fmt.Errorf("objects: snapshot object %s/%s: %w", rec.Scope, rec.Path, err)
+		}
+	}
+}
+
+// ReencryptObject implements Source.
+func (s *S3Source) ReencryptObject(ctx context.Context, appID, key string, toGeneration int) (Info, error) {
+	if err := validApp(appID); err != nil {
+		return Info{}, err
+	}
+	path := key
+	if a, sc, p, ok := s.parseKey(key); ok {
+		if a != appID {
+			return Info{}, &InvalidError{What: "key " + quote(key) + " of another app"}
+		}
+		if sc != ScopeCMK {
+			return Info{}, fmt.Errorf("%w: %s is managed scope, which a CMK re-encryption never alters (R4)", ErrScopeNotAllowed, key)
+		}
+		path = p
+	}
+	if err := validPath(path); err != nil {
+		return Info{}, &InvalidError{What: err.Error()}
+	}
+	k, err := s.generationKey(ctx, appID, toGeneration, true)
+	if err != nil {
+		return Info{}, err
+	}
+	full := s.objectKey(appID, ScopeCMK, path)
+	for attempt := 0; ; attempt++ {
+		info, retry, err := s.reencryptOnce(ctx, appID, path, full, k)
+		if !retry || attempt >= 3 {
+			return info, err
+		}
+	}
+}
+
+func (s *S3Source) reencryptOnce(ctx context.Context, appID, path, key string, k wrappedKey) (Info, bool, error) {
+	out, err := s.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.cfg.Bucket), Key: aws.String(key)})
+	if err != nil {
+		if isNotFound(err) {
+			return Info{}, false, fmt.Errorf("%w: object %s (deleted meanwhile?)", ErrNotFound, key)
+		}
+		return Info{}, false, fmt.Errorf("objects: get %s: %w", key, err)
+	}
+	defer out.Body.Close()
+	etag := aws.ToString(out.ETag)
+	h, err := sealing.ReadHeader(out.Body)
+	if err != nil {
+		return Info{}, false, fmt.Errorf("objects: %s: %w", key, err)
+	}
+	info := Info{AppID: appID, Scope: ScopeCMK, Path: path, Key: key, Size: -1}
+	if h.Generation == k.Generation {
+		info.SealedSize, info.Generation, info.KeyARN = aws.ToInt64(out.ContentLength), h.Generation, h.KeyARN
+		return info, false, nil // already there: idempotent
+	}
+	exp, err := s.expectFor(ctx, appID, ScopeCMK, h)
+	if err != nil {
+		return Info{}, false, err
+	}
+	plain, _, err := sealing.NewReader(ctx, io.MultiReader(bytes.NewReader(h.Bytes()), out.Body), s.cache, exp)
+	if err != nil {
+		return Info{}, false, fmt.Errorf("objects: %s: %w", key, err)
+	}
+	var n int64
+	sealed, err := s.sealInto(ctx, k, plain, &n)
+	if err != nil {
+		return Info{}, false, err
+	}
+	defer sealed.Close()
+	sz, err := s.upload(ctx, key, sealed, -1, etag)
+	if err != nil {
+		var re *smithyhttp.ResponseError
+		if errors.As(err, &re) && (re.HTTPStatusCode() == http.StatusPreconditionFailed || re.HTTPStatusCode() == http.StatusConflict) {
+			return Info{}, true, err // written meanwhile: read it again
+		}
+		return Info{}, false, err
+	}
+	info.SealedSize, info.Size, info.Generation, info.KeyARN = sz, n, k.Generation, k.KeyARN
+	return info, false, nil
+}

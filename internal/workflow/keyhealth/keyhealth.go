@@ -1,0 +1,233 @@
+// Package keyhealth is keyline's scheduled key-health check (DESIGN B2): CloudTrail delivery
+// is best effort, so every distinct key that an active app (or a running re-encryption)
+// depends on is checked with DescribeKey and a test data-key round trip. A key that fails
+// with a revoked-class error goes down the same revocation path as a DisableKey event;
+// throttling, 5xx and network errors are transient and never deactivate anything.
+package keyhealth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+
+	"github.com/keyline/keyline/internal/keys"
+	"github.com/keyline/keyline/internal/lineage"
+	"github.com/keyline/keyline/internal/workflow/revocation"
+)
+
+// Actor is the actor named in the audit trail of a revocation found by the check.
+const Actor = "key-health"
+
+// Store is what the check needs of the lineage store (*lineage.Store satisfies it).
+type Store interface {
+	ListApps(ctx context.Context, cursor string, limit int) (lineage.Page[lineage.App], error)
+	ActiveKey(ctx context.Context, appID string) (lineage.App, lineage.Generation, error)
+	GetGeneration(ctx context.Context, appID string, n int) (lineage.Generation, error)
+}
+
+var _ Store = (*lineage.Store)(nil)
+
+// Revoker applies a revocation found by the check (*revocation.Service satisfies it).
+type Revoker interface {
+	RevokeKey(ctx context.Context, keyARN, reason string, cause lineage.Cause) (revocation.Result, error)
+}
+
+var _ Revoker = (*revocation.Service)(nil)
+
+// Config configures a Checker.
+type Config struct {
+	Store   Store
+	Keys    keys.Provider
+	Revoker Revoker
+	// Concurrency bounds the keys checked at once (default 4: KMS request quotas) and, times
+	// four, the app reads at once.
+	Concurrency int
+	Logger      *slog.Logger
+}
+
+// Checker runs the key-health check.
+type Checker struct{ cfg Config }
+
+// New returns a Checker.
+func New(cfg Config) (*Checker, error) {
+	if cfg.Store == nil || cfg.Keys == nil || cfg.Revoker == nil {
+		return nil, errors.New("keyhealth: a store, a key provider and a revoker are required")
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 4
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Checker{cfg: cfg}, nil
+}
+
+// KeyResult is the outcome of one key's check.
+type KeyResult struct {
+	KeyARN string `json:"keyArn"`
+	// Status is "healthy", "revoked", "transient" or "error".
+	Status string `json:"status"`
+	Code   string `json:"code,omitempty"`
+	Error  string `json:"error,omitempty"`
+	// Deactivated counts the apps deactivated (or pending generations revoked) because of it.
+	Deactivated int `json:"deactivated,omitempty"`
+}
+
+// Report is the outcome of one run.
+type Report struct {
+	Apps        int         `json:"apps"`
+	Keys        []KeyResult `json:"keys"`
+	Healthy     int         `json:"healthy"`
+	Revoked     int         `json:"revoked"`
+	Transient   int         `json:"transient"`
+	Deactivated int         `json:"deactivated"`
+}
+
+// Run checks every distinct key of the ACTIVE and REENCRYPTING apps (their active and
+// pending generations) once. Revoked keys are revoked through the Revoker with cause
+// "key-health". It returns the report and the errors met (a failed listing or revocation);
+// transient key errors are reported, not returned.
+func (c *Checker) Run(ctx context.Context) (Report, error) {
+	keySet, apps, err := c.activeKeys(ctx)
+	if err != nil {
+		return Report{}, err
+	}
+	arns := make([]string, 0, len(keySet))
+	for k := range keySet {
+		arns = append(arns, k)
+	}
+	sort.Strings(arns)
+	results := make([]KeyResult, len(arns))
+	errs := make([]error, len(arns))
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, c.cfg.Concurrency)
+	for i, arn := range arns {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			results[i], errs[i] = c.checkKey(ctx, arn)
+		}()
+	}
+	wg.Wait()
+	rep := Report{Apps: apps, Keys: results}
+	for _, r := range results {
+		switch r.Status {
+		case "healthy":
+			rep.Healthy++
+		case "revoked":
+			rep.Revoked++
+		case "transient":
+			rep.Transient++
+		}
+		rep.Deactivated += r.Deactivated
+	}
+	c.cfg.Logger.InfoContext(ctx, "key health checked", slog.Int("apps", rep.Apps), slog.Int("keys", len(arns)),
+		slog.Int("healthy", rep.Healthy), slog.Int("revoked", rep.Revoked), slog.Int("transient", rep.Transient),
+		slog.Int("deactivated", rep.Deactivated))
+	return rep, errors.Join(errs...)
+}
+
+func (c *Checker) checkKey(ctx context.Context, arn string) (KeyResult, error) {
+	r := KeyResult{KeyARN: arn, Status: "healthy"}
+	err := c.cfg.Keys.Check(ctx, arn)
+	if err == nil {
+		return r, nil
+	}
+	var ke *keys.KeyError
+	if errors.As(err, &ke) {
+		r.Code = ke.Code
+	}
+	r.Error = err.Error()
+	switch {
+	case errors.Is(err, keys.ErrRevoked):
+		r.Status = "revoked"
+		res, rerr := c.cfg.Revoker.RevokeKey(ctx, arn, "key-health check: "+codeOr(r.Code, "revoked"), lineage.Cause{Actor: Actor})
+		r.Deactivated = len(res.Apps)
+		c.cfg.Logger.WarnContext(ctx, "key health: key revoked", slog.String("key_arn", arn), slog.String("code", r.Code), slog.Int("apps", r.Deactivated))
+		if rerr != nil {
+			return r, fmt.Errorf("keyhealth: revoke %s: %w", arn, rerr)
+		}
+	case errors.Is(err, keys.ErrTransient):
+		r.Status = "transient"
+		c.cfg.Logger.WarnContext(ctx, "key health: transient error, nothing deactivated", slog.String("key_arn", arn), slog.String("code", r.Code))
+	default:
+		r.Status = "error"
+		c.cfg.Logger.ErrorContext(ctx, "key health: check failed, nothing deactivated", slog.String("key_arn", arn), slog.Any("error", err))
+	}
+	return r, nil
+}
+
+func codeOr(code, def string) string {
+	if code == "" {
+		return def
+	}
+	return code
+}
+
+// activeKeys lists all apps and returns the distinct keys of the ACTIVE and REENCRYPTING
+// ones (active and pending generations) and how many such apps there are.
+func (c *Checker) activeKeys(ctx context.Context) (map[string]bool, int, error) {
+	var ids []lineage.App
+	for cursor := ""; ; {
+		page, err := c.cfg.Store.ListApps(ctx, cursor, 100)
+		if err != nil {
+			return nil, 0, fmt.Errorf("keyhealth: list apps: %w", err)
+		}
+		for _, a := range page.Items {
+			if a.Status == lineage.AppActive || a.Status == lineage.AppReencrypting {
+				ids = append(ids, a)
+			}
+		}
+		if page.Next == "" {
+			break
+		}
+		cursor = page.Next
+	}
+	var (
+		mu   sync.Mutex
+		set  = map[string]bool{}
+		errs []error
+		wg   sync.WaitGroup
+		sem  = make(chan struct{}, 4*c.cfg.Concurrency)
+	)
+	for _, a := range ids {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			var found []string
+			app, gen, err := c.cfg.Store.ActiveKey(ctx, a.ID)
+			if err == nil && gen.State == lineage.GenActive {
+				found = append(found, gen.KeyARN)
+			}
+			if err == nil && app.PendingGeneration > 0 {
+				var pg lineage.Generation
+				pg, err = c.cfg.Store.GetGeneration(ctx, a.ID, app.PendingGeneration)
+				if err == nil && pg.State == lineage.GenPending {
+					found = append(found, pg.KeyARN)
+				}
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && !errors.Is(err, lineage.ErrNotFound) {
+				errs = append(errs, fmt.Errorf("app %s: %w", a.ID, err))
+			}
+			for _, k := range found {
+				if k != "" {
+					set[k] = true
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		return nil, 0, fmt.Errorf("keyhealth: read active keys: %w", errors.Join(errs...))
+	}
+	return set, len(ids), nil
+}

@@ -1,0 +1,466 @@
+// Package reencrypt holds the steps of keyline's re-encryption workflow (DESIGN §4, R4,
+// R5, R6, B7, B8), run by the "reencrypt" state machine: Validate the new key, Begin
+// (generation n+1 PENDING, app REENCRYPTING), Batch (re-seal a batch of CMK-scope objects
+// from n to n+1, the Distributed Map's children), Commit (n+1 ACTIVE, n RETIRED) and Abort
+// (compensation to a defined state).
+//
+// Every step is idempotent, so the state machine may retry any of them. Steps return the
+// error types of internal/workflow/wferr that the state machine's Retry and Catch match on.
+package reencrypt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+
+	"github.com/keyline/keyline/internal/audit"
+	"github.com/keyline/keyline/internal/clock"
+	"github.com/keyline/keyline/internal/keys"
+	"github.com/keyline/keyline/internal/lineage"
+	"github.com/keyline/keyline/internal/objects"
+	"github.com/keyline/keyline/internal/workflow/revocation"
+	"github.com/keyline/keyline/internal/workflow/wferr"
+)
+
+// Store is what re-encryption needs of the lineage store (*lineage.Store satisfies it).
+type Store interface {
+	GetApp(ctx context.Context, appID string) (lineage.App, error)
+	ActiveKey(ctx context.Context, appID string) (lineage.App, lineage.Generation, error)
+	GetGeneration(ctx context.Context, appID string, n int) (lineage.Generation, error)
+	BeginReencrypt(ctx context.Context, appID string, newGen int, newKeyARN string, wrappedDataKey []byte, cause lineage.Cause) (lineage.Generation, error)
+	CommitReencrypt(ctx context.Context, appID string, gen int, cause lineage.Cause) (lineage.App, error)
+	AbortReencrypt(ctx context.Context, appID string, gen int, reason string, cause lineage.Cause) (lineage.App, error)
+}
+
+var _ Store = (*lineage.Store)(nil)
+
+// Objects moves one object to a new generation (objects.Source satisfies it).
+type Objects interface {
+	ReencryptObject(ctx context.Context, appID, key string, toGeneration int) (objects.Info, error)
+}
+
+// Revoker is told about revoked-class KMS errors met while moving objects (B2, B8).
+// *revocation.Service satisfies it.
+type Revoker interface {
+	RevokeFromKMSError(ctx context.Context, keyARN string, kmsErr error, cause string) (revocation.Result, error)
+}
+
+var _ Revoker = (*revocation.Service)(nil)
+
+// Config configures a Service. Objects is needed by Batch only, Revoker is optional.
+type Config struct {
+	Store   Store
+	Keys    keys.Provider
+	Objects Objects
+	Revoker Revoker
+	Emitter audit.Emitter
+	// ProviderKeyARN is the provider's key, which a CMK app may never be re-encrypted to (R1).
+	ProviderKeyARN string
+	// Prefix roots the apps' objects in the data bucket (default "apps/").
+	Prefix string
+	// Concurrency is how many objects of a batch move at once (default 8).
+	Concurrency int
+	Clock       clock.Clock
+	Logger      *slog.Logger
+}
+
+// Service runs the re-encryption steps. It is safe for concurrent use.
+type Service struct{ cfg Config }
+
+// New returns a Service.
+func New(cfg Config) (*Service, error) {
+	if cfg.Store == nil || cfg.Keys == nil {
+		return nil, errors.New("reencrypt: a store and a key provider are required")
+	}
+	if cfg.Emitter == nil {
+		cfg.Emitter = audit.Discard{}
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = "apps/"
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 8
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Service{cfg: cfg}, nil
+}
+
+// Request is the state machine's input, as the console starts it.
+type Request struct {
+	AppID        string `json:"appId"`
+	KeyARN       string `json:"keyArn"`
+	RequestedBy  string `json:"requestedBy,omitempty"`
+	RequestID    string `json:"requestId,omitempty"`
+	ExecutionArn string `json:"executionArn,omitempty"`
+}
+
+// StepError is a caught error as the state machine's Catch puts it at $.error.
+type StepError struct {
+	Error string `json:"Error"`
+	Cause string `json:"Cause"`
+}
+
+// State is what flows between the steps.
+type State struct {
+	Request
+	// OldKeyARN and FromGeneration are the app's active key and generation when validated.
+	OldKeyARN      string `json:"oldKeyArn"`
+	FromGeneration int    `json:"fromGeneration"`
+	// ToGeneration is the PENDING generation Begin introduced (0 before Begin).
+	ToGeneration int `json:"toGeneration,omitempty"`
+	// Prefix is the app's CMK-scope prefix in the data bucket, which the Map lists.
+	Prefix string `json:"prefix"`
+	// Error is set by the state machine's Catch before Abort.
+	Error *StepError `json:"error,omitempty"`
+}
+
+func (s State) cause() lineage.Cause {
+	return lineage.Cause{RequestID: s.RequestID, ExecutionArn: s.ExecutionArn, Actor: s.RequestedBy}
+}
+
+// Outcome is the result of Commit and Abort.
+type Outcome struct {
+	AppID            string            `json:"appId"`
+	Status           lineage.AppStatus `json:"status"`
+	ActiveGeneration int               `json:"activeGeneration"`
+	KeyARN           string            `json:"keyArn,omitempty"`
+	// RetiredGeneration is the generation retired by a commit, or the pending generation an
+	// abort retired.
+	RetiredGeneration int    `json:"retiredGeneration,omitempty"`
+	Reason            string `json:"reason,omitempty"`
+}
+
+func refused(code, format string, args ...any) error {
+	return &wferr.Refused{Code: code, Msg: fmt.Sprintf(format, args...)}
+}
+
+// keyError maps a KMS error of a step onto the workflow error types.
+func keyError(err error, what string) error {
+	var ke *keys.KeyError
+	switch {
+	case errors.Is(err, keys.ErrRevoked):
+		arn := ""
+		if errors.As(err, &ke) {
+			arn = ke.KeyARN
+		}
+		return &wferr.KeyRevoked{KeyARN: arn, Msg: what + ": " + err.Error()}
+	case errors.Is(err, keys.ErrTransient):
+		return &wferr.Transient{Msg: what + ": " + err.Error()}
+	}
+	return wferr.From(fmt.Errorf("%s: %w", what, err))
+}
+
+// Validate checks a re-encryption request (nothing changes): the app exists, is a CMK app,
+// is ACTIVE; the new key is a KMS key ARN, not the provider's key, not the app's active key,
+// and passes DescribeKey and a test round trip.
+func (s *Service) Validate(ctx context.Context, req Request) (State, error) {
+	if req.AppID == "" || req.KeyARN == "" {
+		return State{}, &wferr.Invalid{Msg: "a re-encryption needs appId and keyArn"}
+	}
+	if !revocation.IsKeyARN(req.KeyARN) {
+		return State{}, refused("unprocessable", "keyArn %q is not a KMS key ARN (arn:aws:kms:<region>:<account>:key/<key id>); aliases are not accepted", req.KeyARN)
+	}
+	if _, err := keys.Resolve(keys.ModelCustomer, req.KeyARN, s.cfg.ProviderKeyARN); err != nil {
+		return State{}, refused("unprocessable", "keyArn %s cannot be used: %v", req.KeyARN, err)
+	}
+	app, gen, err := s.cfg.Store.ActiveKey(ctx, req.AppID)
+	if err != nil {
+		return State{}, wferr.From(fmt.Errorf("reencrypt: app %s: %w", req.AppID, err))
+	}
+	if app.KeyModel != lineage.KeyModelCMK {
+		return State{}, refused("unprocessable", "app %s uses the provider-managed key; only a customer-managed (CMK) app is re-encrypted to a key of its own", req.AppID)
+	}
+	switch app.Status {
+	case lineage.AppActive:
+	case lineage.AppReencrypting:
+		return State{}, refused("conflict", "app %s is already re-encrypting (to generation %d); wait for it to finish", req.AppID, app.PendingGeneration)
+	case lineage.AppDeactivated:
+		return State{}, refused("conflict", "app %s is deactivated (%s); its key must be reactivated before it can be re-encrypted", req.AppID, app.StatusReason)
+	default:
+		return State{}, refused("conflict", "app %s is %s", req.AppID, app.Status)
+	}
+	if gen.KeyARN == req.KeyARN {
+		return State{}, refused("unprocessable", "key %s is already the active key of app %s (generation %d)", req.KeyARN, req.AppID, gen.Number)
+	}
+	if err := s.cfg.Keys.Check(ctx, req.KeyARN); err != nil {
+		switch {
+		case errors.Is(err, keys.ErrTransient):
+			return State{}, &wferr.Transient{Msg: "checking the new key: " + err.Error()}
+		default:
+			return State{}, refused("unprocessable", "the new key %s is not usable (DescribeKey and a test round trip must succeed; grant keyline's role kms:DescribeKey, kms:GenerateDataKey and kms:Decrypt): %v", req.KeyARN, err)
+		}
+	}
+	return State{Request: req, OldKeyARN: gen.KeyARN, FromGeneration: gen.Number,
+		Prefix: s.cfg.Prefix + req.AppID + "/" + string(objects.ScopeCMK) + "/"}, nil
+}
+
+// Begin introduces generation n+1 PENDING under the new key (its data key generated with one
+// KMS call) and sets the app REENCRYPTING, in one transaction refused while a backup lease is
+// held (wferr.LeaseHeld: the state machine retries; leases expire). Repeating Begin returns
+// the same pending generation.
+func (s *Service) Begin(ctx context.Context, st State) (State, error) {
+	if st.AppID == "" || st.KeyARN == "" || st.FromGeneration <= 0 {
+		return st, &wferr.Invalid{Msg: "begin needs the validated state (appId, keyArn, fromGeneration)"}
+	}
+	app, err := s.cfg.Store.GetApp(ctx, st.AppID)
+	if err != nil {
+		return st, wferr.From(fmt.Errorf("reencrypt: app %s: %w", st.AppID, err))
+	}
+	if app.Status == lineage.AppReencrypting && app.PendingGeneration > 0 && app.ActiveGeneration == st.FromGeneration {
+		pg, err := s.cfg.Store.GetGeneration(ctx, st.AppID, app.PendingGeneration)
+		if err != nil {
+			return st, wferr.From(fmt.Errorf("reencrypt: pending generation of %s: %w", st.AppID, err))
+		}
+		if pg.KeyARN == st.KeyARN && pg.State == lineage.GenPending {
+			st.ToGeneration = pg.Number // begun already (a retried step)
+			return st, nil
+		}
+	}
+	switch {
+	case app.Status == lineage.AppReencrypting:
+		return st, refused("conflict", "app %s is already re-encrypting to generation %d", st.AppID, app.PendingGeneration)
+	case app.Status != lineage.AppActive:
+		return st, refused("conflict", "app %s is %s (%s)", st.AppID, app.Status, app.StatusReason)
+	case app.ActiveGeneration != st.FromGeneration:
+		return st, refused("conflict", "the active generation of app %s changed since validation (%d, was %d)", st.AppID, app.ActiveGeneration, st.FromGeneration)
+	}
+	to := app.LatestGeneration + 1
+	wrapped, err := objects.NewGenerationKey(ctx, s.cfg.Keys, st.AppID, to, st.KeyARN)
+	if err != nil {
+		return st, keyError(err, "generating the data key of generation "+fmt.Sprint(to))
+	}
+	gen, err := s.cfg.Store.BeginReencrypt(ctx, st.AppID, to, st.KeyARN, wrapped, st.cause())
+	if err != nil {
+		if errors.Is(err, lineage.ErrReencrypting) || errors.Is(err, lineage.ErrAppDeactivated) {
+			return st, refused("conflict", "cannot begin re-encrypting app %s: %v", st.AppID, err)
+		}
+		return st, wferr.From(fmt.Errorf("reencrypt: begin %s: %w", st.AppID, err))
+	}
+	st.ToGeneration = gen.Number
+	s.emit(ctx, audit.DetailReencryptBegun, st, app.OrgID, map[string]any{"status": lineage.AppReencrypting})
+	return st, nil
+}
+
+// Item is one object of the Map's S3 listing (ItemReader s3:listObjectsV2).
+type Item struct {
+	Key  string `json:"Key"`
+	Size int64  `json:"Size,omitempty"`
+}
+
+// BatchInput is what the Map's ItemBatcher adds to every batch.
+type BatchInput struct {
+	AppID          string `json:"appId"`
+	KeyARN         string `json:"keyArn"`
+	FromGeneration int    `json:"fromGeneration"`
+	ToGeneration   int    `json:"toGeneration"`
+	RequestID      string `json:"requestId,omitempty"`
+	ExecutionArn   string `json:"executionArn,omitempty"`
+}
+
+// Batch is one child input of the Distributed Map.
+type Batch struct {
+	BatchInput BatchInput `json:"BatchInput"`
+	Items      []Item     `json:"Items"`
+}
+
+// BatchResult counts what a batch did.
+type BatchResult struct {
+	Objects int `json:"objects"`
+	// Missing objects were deleted since the listing.
+	Missing int `json:"missing"`
+}
+
+// Batch moves a batch of CMK-scope objects to the pending generation (B7: each object stays
+// readable, by the generation in its header, before and after). It first checks the
+// re-encryption is still running: after an abort or a revocation of the old key (B8) it
+// stops. A revoked-class KMS error is reported to the revocation path and returned as
+// wferr.KeyRevoked (the state machine then aborts).
+func (s *Service) Batch(ctx context.Context, b Batch) (BatchResult, error) {
+	in := b.BatchInput
+	if in.AppID == "" || in.ToGeneration <= 0 {
+		return BatchResult{}, &wferr.Invalid{Msg: "a batch needs BatchInput.appId and BatchInput.toGeneration"}
+	}
+	if s.cfg.Objects == nil {
+		return BatchResult{}, &wferr.Failed{Msg: "reencrypt: no data source configured"}
+	}
+	prefix := s.cfg.Prefix + in.AppID + "/" + string(objects.ScopeCMK) + "/"
+	for _, it := range b.Items {
+		if !strings.HasPrefix(it.Key, prefix) {
+			return BatchResult{}, &wferr.Invalid{Msg: fmt.Sprintf("object %q is not in the CMK scope of app %s (%s): only CMK-scope objects are re-encrypted (R4)", it.Key, in.AppID, prefix)}
+		}
+	}
+	app, err := s.cfg.Store.GetApp(ctx, in.AppID)
+	if err != nil {
+		return BatchResult{}, wferr.From(fmt.Errorf("reencrypt: app %s: %w", in.AppID, err))
+	}
+	if app.Status != lineage.AppReencrypting || app.PendingGeneration != in.ToGeneration {
+		if app.Status == lineage.AppDeactivated {
+			return BatchResult{}, &wferr.KeyRevoked{Msg: fmt.Sprintf("app %s was deactivated during its re-encryption: %s", in.AppID, app.StatusReason)}
+		}
+		return BatchResult{}, &wferr.Failed{Msg: fmt.Sprintf("app %s is no longer re-encrypting to generation %d (status %s, pending %d)", in.AppID, in.ToGeneration, app.Status, app.PendingGeneration)}
+	}
+	pending, err := s.cfg.Store.GetGeneration(ctx, in.AppID, in.ToGeneration)
+	if err != nil {
+		return BatchResult{}, wferr.From(fmt.Errorf("reencrypt: generation %d of %s: %w", in.ToGeneration, in.AppID, err))
+	}
+	if pending.State == lineage.GenRevoked {
+		// B8: the new key was revoked; stop moving objects to it.
+		return BatchResult{}, &wferr.KeyRevoked{KeyARN: pending.KeyARN, Msg: fmt.Sprintf("the new key %s of app %s was revoked during the re-encryption", pending.KeyARN, in.AppID)}
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu       sync.Mutex
+		res      BatchResult
+		firstErr error
+		wg       sync.WaitGroup
+		sem      = make(chan struct{}, s.cfg.Concurrency)
+	)
+	fail := func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if firstErr == nil {
+			firstErr = err
+			cancel()
+		}
+	}
+	for _, it := range b.Items {
+		if ctx.Err() != nil {
+			break
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			_, err := s.cfg.Objects.ReencryptObject(ctx, in.AppID, it.Key, in.ToGeneration)
+			mu.Lock()
+			switch {
+			case err == nil:
+				res.Objects++
+			case errors.Is(err, objects.ErrNotFound):
+				res.Missing++
+			}
+			mu.Unlock()
+			if err != nil && !errors.Is(err, objects.ErrNotFound) {
+				fail(fmt.Errorf("object %s: %w", it.Key, err))
+			}
+		}()
+	}
+	wg.Wait()
+	if firstErr == nil {
+		return res, nil
+	}
+	if errors.Is(firstErr, keys.ErrRevoked) && s.cfg.Revoker != nil {
+		// B2/B8: tell the revocation path; it confirms with a key check before deactivating.
+		if _, rerr := s.cfg.Revoker.RevokeFromKMSError(context.WithoutCancel(ctx), "", firstErr, "reencrypt"); rerr != nil {
+			s.cfg.Logger.ErrorContext(ctx, "revocation path failed", slog.String("app_id", in.AppID), slog.Any("error", rerr))
+		}
+	}
+	if errors.Is(firstErr, context.Canceled) && ctx.Err() != nil {
+		return res, &wferr.Transient{Msg: firstErr.Error()}
+	}
+	return res, keyError(firstErr, "re-encrypting app "+in.AppID)
+}
+
+// Commit ends the re-encryption: n+1 ACTIVE, n RETIRED (its backups no longer restorable,
+// R6), the app ACTIVE. If a key was revoked meanwhile it returns wferr.KeyRevoked and the
+// state machine aborts (B8).
+func (s *Service) Commit(ctx context.Context, st State) (Outcome, error) {
+	if st.AppID == "" || st.ToGeneration <= 0 {
+		return Outcome{}, &wferr.Invalid{Msg: "commit needs appId and toGeneration"}
+	}
+	before, err := s.cfg.Store.GetApp(ctx, st.AppID)
+	if err != nil {
+		return Outcome{}, wferr.From(fmt.Errorf("reencrypt: app %s: %w", st.AppID, err))
+	}
+	// A retried step after a commit that went through: same outcome, no second event.
+	repeated := before.ActiveGeneration == st.ToGeneration && before.PendingGeneration == 0
+	app, err := s.cfg.Store.CommitReencrypt(ctx, st.AppID, st.ToGeneration, st.cause())
+	if err != nil {
+		if errors.Is(err, lineage.ErrKeyRevoked) || errors.Is(err, lineage.ErrAppDeactivated) {
+			return Outcome{}, &wferr.KeyRevoked{KeyARN: st.KeyARN, Msg: "cannot commit the re-encryption of app " + st.AppID + ": " + err.Error()}
+		}
+		return Outcome{}, wferr.From(fmt.Errorf("reencrypt: commit %s: %w", st.AppID, err))
+	}
+	if !repeated {
+		s.emit(ctx, audit.DetailReencryptCommitted, st, app.OrgID, map[string]any{"status": app.Status, "retiredGeneration": st.FromGeneration})
+	}
+	return Outcome{AppID: st.AppID, Status: app.Status, ActiveGeneration: app.ActiveGeneration, KeyARN: st.KeyARN,
+		RetiredGeneration: st.FromGeneration}, nil
+}
+
+// Abort compensates a failed re-encryption: the pending generation is retired (left REVOKED
+// if its key was revoked), the app goes back to ACTIVE on its previous generation, or stays
+// DEACTIVATED if that generation's key was revoked (B8). With no pending generation of this
+// request (Begin never committed) nothing changes.
+func (s *Service) Abort(ctx context.Context, st State) (Outcome, error) {
+	if st.AppID == "" {
+		return Outcome{}, &wferr.Invalid{Msg: "abort needs appId"}
+	}
+	reason := "re-encryption failed"
+	if st.Error != nil {
+		reason = strings.TrimSpace(st.Error.Error + ": " + st.Error.Cause)
+	}
+	if len(reason) > 500 {
+		reason = reason[:500] + "…"
+	}
+	to := st.ToGeneration
+	if to <= 0 {
+		app, err := s.cfg.Store.GetApp(ctx, st.AppID)
+		if err != nil {
+			return Outcome{}, wferr.From(fmt.Errorf("reencrypt: app %s: %w", st.AppID, err))
+		}
+		if app.PendingGeneration > 0 && app.ActiveGeneration == st.FromGeneration {
+			pg, err := s.cfg.Store.GetGeneration(ctx, st.AppID, app.PendingGeneration)
+			if err != nil {
+				return Outcome{}, wferr.From(fmt.Errorf("reencrypt: pending generation of %s: %w", st.AppID, err))
+			}
+			if pg.KeyARN == st.KeyARN {
+				to = pg.Number
+			}
+		}
+		if to <= 0 {
+			return Outcome{AppID: st.AppID, Status: app.Status, ActiveGeneration: app.ActiveGeneration, Reason: "nothing begun: " + reason}, nil
+		}
+	}
+	before, err := s.cfg.Store.GetApp(ctx, st.AppID)
+	if err != nil {
+		return Outcome{}, wferr.From(fmt.Errorf("reencrypt: app %s: %w", st.AppID, err))
+	}
+	app, err := s.cfg.Store.AbortReencrypt(ctx, st.AppID, to, reason, st.cause())
+	if err != nil {
+		return Outcome{}, wferr.From(fmt.Errorf("reencrypt: abort %s: %w", st.AppID, err))
+	}
+	st.ToGeneration = to
+	if before.PendingGeneration != to {
+		// Aborted before (a retried step): same outcome, no second event.
+		return Outcome{AppID: st.AppID, Status: app.Status, ActiveGeneration: app.ActiveGeneration, RetiredGeneration: to, Reason: reason}, nil
+	}
+	s.emit(ctx, audit.DetailReencryptAborted, st, app.OrgID, map[string]any{"status": app.Status, "reason": reason})
+	return Outcome{AppID: st.AppID, Status: app.Status, ActiveGeneration: app.ActiveGeneration, RetiredGeneration: to, Reason: reason}, nil
+}
+
+func (s *Service) emit(ctx context.Context, detailType string, st State, orgID string, extra map[string]any) {
+	d := map[string]any{"appId": st.AppID, "orgId": orgID, "keyArn": st.KeyARN, "oldKeyArn": st.OldKeyARN,
+		"fromGeneration": st.FromGeneration, "toGeneration": st.ToGeneration, "cause": st.cause()}
+	for k, v := range extra {
+		d[k] = v
+	}
+	resources := []string{st.KeyARN}
+	if st.OldKeyARN != "" {
+		resources = append(resources, st.OldKeyARN)
+	}
+	if err := s.cfg.Emitter.Emit(ctx, audit.Event{DetailType: detailType, Detail: d, Resources: resources, Time: s.cfg.Clock.Now().UTC()}); err != nil {
+		s.cfg.Logger.ErrorContext(ctx, "audit event not emitted", slog.String("detail_type", detailType), slog.String("app_id", st.AppID), slog.Any("error", err))
+	}
+}

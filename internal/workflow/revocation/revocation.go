@@ -1,0 +1,278 @@
+// Package revocation is keyline's key-revocation path (DESIGN R8, B1, B2, B3, B6, B8): it
+// turns CloudTrail KMS key events (DisableKey, ScheduleKeyDeletion, EnableKey,
+// CancelKeyDeletion, delivered by an EventBridge rule), revoked-class KMS errors met by the
+// workflows and failed key-health checks into lineage changes, and emits a keyline audit
+// event for each app it changes.
+//
+// Revocation acts per key (B6): only the apps whose active (or pending) generation uses
+// the key are touched. Events with an errorCode change nothing; events are deduplicated by
+// id and ordered by eventTime per key (B3). Reactivation (B1) verifies the key with a test
+// round trip first and never brings back a generation retired by re-encryption.
+package revocation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keyline/keyline/internal/audit"
+	"github.com/keyline/keyline/internal/clock"
+	"github.com/keyline/keyline/internal/keys"
+	"github.com/keyline/keyline/internal/lineage"
+)
+
+// DefaultWindow is how long after a revocation a key's return reactivates its apps by itself (B1).
+const DefaultWindow = 10 * 24 * time.Hour
+
+// EnvReactivationWindow is the setting that overrides DefaultWindow ("240h", "10d", …).
+const EnvReactivationWindow = "KEYLINE_REACTIVATION_WINDOW"
+
+// ActionAwaitingEnable is the audit action recorded when CancelKeyDeletion leaves a key
+// Disabled: nothing changes until EnableKey.
+const ActionAwaitingEnable = "key.awaiting_enable"
+
+// ActionOperatorReactivated is the audit action detail for an operator's reactivation.
+const ActionOperatorReactivated = "key.operator_reactivated"
+
+// Store is what the revocation path needs of the lineage store (*lineage.Store satisfies it).
+type Store interface {
+	GetApp(ctx context.Context, appID string) (lineage.App, error)
+	ActiveKey(ctx context.Context, appID string) (lineage.App, lineage.Generation, error)
+	FindGenerationsByKey(ctx context.Context, keyARN string) ([]lineage.Generation, error)
+	RevokeKey(ctx context.Context, keyARN, reason string, cause lineage.Cause) ([]lineage.AffectedApp, error)
+	ReactivateKey(ctx context.Context, keyARN string, cause lineage.Cause, window time.Duration) ([]lineage.AffectedApp, error)
+	ReactivateApp(ctx context.Context, appID string, cause lineage.Cause) (lineage.App, error)
+	AppendAudit(ctx context.Context, e lineage.AuditEntry) (lineage.AuditEntry, error)
+	MarkEventSeen(ctx context.Context, eventID string, ttl time.Duration) error
+	ObserveKeyEvent(ctx context.Context, keyARN string, eventTime time.Time, eventID string) (bool, error)
+}
+
+var _ Store = (*lineage.Store)(nil)
+
+// Config configures a Service.
+type Config struct {
+	Store   Store
+	Keys    keys.Provider
+	Emitter audit.Emitter
+	// Window is the reactivation window (default DefaultWindow).
+	Window time.Duration
+	// DedupeTTL is how long event ids are remembered (default 7 days).
+	DedupeTTL time.Duration
+	Clock     clock.Clock
+	Logger    *slog.Logger
+}
+
+// Service applies key events. It is safe for concurrent use.
+type Service struct {
+	store   Store
+	keys    keys.Provider
+	emitter audit.Emitter
+	window  time.Duration
+	ttl     time.Duration
+	clock   clock.Clock
+	log     *slog.Logger
+}
+
+// New returns a Service.
+func New(cfg Config) (*Service, error) {
+	if cfg.Store == nil || cfg.Keys == nil {
+		return nil, errors.New("revocation: a store and a key provider are required")
+	}
+	if cfg.Emitter == nil {
+		cfg.Emitter = audit.Discard{}
+	}
+	if cfg.Window <= 0 {
+		cfg.Window = DefaultWindow
+	}
+	if cfg.DedupeTTL <= 0 {
+		cfg.DedupeTTL = 7 * 24 * time.Hour
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Service{store: cfg.Store, keys: cfg.Keys, emitter: cfg.Emitter, window: cfg.Window,
+		ttl: cfg.DedupeTTL, clock: cfg.Clock, log: cfg.Logger}, nil
+}
+
+// ParseWindow parses a reactivation window: a Go duration ("240h") or whole days ("10d").
+// An empty string gives DefaultWindow.
+func ParseWindow(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return DefaultWindow, nil
+	}
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n <= 0 {
+			return 0, fmt.Errorf("revocation: reactivation window %q: want a positive number of days or a duration", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("revocation: reactivation window %q: want a positive duration (e.g. 240h) or days (10d)", s)
+	}
+	return d, nil
+}
+
+// Outcome says what handling an event did.
+type Outcome string
+
+const (
+	// OutcomeRevoked: the key's apps were deactivated (Apps lists the ones this call changed).
+	OutcomeRevoked Outcome = "revoked"
+	// OutcomeReactivated: the key was verified and its apps reactivated or left for an operator.
+	OutcomeReactivated Outcome = "reactivated"
+	// OutcomeAwaitingEnable: CancelKeyDeletion leaves the key Disabled; recorded, nothing changed.
+	OutcomeAwaitingEnable Outcome = "awaiting-enable"
+	// OutcomeFailedCall: the event has an errorCode: the call failed, nothing changed (B3).
+	OutcomeFailedCall Outcome = "ignored-failed-call"
+	// OutcomeDuplicate: the event id was seen before; nothing changed (B3).
+	OutcomeDuplicate Outcome = "ignored-duplicate"
+	// OutcomeOutOfOrder: a newer event for the key was applied already; nothing changed (B3).
+	OutcomeOutOfOrder Outcome = "ignored-out-of-order"
+	// OutcomeNotVerified: EnableKey, but the key does not work yet (test round trip failed
+	// with a revoked-class error): nothing reactivated.
+	OutcomeNotVerified Outcome = "not-verified"
+	// OutcomeKeyWorks: a revoked-class error was reported but the key checks out: nothing changed.
+	OutcomeKeyWorks Outcome = "key-works"
+	// OutcomeNotRevoked: an error that is not of the revoked class: nothing changed (B2).
+	OutcomeNotRevoked Outcome = "not-revoked-class"
+)
+
+// Result is what handling one event or report did.
+type Result struct {
+	EventID   string                `json:"eventId,omitempty"`
+	EventName string                `json:"eventName,omitempty"`
+	KeyARN    string                `json:"keyArn,omitempty"`
+	Outcome   Outcome               `json:"outcome"`
+	Reason    string                `json:"reason,omitempty"`
+	Apps      []lineage.AffectedApp `json:"apps,omitempty"`
+}
+
+// Count returns how many of the result's apps had the given effect.
+func (r Result) Count(effect lineage.Effect) int {
+	n := 0
+	for _, a := range r.Apps {
+		if a.Effect == effect {
+			n++
+		}
+	}
+	return n
+}
+
+// HandleCloudTrail applies one CloudTrail KMS event as EventBridge delivers it. A malformed
+// event is a *MalformedError and changes nothing.
+//
+// Dedupe and order (B3): a delivery of an event id that was applied (or is being applied by
+// a concurrent delivery) is a duplicate and changes nothing (lineage MarkEventSeen); an
+// event older than the last applied one for its key is ignored (lineage ObserveKeyEvent).
+// Applying is idempotent, so a delivery that failed midway is retried by Lambda and finishes
+// the work.
+func (s *Service) HandleCloudTrail(ctx context.Context, raw []byte) (Result, error) {
+	ev, err := ParseEvent(raw)
+	if err != nil {
+		return Result{}, err
+	}
+	return s.HandleEvent(ctx, ev)
+}
+
+// HandleEvent applies a parsed key event (see HandleCloudTrail).
+func (s *Service) HandleEvent(ctx context.Context, ev KeyEvent) (Result, error) {
+	res := Result{EventID: ev.ID, EventName: ev.Name, KeyARN: ev.KeyARN}
+	log := s.log.With(slog.String("event_id", ev.ID), slog.String("event_name", ev.Name), slog.String("key_arn", ev.KeyARN))
+	if ev.ErrorCode != "" {
+		res.Outcome, res.Reason = OutcomeFailedCall, "the "+ev.Name+" call failed with "+ev.ErrorCode
+		log.InfoContext(ctx, "key event ignored: failed call", slog.String("error_code", ev.ErrorCode))
+		return res, nil
+	}
+	if ev.ID == "" || ev.KeyARN == "" || ev.Time.IsZero() {
+		return Result{}, &MalformedError{EventID: ev.ID, What: "an event needs an id, a key ARN and a time"}
+	}
+	switch dup, err := s.claim(ctx, ev.ID); {
+	case err != nil:
+		return Result{}, err
+	case dup:
+		res.Outcome, res.Reason = OutcomeDuplicate, "event "+ev.ID+" was applied before, or is being applied"
+		log.InfoContext(ctx, "key event ignored: duplicate")
+		return res, nil
+	}
+	apply, err := s.store.ObserveKeyEvent(ctx, ev.KeyARN, ev.Time, ev.ID)
+	if err != nil {
+		return Result{}, fmt.Errorf("revocation: order event %s: %w", ev.ID, err)
+	}
+	if !apply {
+		res.Outcome, res.Reason = OutcomeOutOfOrder, "a newer event for the key was applied already"
+		log.InfoContext(ctx, "key event ignored: older than the last applied one", slog.Time("event_time", ev.Time))
+		return s.done(ctx, ev, res)
+	}
+	cause := lineage.Cause{EventID: ev.ID, Actor: "cloudtrail"}
+	switch ev.Name {
+	case EventDisableKey, EventScheduleKeyDeletion:
+		r, err := s.revoke(ctx, ev.KeyARN, ev.Name, cause)
+		if err != nil {
+			return Result{}, err
+		}
+		res.Outcome, res.Apps = r.Outcome, r.Apps
+	case EventEnableKey:
+		r, err := s.reactivate(ctx, ev.KeyARN, cause)
+		if err != nil {
+			return Result{}, err
+		}
+		res.Outcome, res.Reason, res.Apps = r.Outcome, r.Reason, r.Apps
+	case EventCancelKeyDeletion:
+		apps, err := s.awaitingEnable(ctx, ev.KeyARN, cause)
+		if err != nil {
+			return Result{}, err
+		}
+		res.Outcome, res.Apps = OutcomeAwaitingEnable, apps
+		res.Reason = "CancelKeyDeletion leaves the key Disabled: its apps stay deactivated until EnableKey"
+	default:
+		return Result{}, &MalformedError{EventID: ev.ID, What: "eventName " + ev.Name + " is not acted on"}
+	}
+	log.InfoContext(ctx, "key event applied", slog.String("outcome", string(res.Outcome)), slog.Int("apps", len(res.Apps)))
+	return s.done(ctx, ev, res)
+}
+
+// Dedupe markers (B3). MarkEventSeen refuses an id whose record has not expired, and
+// accepts it again once it has: "<id>#done" is recorded for DedupeTTL once the event was
+// applied; "<id>" is a short claim taken before applying, so concurrent deliveries apply it
+// once, while a delivery that failed midway is applied again by its retry (Lambda's async
+// retries come a minute or more later, after the claim expired).
+const claimTTL = 30 * time.Second
+
+// claim reports dup=true when the event was applied before (its done marker is live) or
+// another delivery is applying it right now (its claim is live).
+func (s *Service) claim(ctx context.Context, eventID string) (dup bool, err error) {
+	// A probe: a marker recorded with a 1ns lifetime has expired by the next call, so this
+	// fails only when a live done marker exists and otherwise leaves nothing live behind.
+	switch err := s.store.MarkEventSeen(ctx, eventID+"#done", time.Nanosecond); {
+	case errors.Is(err, lineage.ErrDuplicate):
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("revocation: dedupe event %s: %w", eventID, err)
+	}
+	switch err := s.store.MarkEventSeen(ctx, eventID, claimTTL); {
+	case errors.Is(err, lineage.ErrDuplicate):
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("revocation: claim event %s: %w", eventID, err)
+	}
+	return false, nil
+}
+
+// done records the event as applied.
+func (s *Service) done(ctx context.Context, ev KeyEvent, res Result) (Result, error) {
+	if err := s.store.MarkEventSeen(ctx, ev.ID+"#done", s.ttl); err != nil && !errors.Is(err, lineage.ErrDuplicate) {
+		// Applied, but not recorded: a retry applies it again, which changes nothing.
+		return res, fmt.Errorf("revocation: record event %s as applied: %w", ev.ID, err)
+	}
+	return res, nil
+}

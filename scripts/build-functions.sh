@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Builds every Lambda function of the deployment description for AWS Lambda
+# (provided.al2023, arm64): functions/<name> -> build/functions/<name>/bootstrap.
+#
+# The list of functions comes from infra.Description() (infra/cdk/listfunctions), so a
+# function that the description names but that has no functions/<name> directory is an
+# error, never skipped.
+#
+# Usage: scripts/build-functions.sh [name...]   (default: every function in the description)
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+out="${KEYLINE_FUNCTIONS_DIR:-$root/build/functions}"
+
+if [ "$#" -gt 0 ]; then
+  names=("$@")
+else
+  list="$(go run -C "$root/infra/cdk" ./listfunctions)"
+  names=()
+  [ -z "$list" ] || mapfile -t names <<<"$list"
+fi
+
+missing=()
+for n in "${names[@]}"; do
+  [ -d "functions/$n" ] || missing+=("$n")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "build-functions: the description names functions without a functions/<name> directory: ${missing[*]}" >&2
+  exit 1
+fi
+
+for n in "${names[@]}"; do
+  mkdir -p "$out/$n"
+  echo "build-functions: $n -> ${out#$root/}/$n/bootstrap"
+  CGO_ENABLED=0 GOOS=linux GOARCH=arm64 go build -trimpath -tags lambda.norpc \
+    -ldflags='-s -w -buildid=' -o "$out/$n/bootstrap" "./functions/$n"
+done
+echo "build-functions: ${#names[@]} function(s) built"
