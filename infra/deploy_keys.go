@@ -54,7 +54,8 @@ func keyPlane() Deployment {
 			{
 				Name: FnKeyHealth,
 				Description: "Scheduled key health (B2): DescribeKey and a test data-key round trip per distinct active key; " +
-					"a revoked key feeds the revocation path, throttling and 5xx never deactivate anything.",
+					"a revoked key feeds the revocation path, throttling and 5xx never deactivate anything; " +
+					"a revoked key usable again reactivates its apps within the window (B1).",
 				Timeout:             5 * time.Minute,
 				MemoryMB:            512,
 				ReservedConcurrency: 1,

@@ -29,10 +29,19 @@ if [ "${#missing[@]}" -gt 0 ]; then
   exit 1
 fi
 
+# One go command builds them all (shared package loading, parallel links), into a staging
+# directory; each binary then becomes <out>/<name>/bootstrap.
+stage="$(mktemp -d)"
+trap 'rm -rf "$stage"' EXIT
+pkgs=()
+for n in "${names[@]}"; do pkgs+=("./functions/$n"); done
+if [ "${#pkgs[@]}" -gt 0 ]; then
+  CGO_ENABLED=0 GOOS=linux GOARCH=arm64 go build -trimpath -tags lambda.norpc \
+    -ldflags='-s -w -buildid=' -o "$stage/" "${pkgs[@]}"
+fi
 for n in "${names[@]}"; do
   mkdir -p "$out/$n"
-  echo "build-functions: $n -> ${out#$root/}/$n/bootstrap"
-  CGO_ENABLED=0 GOOS=linux GOARCH=arm64 go build -trimpath -tags lambda.norpc \
-    -ldflags='-s -w -buildid=' -o "$out/$n/bootstrap" "./functions/$n"
+  mv "$stage/$n" "$out/$n/bootstrap"
+  echo "build-functions: $n -> ${out#"$root"/}/$n/bootstrap"
 done
-echo "build-functions: ${#names[@]} function(s) built"
+echo "build-functions: ${#names[@]} function(s) built for linux/arm64"

@@ -7,7 +7,10 @@ package esdk
 import (
 	"context"
 	"math/rand/v2"
+	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	mpl "github.com/aws/aws-cryptographic-material-providers-library/releases/go/mpl/awscryptographymaterialproviderssmithygenerated"
 	mpltypes "github.com/aws/aws-cryptographic-material-providers-library/releases/go/mpl/awscryptographymaterialproviderssmithygeneratedtypes"
@@ -58,6 +61,7 @@ func benchSeal(b *testing.B, n int, metric string) {
 	ec := map[string]string{"keyline:app": "bench", "keyline:generation": "1", "keyline:purpose": "backup"}
 	b.SetBytes(int64(n))
 	b.ResetTimer()
+	cpu0 := cpuSeconds()
 	for range b.N {
 		out, err := client.Encrypt(context.Background(), esdktypes.EncryptInput{
 			Plaintext:         pt,
@@ -73,13 +77,25 @@ func benchSeal(b *testing.B, n int, metric string) {
 		}
 	}
 	b.StopTimer()
+	total := float64(n) * float64(b.N)
+	if s := cpuSeconds() - cpu0; s > 0 {
+		b.ReportMetric(total/s/1e6, metric)
+	}
 	if s := b.Elapsed().Seconds(); s > 0 {
-		b.ReportMetric(float64(n)*float64(b.N)/s/1e6, metric)
+		b.ReportMetric(total/s/1e6, strings.TrimSuffix(metric, "_MBps")+"_wall_MBps")
 	}
 }
 
-// BenchmarkESDKSeal256MiB is the figure esdk_seal_MBps.
-func BenchmarkESDKSeal256MiB(b *testing.B) { benchSeal(b, 256<<20, "esdk_seal_MBps") }
+// cpuSeconds is the CPU time (user+system) this process has used. Throughput is reported per
+// CPU second, like keyline's own figures and `openssl speed`, because the machine is shared.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
 
-// BenchmarkESDKSeal16MiB is a smaller run of the same, for a quick look.
-func BenchmarkESDKSeal16MiB(b *testing.B) { benchSeal(b, 16<<20, "esdk_seal_16MiB_MBps") }
+// BenchmarkESDKSeal256MiB is the figure esdk_seal_MBps. The SDK's Encrypt is one-shot, so the
+// 256 MiB plaintext and its ciphertext are both in memory (about 1.7 GB resident).
+func BenchmarkESDKSeal256MiB(b *testing.B) { benchSeal(b, 256<<20, "esdk_seal_MBps") }

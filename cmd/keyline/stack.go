@@ -145,11 +145,19 @@ type Stack struct {
 	closeOnce sync.Once
 }
 
-// Names of the local resources.
-func (s *Stack) TableName() string      { return s.state.TableName }
-func (s *Stack) DataBucket() string     { return s.state.DataBucket }
-func (s *Stack) BackupBucket() string   { return s.state.BackupBucket }
-func (s *Stack) EventBusName() string   { return s.state.EventBusName }
+// TableName is the lineage table's name.
+func (s *Stack) TableName() string { return s.state.TableName }
+
+// DataBucket is the bucket of the apps' sealed objects.
+func (s *Stack) DataBucket() string { return s.state.DataBucket }
+
+// BackupBucket is the bucket of the sealed backups.
+func (s *Stack) BackupBucket() string { return s.state.BackupBucket }
+
+// EventBusName is keyline's event bus (audit events, `source: keyline`).
+func (s *Stack) EventBusName() string { return s.state.EventBusName }
+
+// ProviderKeyARN is the provider's KMS key (created once per data directory).
 func (s *Stack) ProviderKeyARN() string { return s.state.ProviderKeyARN }
 
 // AWSConfig returns an SDK configuration for the stack's endpoint (region us-east-1,
@@ -249,9 +257,10 @@ func StartStack(ctx context.Context, opts StackOptions) (_ *Stack, err error) {
 		p, err := localddb.Start(ctx, localddb.Options{DataDir: dir, JarDir: opts.DynamoDBJarDir, Logger: log.With("service", "dynamodb")})
 		ddbDone <- ddbResult{p, err}
 	}()
+	ddbReceived := false
 	defer func() {
 		// If start-up failed before DynamoDB Local was taken over, stop it when it arrives.
-		if st.ddb == nil {
+		if !ddbReceived {
 			go func() {
 				if r := <-ddbDone; r.p != nil {
 					_ = r.p.Stop()
@@ -353,6 +362,7 @@ func StartStack(ctx context.Context, opts StackOptions) (_ *Stack, err error) {
 	var r ddbResult
 	select {
 	case r = <-ddbDone:
+		ddbReceived = true
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
@@ -465,6 +475,7 @@ func (s *Stack) WaitIdle(ctx context.Context) error {
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	quiet := 0
 	for {
 		if err := s.Bus.Drain(ctx); err != nil {
 			return fmt.Errorf("drain bus: %w", err)
@@ -485,8 +496,13 @@ func (s *Stack) WaitIdle(ctx context.Context) error {
 			}
 		}
 		if len(running) == 0 {
-			return s.Bus.Drain(ctx)
+			// Idle twice in a row: nothing delivered in between started anything.
+			if quiet++; quiet == 2 {
+				return nil
+			}
+			continue
 		}
+		quiet = 0
 		for _, arn := range running {
 			if _, err := s.SFN.WaitExecution(ctx, arn); err != nil {
 				return fmt.Errorf("wait for %s: %w", arn, err)

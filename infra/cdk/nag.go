@@ -99,7 +99,11 @@ func (k *Keyline) suppressions() {
 	}
 	if k.API != nil {
 		suppress(k.API, "AwsSolutions-COG4",
-			"The console API is called by the SaaS platform's console backend, which signs requests with SigV4 (IAM authorization) or presents the platform's own session token to the Lambda authorizer; the platform's identity provider is not Cognito. The console function checks the caller's right to the app on every request.")
+			"The console authenticates callers with keyline's own bearer tokens (the operator token, checked against a hash, and org tokens in the lineage table) and checks the caller's right to the app on every request; the SaaS platform's identity provider is not Cognito.")
+		if _, ok := k.Functions[ConsoleAuthorizerFunction]; !ok {
+			suppress(k.API, "AwsSolutions-APIG4",
+				"No gateway authorizer function is deployed: the console function itself rejects every request without a valid bearer token (Authorization header) before doing anything; IAM authorization is impossible because SigV4 would occupy that header. WAF (managed rules, per-IP rate limit) and stage throttling front it.")
+		}
 		suppress(k.API, "AwsSolutions-IAM4",
 			"API Gateway's account-level CloudWatch Logs role (needed for access and execution logging) uses AmazonAPIGatewayPushToCloudWatchLogs, the AWS-maintained policy for exactly this role; it is assumable only by apigateway.amazonaws.com.",
 			"Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs")

@@ -43,7 +43,8 @@ var ErrDescription = errors.New("deployment description")
 const ConsoleAPIFunction = "console-api"
 
 // ConsoleAuthorizerFunction, when the description has it, is the Lambda TOKEN authorizer of
-// the console API; without it the API uses IAM (SigV4) authorization.
+// the console API (it gets the Authorization header); without it the console function
+// authenticates each request itself.
 const ConsoleAuthorizerFunction = "console-authorizer"
 
 // Metric names keyline publishes itself (see DEPLOY.md).
@@ -862,8 +863,13 @@ func (k *Keyline) api() {
 			ThrottlingBurstLimit: jsii.Number(100),
 		},
 	})
+	// The console authenticates every request itself (Authorization: Bearer <token>: the
+	// operator token or an org token, internal/console), so the gateway cannot use IAM
+	// (SigV4 would take that header). With a console-authorizer function in the description
+	// the gateway checks the same header first (TOKEN authorizer); without one it passes
+	// requests to the console, behind WAF and throttling.
 	methods := &awsapigateway.MethodOptions{
-		AuthorizationType: awsapigateway.AuthorizationType_IAM,
+		AuthorizationType: awsapigateway.AuthorizationType_NONE,
 		RequestValidator: k.API.AddRequestValidator(jsii.String("Validator"), &awsapigateway.RequestValidatorOptions{
 			ValidateRequestBody: jsii.Bool(true), ValidateRequestParameters: jsii.Bool(true),
 		}),

@@ -934,12 +934,19 @@ func TestConsoleAPI(t *testing.T) {
 		if p["HttpMethod"] == "OPTIONS" {
 			continue
 		}
-		if at := p["AuthorizationType"]; at != "AWS_IAM" && at != "CUSTOM" {
-			t.Errorf("method %s: authorization %v", lid, at)
+		want := "NONE" // the console checks bearer tokens itself
+		if _, ok := f.desc.Function(ConsoleAuthorizerFunction); ok {
+			want = "CUSTOM"
+		}
+		if at := p["AuthorizationType"]; at != want {
+			t.Errorf("method %s: authorization %v, want %s", lid, at, want)
 		}
 		if p["RequestValidatorId"] == nil {
 			t.Errorf("method %s: no request validator", lid)
 		}
+	}
+	if len(f.resources("AWS::WAFv2::WebACLAssociation")) != 1 {
+		t.Error("the console API stage has no WAF web ACL")
 	}
 	for _, s := range f.resources("AWS::ApiGateway::Stage") {
 		p := props(s)

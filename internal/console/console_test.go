@@ -397,4 +397,7 @@ func TestRestoreRefusedByRules(t *testing.T) {
 // testWriter sends the console's logs to the test log, so a failure shows why.
 type testWriter struct{ t *testing.T }
 
-func (w testWriter) Write(p []byte) (int, error) { w.t.Log(strings.TrimSpace(string(p))); return len(p), nil }
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}

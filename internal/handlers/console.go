@@ -50,7 +50,7 @@ func NewConsole(d Deps) (*console.Server, error) {
 	store := lineage.New(ddb, cfg.table, lineage.Options{Clock: d.Clock})
 	kp := keys.NewKMS(kms.NewFromConfig(d.AWS), keys.Options{Logger: d.Logger})
 	src, err := objects.NewS3(objects.Config{
-		S3: s3.NewFromConfig(d.AWS, func(o *s3.Options) { o.UsePathStyle = d.Env("KEYLINE_S3_PATH_STYLE") == "true" }),
+		S3:     s3.NewFromConfig(d.AWS, func(o *s3.Options) { o.UsePathStyle = d.Env("KEYLINE_S3_PATH_STYLE") == "true" }),
 		Bucket: cfg.data, Lineage: store, DynamoDB: ddb, Table: cfg.table, Keys: kp,
 		ProviderKeyARN: cfg.providerKey, Logger: d.Logger, Clock: d.Clock,
 	})

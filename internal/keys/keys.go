@@ -153,25 +153,20 @@ func (k *DataKey) Destroy() {
 	k.plaintext = nil
 }
 
-// String redacts the plaintext.
-func (k *DataKey) String() string {
-	if k == nil {
-		return "DataKey(nil)"
-	}
+// String redacts the plaintext. The formatting methods have value receivers so that a DataKey
+// printed by value is redacted too.
+func (k DataKey) String() string {
 	return fmt.Sprintf("DataKey{KeyARN:%s Wrapped:%dB Plaintext:REDACTED}", k.KeyARN, len(k.Wrapped))
 }
 
 // GoString redacts the plaintext (for %#v).
-func (k *DataKey) GoString() string { return k.String() }
+func (k DataKey) GoString() string { return k.String() }
 
 // Format redacts the plaintext for every fmt verb.
-func (k *DataKey) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(k.String())) }
+func (k DataKey) Format(f fmt.State, _ rune) { _, _ = f.Write([]byte(k.String())) }
 
 // LogValue redacts the plaintext in slog output.
-func (k *DataKey) LogValue() slog.Value {
-	if k == nil {
-		return slog.StringValue("nil")
-	}
+func (k DataKey) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("key_arn", k.KeyARN),
 		slog.Int("wrapped_bytes", len(k.Wrapped)),

@@ -77,10 +77,10 @@ func TestDataKeyRedactedAndDestroyed(t *testing.T) {
 	}
 	var logBuf bytes.Buffer
 	slog.New(slog.NewJSONHandler(&logBuf, nil)).Info("k", "dk", dk)
-	slog.New(slog.NewTextHandler(&logBuf, nil)).Info("k", "dk", dk)
+	slog.New(slog.NewTextHandler(&logBuf, nil)).Info("k", "dk", dk, "byvalue", *dk)
 	outputs := []string{
 		fmt.Sprint(dk), fmt.Sprintf("%v %+v %#v %s %q %x", dk, dk, dk, dk, dk, dk),
-		fmt.Sprintf("%v", []*keys.DataKey{dk}), logBuf.String(),
+		fmt.Sprintf("%v", []*keys.DataKey{dk}), fmt.Sprintf("%v %+v %#v", *dk, *dk, []keys.DataKey{*dk}), logBuf.String(),
 	}
 	forbidden := []string{"171", "ab", "AB", "\xab"} // decimal, hex, raw
 	for _, out := range outputs {

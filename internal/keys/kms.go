@@ -145,8 +145,8 @@ func (p *KMSProvider) Decrypt(ctx context.Context, keyARN string, wrapped []byte
 }
 
 // Check implements Provider: DescribeKey must say Enabled, then a GenerateDataKey/Decrypt round
-// trip under a PurposeKeyCheck context must return the same key. A key in any other state gives
-// a ClassRevoked *KeyError with Code "KeyState:<state>".
+// trip under a PurposeKeyCheck context must return the same key. A key in another state gives a
+// *KeyError with Code "KeyState:<state>": ClassRevoked, except Creating/Updating (transient).
 func (p *KMSProvider) Check(ctx context.Context, keyARN string) error {
 	const op = "DescribeKey"
 	if keyARN == "" {
@@ -164,7 +164,13 @@ func (p *KMSProvider) Check(ctx context.Context, keyARN string) error {
 	if out.KeyMetadata == nil {
 		return &KeyError{Class: ClassTransient, Op: op, KeyARN: keyARN, Code: "InvalidResponse", Err: errors.New("no key metadata")}
 	}
-	if st := out.KeyMetadata.KeyState; st != types.KeyStateEnabled {
+	switch st := out.KeyMetadata.KeyState; st {
+	case types.KeyStateEnabled:
+	case types.KeyStateCreating, types.KeyStateUpdating:
+		// Passing states of multi-Region keys: not a revocation.
+		return &KeyError{Class: ClassTransient, Op: op, KeyARN: keyARN, Code: "KeyState:" + string(st),
+			Err: fmt.Errorf("key state is %s", st)}
+	default: // Disabled, PendingDeletion, PendingReplicaDeletion, PendingImport, Unavailable
 		return &KeyError{Class: ClassRevoked, Op: op, KeyARN: keyARN, Code: "KeyState:" + string(st),
 			Err: fmt.Errorf("key state is %s", st)}
 	}

@@ -269,7 +269,7 @@ func TestClassify(t *testing.T) {
 		"DisabledException": keys.ClassRevoked, "KMSInvalidStateException": keys.ClassRevoked,
 		"AccessDeniedException": keys.ClassRevoked, "NotFoundException": keys.ClassRevoked,
 		"KeyUnavailableException": keys.ClassRevoked,
-		"ThrottlingException": keys.ClassTransient, "LimitExceededException": keys.ClassTransient,
+		"ThrottlingException":     keys.ClassTransient, "LimitExceededException": keys.ClassTransient,
 		"KMSInternalException": keys.ClassTransient, "DependencyTimeoutException": keys.ClassTransient,
 		"InvalidCiphertextException": keys.ClassBadRequest, "IncorrectKeyException": keys.ClassBadRequest,
 		"InvalidKeyUsageException": keys.ClassBadRequest, "ValidationException": keys.ClassBadRequest,

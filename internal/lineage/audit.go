@@ -2,6 +2,7 @@ package lineage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -94,7 +95,7 @@ func (s *Store) RecordSkip(ctx context.Context, appID, reason string, cause Caus
 	}
 	exists := s.check(keyOf(appPK(appID), skMeta), "attribute_exists(PK)", nil, nil)
 	if err := s.transact(ctx, []types.TransactWriteItem{exists, s.putNew(m), a}); err != nil {
-		if f, ok := err.(*txFailure); ok && f.failed(0) {
+		if f := (*txFailure)(nil); errors.As(err, &f) && f.failed(0) {
 			return notFound("app %s", appID)
 		}
 		return fmt.Errorf("lineage: record skip of app %s: %w", appID, err)

@@ -36,7 +36,14 @@ func (s *Store) BeginReencrypt(ctx context.Context, appID string, newGen int, ne
 				result = g
 				return appChange{noWrite: true}, nil
 			}
-			return appChange{}, conflict(app.ID, nil, "generation %d already exists (%s, key %s)", newGen, g.State, g.KeyARN)
+			switch app.Status {
+			case AppReencrypting:
+				return appChange{}, conflict(app.ID, ErrReencrypting, "already re-encrypting to generation %d", app.PendingGeneration)
+			case AppDeactivated:
+				return appChange{}, conflict(app.ID, ErrAppDeactivated, "cannot re-encrypt a deactivated app: %s", app.StatusReason)
+			}
+			return appChange{}, conflict(app.ID, nil, "generation %d already exists (%s, key %s); the next generation is %d",
+				newGen, g.State, g.KeyARN, app.LatestGeneration+1)
 		}
 		switch app.Status {
 		case AppReencrypting:

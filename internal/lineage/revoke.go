@@ -121,11 +121,17 @@ feed:
 
 // RevokeKey applies a key revocation (R8): every app whose ACTIVE generation uses keyARN gets
 // that generation REVOKED and is DEACTIVATED with reason (e.g. "DisableKey"); a PENDING
-// generation on the key is REVOKED too (its re-encryption must then abort, B8). One
-// transaction per app, run with bounded parallelism; backups are never written. Returns the
-// apps changed by this call (none when repeated: idempotent).
+// generation on the key is REVOKED too (its re-encryption must then abort, B8). Each app's
+// change (generation, app with Version+1, audit entry) is one all-or-nothing set of writes:
+// one TransactWriteItems per app, or Options.RevokeBatch apps per transaction; they run
+// with Options.Parallelism at once. Backups are never written: the writes grow with the
+// apps on the key, not with their backups. Returns the apps changed by this call, ordered
+// by app id (none when repeated: idempotent). On partial failure it returns the apps
+// changed so far and the errors; calling it again finishes the job.
 func (s *Store) RevokeKey(ctx context.Context, keyARN, reason string, cause Cause) ([]AffectedApp, error) {
+	started := time.Now()
 	gens, err := s.FindGenerationsByKey(ctx, keyARN)
+	found := time.Since(started)
 	if err != nil {
 		return nil, err
 	}
@@ -188,7 +194,8 @@ func (s *Store) RevokeKey(ctx context.Context, keyARN, reason string, cause Caus
 		return affected, fmt.Errorf("lineage: revoke key %s: %w", keyARN, err)
 	}
 	if len(affected) > 0 {
-		s.log.InfoContext(ctx, "key revoked", "keyArn", keyARN, "reason", reason, "eventId", cause.EventID, "apps", len(affected))
+		s.log.InfoContext(ctx, "key revoked", "keyArn", keyARN, "reason", reason, "eventId", cause.EventID, "apps", len(affected),
+			"generations", len(gens), "find", found, "total", time.Since(started))
 	}
 	return affected, nil
 }

@@ -33,10 +33,15 @@ func backupItems(t *testing.T, client *dynamodb.Client, table, appID string) []m
 }
 
 func TestRevokeKeyAcrossManyApps(t *testing.T) {
+	t.Run("batched", func(t *testing.T) { testRevokeKeyAcrossManyApps(t, 0) })
+	t.Run("one transaction per app", func(t *testing.T) { testRevokeKeyAcrossManyApps(t, 1) })
+}
+
+func testRevokeKeyAcrossManyApps(t *testing.T, batch int) {
 	client := testenv.DynamoDB(t)
 	table := testenv.NewTable(t, client)
 	// A small page limit forces the GSI query through many pages.
-	s := lineage.New(client, table, lineage.Options{PageLimit: 7})
+	s := lineage.New(client, table, lineage.Options{PageLimit: 7, RevokeBatch: batch})
 	ctx := ctxT(t)
 	setup := time.Now()
 	mustOrg(t, s, "big")
@@ -446,4 +451,46 @@ func TestListApps(t *testing.T) {
 	if err != nil || len(orgs.Items) != 1 || orgs.Items[0].ID != "o4" || orgs.Next != "" {
 		t.Fatalf("ListOrgs page 2 = %+v, %v", orgs, err)
 	}
+}
+
+// Duplicate deliveries of one revocation processed at the same time: every app is revoked
+// exactly once (a batch that loses falls back to per-app transactions, which find nothing
+// left to do).
+func TestConcurrentRevocations(t *testing.T) {
+	e := newEnv(t, lineage.Options{RevokeBatch: 8, Parallelism: 4})
+	s := e.store
+	mustOrg(t, s, "o")
+	ids := mustApps(t, s, "o", "c", keyA, 60)
+	var r1, r2 []lineage.AffectedApp
+	e1, e2 := race(
+		func() (err error) {
+			r1, err = s.RevokeKey(context.Background(), keyA, "DisableKey", lineage.Cause{EventID: "d1"})
+			return err
+		},
+		func() (err error) {
+			r2, err = s.RevokeKey(context.Background(), keyA, "DisableKey", lineage.Cause{EventID: "d2"})
+			return err
+		},
+	)
+	if e1 != nil || e2 != nil {
+		t.Fatalf("RevokeKey: %v / %v", e1, e2)
+	}
+	seen := map[string]int{}
+	for _, a := range append(r1, r2...) {
+		seen[a.AppID]++
+	}
+	for _, id := range ids {
+		if seen[id] != 1 {
+			t.Fatalf("app %s reported %d times (%d + %d affected)", id, seen[id], len(r1), len(r2))
+		}
+		app := mustGetApp(t, s, id)
+		if app.Status != lineage.AppDeactivated || app.Version != 2 {
+			t.Fatalf("app %s: %+v", id, app)
+		}
+		audit, err := s.ListAudit(context.Background(), id)
+		if err != nil || len(audit) != 2 || audit[1].Action != lineage.ActionKeyRevoked {
+			t.Fatalf("audit of %s: %+v, %v", id, audit, err)
+		}
+	}
+	t.Logf("first delivery revoked %d apps, second %d", len(r1), len(r2))
 }

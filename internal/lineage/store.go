@@ -25,9 +25,10 @@ type Options struct {
 	// Parallelism bounds the per-app transactions RevokeKey and ReactivateKey run at once.
 	// Default: 32.
 	Parallelism int
-	// RevokeBatch is how many apps RevokeKey revokes per TransactWriteItems (1 to 33; each
-	// app is three writes, all-or-nothing either way; a canceled batch falls back to one
-	// transaction per app). Default: 1, one transaction per app.
+	// RevokeBatch is how many apps RevokeKey revokes per TransactWriteItems (1 to 33). Each
+	// app is three writes (generation, app, audit), all-or-nothing either way, and a batch
+	// that is canceled (an app changed meanwhile) falls back to one transaction per app.
+	// Batches cut the number of calls. Default: 1, one transaction per app.
 	RevokeBatch int
 	// PageLimit is the Limit of each Query page (0: DynamoDB's default of 1 MB pages).
 	// Tests set it small to force pagination.
@@ -58,7 +59,11 @@ func New(client *dynamodb.Client, tableName string, opts Options) *Store {
 	if s.par <= 0 {
 		s.par = 32
 	}
-	s.batch = min(max(opts.RevokeBatch, 1), 33)
+	s.batch = opts.RevokeBatch
+	if s.batch <= 0 {
+		s.batch = 1
+	}
+	s.batch = min(s.batch, 33)
 	if s.log == nil {
 		s.log = slog.Default()
 	}

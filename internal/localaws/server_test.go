@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
 	awsddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
@@ -141,6 +142,20 @@ func TestEveryRouteWithSDKClients(t *testing.T) {
 	}
 	if _, err := s3c.PutObject(ctx, &awss3.PutObjectInput{Bucket: aws.String("routed"), Key: aws.String("a/b"), Body: strings.NewReader("data")}); err != nil {
 		t.Fatalf("s3 PutObject: %v", err)
+	}
+	big := bytes.Repeat([]byte("0123456789abcdef"), 11<<16) // 11 MiB: three parts
+	tm := transfermanager.New(s3c, func(o *transfermanager.Options) { o.PartSizeBytes = 5 << 20; o.MultipartUploadThreshold = 5 << 20 })
+	if _, err := tm.UploadObject(ctx, &transfermanager.UploadObjectInput{Bucket: aws.String("routed"), Key: aws.String("big"), Body: bytes.NewReader(big)}); err != nil {
+		t.Fatalf("s3 multipart through the router: %v", err)
+	}
+	got, err := s3c.GetObject(ctx, &awss3.GetObjectInput{Bucket: aws.String("routed"), Key: aws.String("big")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gb, _ := io.ReadAll(got.Body)
+	got.Body.Close()
+	if !bytes.Equal(gb, big) {
+		t.Fatal("multipart object through the router differs")
 	}
 	lb, err := s3c.ListBuckets(ctx, &awss3.ListBucketsInput{})
 	if err != nil || len(lb.Buckets) != 1 {

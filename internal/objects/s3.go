@@ -527,11 +527,13 @@ func (s *S3Source) Snapshot(ctx context.Context, appID string, w io.Writer) (Sna
 	lastLog := s.clock.Now()
 	for f := range futures {
 		r := <-f
+		if r.err != nil && isNotFound(r.err) {
+			// Deleted between the listing and the read: not part of this snapshot.
+			s.log.InfoContext(ctx, "snapshot: object deleted meanwhile, left out", "app", appID, "key", r.info.Key)
+			continue
+		}
 		if r.err != nil {
 			drain()
-			if isNotFound(r.err) { // deleted while we listed: not part of this snapshot
-				return SnapshotStats{}, fmt.Errorf("objects: snapshot of %s: %s vanished during the snapshot: %w", appID, r.info.Key, r.err)
-			}
 			return SnapshotStats{}, fmt.Errorf("objects: snapshot of %s: get %s: %w", appID, r.info.Key, r.err)
 		}
 		err := s.snapshotOne(sw, r)

@@ -96,7 +96,6 @@ func BenchmarkSeal256MiB(b *testing.B) {
 	reportMBps(b, benchSize, "seal_MBps", cpu0)
 }
 
-
 func BenchmarkOpen256MiB(b *testing.B) {
 	dk := benchKey()
 	defer dk.Destroy()

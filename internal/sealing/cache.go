@@ -71,7 +71,10 @@ func (c *CachingUnwrapper) Unwrap(ctx context.Context, h *Header) (*keys.DataKey
 		if e.err != nil {
 			return nil, e.err
 		}
-		return c.copyOf(e)
+		if dk, err := c.copyOf(e); err == nil {
+			return dk, nil
+		}
+		return c.next.Unwrap(ctx, h) // evicted or closed meanwhile: unwrap afresh
 	}
 
 	dk, err := c.next.Unwrap(ctx, h)
@@ -85,7 +88,10 @@ func (c *CachingUnwrapper) Unwrap(ctx context.Context, h *Header) (*keys.DataKey
 	if err != nil {
 		return nil, err
 	}
-	return c.copyOf(e)
+	if dk, err := c.copyOf(e); err == nil {
+		return dk, nil
+	}
+	return c.next.Unwrap(ctx, h)
 }
 
 func (c *CachingUnwrapper) copyOf(e *cacheEntry) (*keys.DataKey, error) {

@@ -22,6 +22,22 @@ type rule struct {
 	not      *rule
 }
 
+// usesCtx reports whether evaluating the rule reads the context object.
+func (r *rule) usesCtx() bool {
+	if r == nil {
+		return false
+	}
+	if (r.variable != nil && exprUsesCtx(r.variable)) || (r.valPath != nil && exprUsesCtx(r.valPath)) || r.not.usesCtx() {
+		return true
+	}
+	for _, s := range append(append([]*rule(nil), r.and...), r.or...) {
+		if s.usesCtx() {
+			return true
+		}
+	}
+	return false
+}
+
 var comparisonOps = map[string]string{ // operator -> expected literal type
 	"StringEquals": "string", "StringLessThan": "string", "StringGreaterThan": "string",
 	"StringLessThanEquals": "string", "StringGreaterThanEquals": "string", "StringMatches": "string",

@@ -321,6 +321,14 @@ type stateRun struct {
 	started bool // a Parallel/Map state emitted its Started event
 }
 
+// ctxFor returns the context object when template t reads it, nil otherwise.
+func (r *stateRun) ctxFor(t tmpl) map[string]any {
+	if templateUsesCtx(t) {
+		return r.ctx()
+	}
+	return nil
+}
+
 // ctx returns the state's context object ($$), building it on first use.
 func (r *stateRun) ctx() map[string]any {
 	if r.ctxObj == nil {
@@ -486,7 +494,7 @@ func (r *stateRun) effectiveInput() (any, *stateError) {
 		return nil, serr
 	}
 	if r.st.Parameters != nil {
-		return r.template(r.st.Parameters, in, r.ctx())
+		return r.template(r.st.Parameters, in, r.ctxFor(r.st.Parameters))
 	}
 	return in, nil
 }
@@ -494,7 +502,7 @@ func (r *stateRun) effectiveInput() (any, *stateError) {
 // finishResult applies ResultSelector, ResultPath and OutputPath to a state's result.
 func (r *stateRun) finishResult(result any) (any, *stateError) {
 	if r.st.ResultSelector != nil {
-		v, serr := r.template(r.st.ResultSelector, result, r.ctx())
+		v, serr := r.template(r.st.ResultSelector, result, r.ctxFor(r.st.ResultSelector))
 		if serr != nil {
 			return nil, serr
 		}
@@ -577,8 +585,12 @@ func (r *stateRun) choice() (any, string, *stateError) {
 		return nil, "", serr
 	}
 	next := ""
+	var co map[string]any
+	if r.st.choicesCtx {
+		co = r.ctx()
+	}
 	for _, rule := range r.st.Choices {
-		ok, err := rule.eval(in, r.ctx())
+		ok, err := rule.eval(in, co)
 		if err != nil {
 			return nil, "", r.runtime(err.Error())
 		}

@@ -80,8 +80,9 @@ type State struct {
 	Credentials                              any
 
 	// Choice
-	Choices []*rule
-	Default string
+	Choices    []*rule
+	Default    string
+	choicesCtx bool // some rule reads the context object
 
 	// Wait
 	Seconds       *int64
@@ -417,6 +418,7 @@ func (p *vparser) state(name string, obj map[string]any, where string, depth int
 			r := p.rule(co, w, true, 0)
 			if r != nil {
 				s.Choices = append(s.Choices, r)
+				s.choicesCtx = s.choicesCtx || r.usesCtx()
 			}
 		}
 	case "Wait":
@@ -791,7 +793,8 @@ func (p *vparser) catchers(obj map[string]any, where string) []catcher {
 type tmpl interface{}
 
 type tmplObject struct {
-	fields []tmplField
+	fields  []tmplField
+	usesCtx bool // some path or intrinsic reads the context object ($$)
 }
 
 type tmplField struct {
@@ -802,7 +805,36 @@ type tmplField struct {
 	path string
 }
 
-type tmplArray struct{ items []tmpl }
+type tmplArray struct {
+	items   []tmpl
+	usesCtx bool
+}
+
+// templateUsesCtx reports whether evaluating t reads the context object.
+func templateUsesCtx(t tmpl) bool {
+	switch x := t.(type) {
+	case tmplObject:
+		return x.usesCtx
+	case tmplArray:
+		return x.usesCtx
+	}
+	return false
+}
+
+// exprUsesCtx reports whether e reads the context object.
+func exprUsesCtx(e expr) bool {
+	switch x := e.(type) {
+	case *pathExpr:
+		return x.ctx
+	case *callExpr:
+		for _, a := range x.args {
+			if exprUsesCtx(a) {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 type tmplLiteral struct{ v any }
 
@@ -831,15 +863,19 @@ func (p *vparser) template(v any, where string, depth int) tmpl {
 					continue
 				}
 				o.fields = append(o.fields, tmplField{key: strings.TrimSuffix(k, ".$"), src: k, e: e, path: s})
+				o.usesCtx = o.usesCtx || exprUsesCtx(e)
 				continue
 			}
-			o.fields = append(o.fields, tmplField{key: k, src: k, val: p.template(x[k], where+"/"+k, depth+1)})
+			sub := p.template(x[k], where+"/"+k, depth+1)
+			o.fields = append(o.fields, tmplField{key: k, src: k, val: sub})
+			o.usesCtx = o.usesCtx || templateUsesCtx(sub)
 		}
 		return o
 	case []any:
 		a := tmplArray{items: make([]tmpl, len(x))}
 		for i, e := range x {
 			a.items[i] = p.template(e, fmt.Sprintf("%s[%d]", where, i), depth+1)
+			a.usesCtx = a.usesCtx || templateUsesCtx(a.items[i])
 		}
 		return a
 	}

@@ -83,7 +83,10 @@ func (r *stateRun) mapState(ctx context.Context) (any, *stateError) {
 	inputs := make([]any, len(items))
 	for i, it := range items {
 		if st.ItemSelector != nil {
-			co := r.e.ctxObject(st.Name, r.at, map[string]any{"Map": map[string]any{"Item": map[string]any{"Index": intValue(int64(i)), "Value": it}}})
+			var co map[string]any
+			if templateUsesCtx(st.ItemSelector) {
+				co = r.e.ctxObject(st.Name, r.at, map[string]any{"Map": map[string]any{"Item": map[string]any{"Index": intValue(int64(i)), "Value": it}}})
+			}
 			v, serr := r.template(st.ItemSelector, in, co)
 			if serr != nil {
 				return nil, serr

@@ -425,3 +425,24 @@ func TestExecutionTimeout(t *testing.T) {
 		t.Fatalf("got %+v", res)
 	}
 }
+
+func TestRetryBackoffUsesClock(t *testing.T) {
+	fc := clock.NewFake(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+	fr := &failingRunner{n: 3, err: &TaskError{Name: "Busy"}}
+	def := `{"StartAt":"T","States":{"T":{"Type":"Task","Resource":"arn:aws:states:::lambda:invoke",
+	  "Retry":[{"ErrorEquals":["States.TaskFailed"],"IntervalSeconds":2,"BackoffRate":3,"MaxDelaySeconds":10,"MaxAttempts":3}],"End":true}}}`
+	done := make(chan Result, 1)
+	go func() { done <- run(t, def, `{"a":1}`, Options{Clock: fc, Tasks: fr}) }()
+	for i, d := range []time.Duration{2 * time.Second, 6 * time.Second, 10 * time.Second} {
+		waitFor(t, func() bool { return fc.Waiters() == 1 })
+		fc.Advance(d - time.Millisecond)
+		if fc.Waiters() != 1 || fr.calls.Load() != int32(i+1) {
+			t.Fatalf("retry %d came before its %v delay", i+1, d)
+		}
+		fc.Advance(time.Millisecond)
+	}
+	wantOutput(t, <-done, `{"a":1}`)
+	if fr.calls.Load() != 4 {
+		t.Fatalf("calls %d", fr.calls.Load())
+	}
+}

@@ -61,3 +61,10 @@ func TestDynamoDBEndpointIsShared(t *testing.T) {
 }
 
 func TestMain(m *testing.M) { testenv.Main(m) }
+
+func TestDynamoDBEndpointFromEnvironment(t *testing.T) {
+	t.Setenv(testenv.DynamoDBEndpointEnv, " http://127.0.0.1:1 ")
+	if got := testenv.DynamoDBEndpoint(t); got != "http://127.0.0.1:1" {
+		t.Fatalf("endpoint %q, want the one from %s", got, testenv.DynamoDBEndpointEnv)
+	}
+}

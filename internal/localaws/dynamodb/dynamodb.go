@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -113,15 +114,24 @@ func Start(ctx context.Context, opts Options) (*Process, error) {
 	cmd.SysProcAttr = sysProcAttr()
 	out := &tailBuffer{max: 16 << 10}
 	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("dynamodb: start %s: %w", java, err)
-	}
 	endpoint := &url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
 	p := &Process{cmd: cmd, endpoint: endpoint, log: opts.Logger, exited: make(chan struct{}), output: out}
+	// Pdeathsig fires when the OS thread that started the child exits, not the process:
+	// start and wait on one locked thread, so that thread outlives the child.
+	started := make(chan error, 1)
 	go func() {
+		runtime.LockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
 		p.waitErr = cmd.Wait()
 		close(p.exited)
 	}()
+	if err := <-started; err != nil {
+		return nil, fmt.Errorf("dynamodb: start %s: %w", java, err)
+	}
 	p.proxy = newProxy(endpoint)
 	if err := p.waitReady(ctx, opts.ReadyTimeout); err != nil {
 		_ = p.Stop()
@@ -133,6 +143,9 @@ func Start(ctx context.Context, opts Options) (*Process, error) {
 
 // Endpoint is the child's own address (http://127.0.0.1:port).
 func (p *Process) Endpoint() string { return p.endpoint.String() }
+
+// Pid is the child's process id.
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
 
 // Exited is closed when the child process has ended.
 func (p *Process) Exited() <-chan struct{} { return p.exited }
@@ -196,7 +209,6 @@ func (p *Process) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.proxy.Se
 // kept-alive connections.
 func newProxy(target *url.URL) *httputil.ReverseProxy {
 	tr := &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:        512,
 		MaxIdleConnsPerHost: 512,
 		IdleConnTimeout:     90 * time.Second,
@@ -208,8 +220,7 @@ func newProxy(target *url.URL) *httputil.ReverseProxy {
 			pr.SetURL(target)
 			pr.Out.Header.Del("X-Forwarded-For")
 		},
-		Transport:     tr,
-		FlushInterval: -1,
+		Transport: tr,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			w.Header().Set("Content-Type", "application/x-amz-json-1.0")
 			w.Header().Set("X-Amzn-Errortype", "InternalServerError")

@@ -249,8 +249,10 @@ func TestSchedulesFireOnTheClock(t *testing.T) {
 	if got := rec.got("tick"); len(got) != 1 || string(got[0]) != `{"k":1}` {
 		t.Fatalf("after 5m: %q", got)
 	}
-	fake.Advance(55 * time.Minute) // 01:00 UTC
-	drain(t, b)
+	for i := 0; i < 11; i++ { // to 01:00 UTC, one slot at a time
+		fake.Advance(5 * time.Minute)
+		drain(t, b)
+	}
 	if n := len(rec.got("tick")); n != 12 {
 		t.Fatalf("after 1h: %d ticks, want 12", n)
 	}
@@ -272,10 +274,16 @@ func TestSchedulesFireOnTheClock(t *testing.T) {
 	if n := len(rec.got("morning")); n != 0 {
 		t.Fatalf("09:00 Berlin fired early")
 	}
+	ticks := len(rec.got("tick"))
 	fake.Set(time.Date(2026, 3, 1, 8, 0, 0, 0, time.UTC)) // 09:00 CET
 	drain(t, b)
 	if got := rec.got("morning"); len(got) != 1 || string(got[0]) != "{}" {
 		t.Fatalf("09:00 Berlin: %q", got)
+	}
+	// A jump of seven hours missed 84 five-minute slots: they coalesce into one firing
+	// (no backfill), so a clock jump cannot start a storm of runs.
+	if n := len(rec.got("tick")) - ticks; n != 1 {
+		t.Fatalf("after a 7h jump the 5-minute schedule fired %d times, want 1", n)
 	}
 	if n := len(rec.got("once")); n != 1 {
 		t.Fatalf("one-time schedule fired again")

@@ -10,9 +10,6 @@ import (
 	"github.com/keyline/keyline/internal/schedule"
 )
 
-// maxCatchUp bounds how many missed firings of one schedule fire at once
-// (after a long clock jump).
-const maxCatchUp = 1000
 
 // PutSchedule creates or replaces an EventBridge-Scheduler-style schedule
 // that sends input (default `{}`) to targetArn whenever expression (cron, rate
@@ -157,8 +154,10 @@ func (b *Bus) dueLocked(now time.Time) bool {
 	return !next.IsZero() && !next.After(now)
 }
 
-// fireDueLocked fires every schedule firing at or before now and reports
-// whether schedules fired.
+// fireDueLocked fires every schedule that is due at now, once, and reports whether
+// schedules fired. Firings missed while the clock jumped (or the process was down)
+// coalesce into that one firing, as EventBridge Scheduler does not backfill missed
+// slots: a jump of days must not start hundreds of backups at once.
 func (b *Bus) fireDueLocked(now time.Time) bool {
 	if b.closed {
 		return false
@@ -168,23 +167,17 @@ func (b *Bus) fireDueLocked(now time.Time) bool {
 		if r.sched == nil || r.State != "ENABLED" {
 			continue
 		}
-		for i := 0; i < maxCatchUp && !r.next.IsZero() && !r.next.After(now); i++ {
+		if !r.next.IsZero() && !r.next.After(now) {
 			fired = true
 			b.fireRuleLocked(r, r.next)
-			r.next = r.sched.Next(r.next, time.UTC)
-		}
-		if !r.next.IsZero() && !r.next.After(now) { // skip what the cap left
 			r.next = r.sched.Next(now, time.UTC)
 		}
 	}
 	for _, s := range b.schedules {
-		for i := 0; i < maxCatchUp && !s.Next.IsZero() && !s.Next.After(now); i++ {
+		if !s.Next.IsZero() && !s.Next.After(now) {
 			fired = true
 			b.enqueueLocked(delivery{eventID: newID(), rule: "schedule/" + s.Name,
 				target: Target{ID: s.Name, Arn: s.TargetArn}, event: []byte(s.Input)})
-			s.Next = s.sched.Next(s.Next, s.loc)
-		}
-		if !s.Next.IsZero() && !s.Next.After(now) {
 			s.Next = s.sched.Next(now, s.loc)
 		}
 	}

@@ -90,7 +90,8 @@ type Config struct {
 	Interval time.Duration
 	// LeaseTTL bounds how long a crashed backup blocks re-encryption (default 20m).
 	LeaseTTL time.Duration
-	// PageSize bounds the apps listed per ListDue page (default 500).
+	// PageSize bounds the apps listed per ListDue page (default 200), keeping the Map's results
+	// well under the 256 KiB state payload limit.
 	PageSize int
 	// PartSize and Concurrency of the multipart upload (defaults 16 MiB, 3).
 	PartSize    int64
@@ -126,7 +127,7 @@ func New(cfg Config) (*Backups, error) {
 		cfg.LeaseTTL = 20 * time.Minute
 	}
 	if cfg.PageSize <= 0 {
-		cfg.PageSize = 500
+		cfg.PageSize = 200
 	}
 	if cfg.PartSize <= 0 {
 		cfg.PartSize = 16 << 20

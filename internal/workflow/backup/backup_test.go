@@ -345,3 +345,31 @@ func TestListDueScheduled(t *testing.T) {
 		t.Fatalf("on-demand backup of an unknown app: %v", err)
 	}
 }
+
+func TestRecordRefusedWhenKeyRevokedMidBackup(t *testing.T) {
+	f := newFixture(t, 0)
+	keyARN := f.CMKApp(t, "org1", "app1")
+	f.Put(t, "app1", objects.ScopeCMK, "a", data(t, 5000))
+	ctx := context.Background()
+	st, err := f.b.Lease(ctx, f.item(t, "app1", "exec-revoke-mid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	up, err := f.b.Upload(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Store.RevokeKey(ctx, keyARN, "DisableKey", lineage.Cause{EventID: "ev-mid"}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := f.b.Record(ctx, up)
+	if err != nil || r.Status != backup.StatusSkipped || !strings.Contains(r.Reason, "REVOKED") {
+		t.Fatalf("record after revocation: %+v %v", r, err)
+	}
+	if bs, _ := f.Store.ListBackups(ctx, "app1"); len(bs) != 0 {
+		t.Fatalf("backup recorded under a revoked key: %+v", bs)
+	}
+	if left := f.KeysUnder(t, objectstest.BackupBucket, "backups/app1/"); len(left) != 0 {
+		t.Fatalf("discarded upload left behind: %v", left)
+	}
+}

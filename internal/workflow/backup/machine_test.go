@@ -88,3 +88,28 @@ func TestBackupMachine(t *testing.T) {
 		t.Fatalf("scheduled results %s", res.Output)
 	}
 }
+
+// TestBackupMachinePages lists one app per page: the machine loops until every app is done.
+func TestBackupMachinePages(t *testing.T) {
+	f := newFixture(t, 0)
+	b, err := backup.New(backup.Config{Store: f.Store, Source: f.Source, Keys: f.Keys, S3: f.S3.Client, Bucket: objectstest.BackupBucket,
+		PageSize: 1, PartSize: 5 << 20, Logger: f.Logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.b = b
+	for _, a := range []string{"p1", "p2", "p3"} {
+		f.ManagedApp(t, "org1", a)
+		f.Put(t, a, objects.ScopeManaged, "x", []byte(a))
+	}
+	res := objectstest.RunMachine(t, infra.SMBackup, map[string]any{"requestedBy": "scheduler"}, objectstest.Invoker(f.invoker()))
+	if res.Status != "SUCCEEDED" {
+		t.Fatalf("execution %+v", res)
+	}
+	for _, a := range []string{"p1", "p2", "p3"} {
+		bs, err := f.Store.ListBackups(context.Background(), a)
+		if err != nil || len(bs) != 1 {
+			t.Fatalf("%s: backups %+v %v", a, bs, err)
+		}
+	}
+}

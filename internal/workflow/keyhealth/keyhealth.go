@@ -3,6 +3,11 @@
 // depends on is checked with DescribeKey and a test data-key round trip. A key that fails
 // with a revoked-class error goes down the same revocation path as a DisableKey event;
 // throttling, 5xx and network errors are transient and never deactivate anything.
+//
+// The other way round (B1), the keys of apps deactivated by a revocation are tried too: a key
+// that passes its round trip again (its EnableKey event lost, or access restored by a key
+// policy change, which sends no EnableKey) reactivates its apps within the window, or leaves
+// them for an operator once, exactly as EnableKey does.
 package keyhealth
 
 import (
@@ -33,6 +38,7 @@ var _ Store = (*lineage.Store)(nil)
 // Revoker applies a revocation found by the check (*revocation.Service satisfies it).
 type Revoker interface {
 	RevokeKey(ctx context.Context, keyARN, reason string, cause lineage.Cause) (revocation.Result, error)
+	ReactivateKey(ctx context.Context, keyARN string, cause lineage.Cause) (revocation.Result, error)
 }
 
 var _ Revoker = (*revocation.Service)(nil)
@@ -68,12 +74,16 @@ func New(cfg Config) (*Checker, error) {
 // KeyResult is the outcome of one key's check.
 type KeyResult struct {
 	KeyARN string `json:"keyArn"`
-	// Status is "healthy", "revoked", "transient" or "error".
+	// Status is "healthy", "revoked", "transient" or "error" for an active key, and
+	// "reactivated" or "still-revoked" for the key of deactivated apps.
 	Status string `json:"status"`
 	Code   string `json:"code,omitempty"`
 	Error  string `json:"error,omitempty"`
 	// Deactivated counts the apps deactivated (or pending generations revoked) because of it.
 	Deactivated int `json:"deactivated,omitempty"`
+	// Reactivated counts the apps reactivated; AwaitingOperator those left for an operator.
+	Reactivated      int `json:"reactivated,omitempty"`
+	AwaitingOperator int `json:"awaitingOperator,omitempty"`
 }
 
 // Report is the outcome of one run.
@@ -84,6 +94,7 @@ type Report struct {
 	Revoked     int         `json:"revoked"`
 	Transient   int         `json:"transient"`
 	Deactivated int         `json:"deactivated"`
+	Reactivated int         `json:"reactivated"`
 }
 
 // Run checks every distinct key of the ACTIVE and REENCRYPTING apps (their active and
@@ -91,15 +102,24 @@ type Report struct {
 // "key-health". It returns the report and the errors met (a failed listing or revocation);
 // transient key errors are reported, not returned.
 func (c *Checker) Run(ctx context.Context) (Report, error) {
-	keySet, apps, err := c.activeKeys(ctx)
+	keySet, revokedSet, apps, err := c.activeKeys(ctx)
 	if err != nil {
 		return Report{}, err
 	}
-	arns := make([]string, 0, len(keySet))
+	arns := make([]string, 0, len(keySet)+len(revokedSet))
 	for k := range keySet {
 		arns = append(arns, k)
 	}
 	sort.Strings(arns)
+	active := len(arns)
+	var back []string
+	for k := range revokedSet {
+		if !keySet[k] {
+			back = append(back, k)
+		}
+	}
+	sort.Strings(back)
+	arns = append(arns, back...)
 	results := make([]KeyResult, len(arns))
 	errs := make([]error, len(arns))
 	var wg sync.WaitGroup
@@ -110,7 +130,11 @@ func (c *Checker) Run(ctx context.Context) (Report, error) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			results[i], errs[i] = c.checkKey(ctx, arn)
+			if i < active {
+				results[i], errs[i] = c.checkKey(ctx, arn)
+			} else {
+				results[i], errs[i] = c.checkRevokedKey(ctx, arn)
+			}
 		}()
 	}
 	wg.Wait()
@@ -125,10 +149,11 @@ func (c *Checker) Run(ctx context.Context) (Report, error) {
 			rep.Transient++
 		}
 		rep.Deactivated += r.Deactivated
+		rep.Reactivated += r.Reactivated
 	}
 	c.cfg.Logger.InfoContext(ctx, "key health checked", slog.Int("apps", rep.Apps), slog.Int("keys", len(arns)),
 		slog.Int("healthy", rep.Healthy), slog.Int("revoked", rep.Revoked), slog.Int("transient", rep.Transient),
-		slog.Int("deactivated", rep.Deactivated))
+		slog.Int("deactivated", rep.Deactivated), slog.Int("reactivated", rep.Reactivated))
 	return rep, errors.Join(errs...)
 }
 
@@ -162,6 +187,30 @@ func (c *Checker) checkKey(ctx context.Context, arn string) (KeyResult, error) {
 	return r, nil
 }
 
+// checkRevokedKey tries the key of deactivated apps: if it passes its round trip again, its
+// apps are reactivated (B1, within the window).
+func (c *Checker) checkRevokedKey(ctx context.Context, arn string) (KeyResult, error) {
+	r := KeyResult{KeyARN: arn, Status: "still-revoked"}
+	res, err := c.cfg.Revoker.ReactivateKey(ctx, arn, lineage.Cause{Actor: Actor})
+	r.Reactivated = res.Count(lineage.EffectReactivated)
+	r.AwaitingOperator = res.Count(lineage.EffectAwaitingOperator)
+	switch {
+	case err != nil && errors.Is(err, keys.ErrTransient):
+		r.Status, r.Error = "transient", err.Error()
+		return r, nil
+	case err != nil:
+		r.Status, r.Error = "error", err.Error()
+		return r, fmt.Errorf("keyhealth: reactivate %s: %w", arn, err)
+	case res.Outcome == revocation.OutcomeReactivated:
+		r.Status = "reactivated"
+		if len(res.Apps) > 0 {
+			c.cfg.Logger.InfoContext(ctx, "key health: revoked key usable again", slog.String("key_arn", arn),
+				slog.Int("reactivated", r.Reactivated), slog.Int("awaiting_operator", r.AwaitingOperator))
+		}
+	}
+	return r, nil
+}
+
 func codeOr(code, def string) string {
 	if code == "" {
 		return def
@@ -170,17 +219,21 @@ func codeOr(code, def string) string {
 }
 
 // activeKeys lists all apps and returns the distinct keys of the ACTIVE and REENCRYPTING
-// ones (active and pending generations) and how many such apps there are.
-func (c *Checker) activeKeys(ctx context.Context) (map[string]bool, int, error) {
-	var ids []lineage.App
+// ones (active and pending generations), the keys of the apps deactivated by a revocation
+// that no operator is awaited for, and how many active apps there are.
+func (c *Checker) activeKeys(ctx context.Context) (map[string]bool, map[string]bool, int, error) {
+	var ids, deactivated []lineage.App
 	for cursor := ""; ; {
 		page, err := c.cfg.Store.ListApps(ctx, cursor, 100)
 		if err != nil {
-			return nil, 0, fmt.Errorf("keyhealth: list apps: %w", err)
+			return nil, nil, 0, fmt.Errorf("keyhealth: list apps: %w", err)
 		}
 		for _, a := range page.Items {
-			if a.Status == lineage.AppActive || a.Status == lineage.AppReencrypting {
+			switch a.Status {
+			case lineage.AppActive, lineage.AppReencrypting:
 				ids = append(ids, a)
+			case lineage.AppDeactivated:
+				deactivated = append(deactivated, a)
 			}
 		}
 		if page.Next == "" {
@@ -189,11 +242,12 @@ func (c *Checker) activeKeys(ctx context.Context) (map[string]bool, int, error) 
 		cursor = page.Next
 	}
 	var (
-		mu   sync.Mutex
-		set  = map[string]bool{}
-		errs []error
-		wg   sync.WaitGroup
-		sem  = make(chan struct{}, 4*c.cfg.Concurrency)
+		mu      sync.Mutex
+		set     = map[string]bool{}
+		revoked = map[string]bool{}
+		errs    []error
+		wg      sync.WaitGroup
+		sem     = make(chan struct{}, 4*c.cfg.Concurrency)
 	)
 	for _, a := range ids {
 		wg.Add(1)
@@ -225,9 +279,26 @@ func (c *Checker) activeKeys(ctx context.Context) (map[string]bool, int, error) 
 			}
 		}()
 	}
+	for _, a := range deactivated {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			_, gen, err := c.cfg.Store.ActiveKey(ctx, a.ID)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err != nil && !errors.Is(err, lineage.ErrNotFound):
+				errs = append(errs, fmt.Errorf("app %s: %w", a.ID, err))
+			case err == nil && gen.State == lineage.GenRevoked && !gen.AwaitingOperator && gen.KeyARN != "":
+				revoked[gen.KeyARN] = true
+			}
+		}()
+	}
 	wg.Wait()
 	if len(errs) > 0 {
-		return nil, 0, fmt.Errorf("keyhealth: read active keys: %w", errors.Join(errs...))
+		return nil, nil, 0, fmt.Errorf("keyhealth: read active keys: %w", errors.Join(errs...))
 	}
-	return set, len(ids), nil
+	return set, revoked, len(ids), nil
 }

@@ -28,6 +28,7 @@ type env struct {
 	keys  keys.Provider
 	rec   *audit.Recorder
 	rev   *revocation.Service
+	clk   *clock.Fake
 }
 
 func newEnv(t *testing.T) *env {
@@ -46,7 +47,7 @@ func newEnv(t *testing.T) *env {
 	if _, err := store.CreateOrg(ctx, lineage.Org{ID: "org-1", Name: "Org"}); err != nil {
 		t.Fatal(err)
 	}
-	return &env{ctx: ctx, store: store, kms: kc, keys: kp, rec: rec, rev: rev}
+	return &env{ctx: ctx, store: store, kms: kc, keys: kp, rec: rec, rev: rev, clk: clk}
 }
 
 func (e *env) app(t *testing.T, id, keyARN string) {
@@ -123,11 +124,70 @@ func TestDisabledKeyDeactivatesItsAppsOnly(t *testing.T) {
 		t.Errorf("%d App Deactivated events, want 2", n)
 	}
 
-	// The next run checks only the healthy key: deactivated apps' keys are not active keys.
+	// The next run checks the healthy key as an active key, and tries the revoked one for
+	// reactivation: still disabled, so nothing changes.
 	cc.calls = map[string]int{}
 	rep, err = chk.Run(e.ctx)
-	if err != nil || rep.Apps != 3 || len(rep.Keys) != 1 || cc.calls[bad] != 0 {
+	if err != nil || rep.Apps != 3 || len(rep.Keys) != 2 || cc.calls[bad] != 0 || rep.Reactivated != 0 {
 		t.Fatalf("second run %+v, %v, calls %v", rep, err, cc.calls)
+	}
+	if r := rep.Keys[1]; r.KeyARN != bad || r.Status != "still-revoked" {
+		t.Errorf("revoked key result %+v", r)
+	}
+	if got := e.status(t, "b1"); got != lineage.AppDeactivated {
+		t.Fatalf("b1 is %s", got)
+	}
+
+	// Access comes back without an EnableKey event reaching keyline: the check reactivates.
+	if _, err := e.kms.EnableKey(e.ctx, &kms.EnableKeyInput{KeyId: aws.String(bad)}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = chk.Run(e.ctx)
+	if err != nil || rep.Reactivated != 2 {
+		t.Fatalf("third run %+v, %v", rep, err)
+	}
+	for _, id := range []string{"b1", "b2"} {
+		if got := e.status(t, id); got != lineage.AppActive {
+			t.Errorf("app %s is %s after its key came back", id, got)
+		}
+	}
+	if n := e.rec.Count(audit.DetailAppReactivated); n != 2 {
+		t.Errorf("%d App Reactivated events, want 2", n)
+	}
+}
+
+func TestKeyBackPastWindowAwaitsOperatorOnce(t *testing.T) {
+	e := newEnv(t)
+	k := testenv.NewKMSKey(t, e.kms)
+	e.app(t, "a1", k)
+	if _, err := e.kms.DisableKey(e.ctx, &kms.DisableKeyInput{KeyId: aws.String(k)}); err != nil {
+		t.Fatal(err)
+	}
+	chk, err := keyhealth.New(keyhealth.Config{Store: e.store, Keys: e.keys, Revoker: e.rev})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := chk.Run(e.ctx); err != nil || rep.Deactivated != 1 {
+		t.Fatalf("first run %+v, %v", rep, err)
+	}
+	e.clk.Advance(11 * 24 * time.Hour)
+	if _, err := e.kms.EnableKey(e.ctx, &kms.EnableKeyInput{KeyId: aws.String(k)}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := chk.Run(e.ctx)
+	if err != nil || rep.Reactivated != 0 || len(rep.Keys) != 1 || rep.Keys[0].AwaitingOperator != 1 {
+		t.Fatalf("past the window %+v, %v", rep, err)
+	}
+	if got := e.status(t, "a1"); got != lineage.AppDeactivated {
+		t.Fatalf("a1 is %s, want DEACTIVATED until an operator acts", got)
+	}
+	// Once flagged for an operator, the key is not tried again.
+	rep, err = chk.Run(e.ctx)
+	if err != nil || len(rep.Keys) != 0 {
+		t.Fatalf("next run %+v, %v", rep, err)
+	}
+	if n := e.rec.Count(audit.DetailReactivationWaiting); n != 1 {
+		t.Errorf("%d awaiting-operator events, want 1", n)
 	}
 }
 

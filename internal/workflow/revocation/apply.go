@@ -36,11 +36,12 @@ func (s *Service) RevokeKey(ctx context.Context, keyARN, reason string, cause li
 
 func (s *Service) revoke(ctx context.Context, keyARN, reason string, cause lineage.Cause) (Result, error) {
 	apps, err := s.store.RevokeKey(ctx, keyARN, reason, cause)
+	// Apps changed before an error are changed (and a retry, which finishes the rest, will
+	// not report them again): their events go out either way.
+	s.emit(ctx, keyARN, reason, cause, apps)
 	if err != nil {
-		// Apps changed before the error are changed; a retry finishes the rest (idempotent).
 		return Result{KeyARN: keyARN, Apps: apps}, fmt.Errorf("revocation: revoke key %s: %w", keyARN, err)
 	}
-	s.emit(ctx, keyARN, reason, cause, apps)
 	return Result{KeyARN: keyARN, Outcome: OutcomeRevoked, Reason: reason, Apps: apps}, nil
 }
 
@@ -91,6 +92,16 @@ func (s *Service) ReportRevoked(ctx context.Context, keyARN, cause string, err e
 	return rerr
 }
 
+// ReactivateKey is B1 for a caller that has no EnableKey event (the key-health check finding
+// a revoked key usable again, e.g. after a key-policy change): the key must pass its test
+// round trip, then its apps are reactivated within the window or left for an operator.
+func (s *Service) ReactivateKey(ctx context.Context, keyARN string, cause lineage.Cause) (Result, error) {
+	if !IsKeyARN(keyARN) {
+		return Result{}, fmt.Errorf("%w: %q is not a KMS key ARN", ErrMalformedEvent, keyARN)
+	}
+	return s.reactivate(ctx, keyARN, cause)
+}
+
 func (s *Service) reactivate(ctx context.Context, keyARN string, cause lineage.Cause) (Result, error) {
 	res := Result{KeyARN: keyARN}
 	if err := s.keys.Check(ctx, keyARN); err != nil {
@@ -102,10 +113,10 @@ func (s *Service) reactivate(ctx context.Context, keyARN string, cause lineage.C
 		return res, fmt.Errorf("revocation: verify key %s: %w", keyARN, err)
 	}
 	apps, err := s.store.ReactivateKey(ctx, keyARN, cause, s.window)
+	s.emit(ctx, keyARN, "EnableKey", cause, apps)
 	if err != nil {
 		return Result{KeyARN: keyARN, Apps: apps}, fmt.Errorf("revocation: reactivate key %s: %w", keyARN, err)
 	}
-	s.emit(ctx, keyARN, "EnableKey", cause, apps)
 	res.Outcome, res.Apps = OutcomeReactivated, apps
 	return res, nil
 }

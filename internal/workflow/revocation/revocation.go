@@ -23,6 +23,7 @@ import (
 	"github.com/keyline/keyline/internal/clock"
 	"github.com/keyline/keyline/internal/keys"
 	"github.com/keyline/keyline/internal/lineage"
+	"github.com/keyline/keyline/internal/workflow/wferr"
 )
 
 // DefaultWindow is how long after a revocation a key's return reactivates its apps by itself (B1).
@@ -52,6 +53,9 @@ type Store interface {
 }
 
 var _ Store = (*lineage.Store)(nil)
+
+// The data plane's workflows report revoked-class KMS errors through this interface.
+var _ wferr.RevocationReporter = (*Service)(nil)
 
 // Config configures a Service.
 type Config struct {

@@ -1,0 +1,58 @@
+package clock
+
+import (
+	"testing"
+	"time"
+)
+
+func TestFakeFiresOnlyWhenAdvanced(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	f := NewFake(t0)
+	ch := f.After(time.Hour)
+	select {
+	case <-ch:
+		t.Fatal("fired before the clock moved")
+	default:
+	}
+	f.Advance(59 * time.Minute)
+	select {
+	case <-ch:
+		t.Fatal("fired early")
+	default:
+	}
+	f.Advance(time.Minute)
+	if got := <-ch; !got.Equal(t0.Add(time.Hour)) {
+		t.Fatalf("fired at %v", got)
+	}
+	if f.Waiters() != 0 {
+		t.Fatalf("%d waiters left", f.Waiters())
+	}
+	f.Set(t0) // never backwards
+	if !f.Now().Equal(t0.Add(time.Hour)) {
+		t.Fatalf("clock went backwards to %v", f.Now())
+	}
+}
+
+func TestOffsetJumpsAndFires(t *testing.T) {
+	o := NewOffset()
+	before := time.Now()
+	ch := o.After(240 * time.Hour)
+	o.Advance(241 * time.Hour)
+	select {
+	case at := <-ch:
+		if at.Sub(before) < 241*time.Hour {
+			t.Fatalf("fired at %v, less than the jump after %v", at, before)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a jump past the deadline did not fire the waiter")
+	}
+	if d := o.Now().Sub(time.Now()); d < 241*time.Hour-time.Second || d > 241*time.Hour+time.Second {
+		t.Fatalf("offset %v", d)
+	}
+	// Waiting in real time works too.
+	select {
+	case <-o.After(10 * time.Millisecond):
+	case <-time.After(5 * time.Second):
+		t.Fatal("a short wait never fired")
+	}
+}
