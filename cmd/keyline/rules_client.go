@@ -43,7 +43,9 @@ func (a apiAnswer) message() string {
 	return e.Error.Code + ": " + e.Error.Message
 }
 
-func (c *apiClient) as(token string) *apiClient { return &apiClient{base: c.base, token: token, http: c.http} }
+func (c *apiClient) as(token string) *apiClient {
+	return &apiClient{base: c.base, token: token, http: c.http}
+}
 
 func (c *apiClient) do(ctx context.Context, method, path string, body any, hdr ...string) (apiAnswer, error) {
 	var rd io.Reader

@@ -494,3 +494,39 @@ type fixedKey struct{ dk *keys.DataKey }
 func (u fixedKey) Unwrap(context.Context, *Header) (*keys.DataKey, error) {
 	return keys.NewDataKey(u.dk.KeyARN, u.dk.EncryptionContext, u.dk.Wrapped, u.dk.Plaintext()), nil
 }
+
+func TestCachingUnwrapperConcurrent(t *testing.T) {
+	env := newKMSEnv(t)
+	encCtx := keys.EncryptionContext("app-c", 1, keys.PurposeData)
+	dk, err := env.provider.GenerateDataKey(context.Background(), env.keyARN, encCtx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dk.Destroy()
+	obj := sealBytes(t, dk, 1, gen(5, 5000))
+	cache := NewCachingUnwrapperSize(ProviderUnwrapper(env.provider), 4)
+	defer cache.Close()
+	env.provider.Reset()
+	errs := make(chan error, 16)
+	for range 16 {
+		go func() {
+			r, _, err := NewReader(context.Background(), bytes.NewReader(obj), cache, Expect{KeyARN: env.keyARN, EncryptionContext: encCtx})
+			if err == nil {
+				var n int64
+				n, err = io.Copy(io.Discard, r)
+				if err == nil && n != 5000 {
+					err = fmt.Errorf("%d bytes", n)
+				}
+			}
+			errs <- err
+		}()
+	}
+	for range 16 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c := env.provider.Counts(); c.Decrypt != 1 {
+		t.Fatalf("%d Decrypt calls for 16 concurrent opens, want 1", c.Decrypt)
+	}
+}

@@ -10,7 +10,6 @@ import (
 	"github.com/keyline/keyline/internal/schedule"
 )
 
-
 // PutSchedule creates or replaces an EventBridge-Scheduler-style schedule
 // that sends input (default `{}`) to targetArn whenever expression (cron, rate
 // or at) fires in timezone (an IANA name; empty means UTC).
