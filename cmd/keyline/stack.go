@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -370,7 +369,7 @@ func StartStack(ctx context.Context, opts StackOptions) (_ *Stack, err error) {
 		return nil, r.err
 	}
 	st.ddb = r.p
-	st.router.Register(localaws.ServiceDynamoDB, sharedDynamoDB(st.ddb))
+	st.router.Register(localaws.ServiceDynamoDB, st.ddb)
 	ddbc := awsddb.NewFromConfig(cfg)
 	if err := lineage.CreateTable(ctx, ddbc, st.state.TableName); err != nil {
 		return nil, fmt.Errorf("lineage table: %w", err)
@@ -699,38 +698,4 @@ func unavailable(msg string) http.Handler {
 		w.WriteHeader(http.StatusServiceUnavailable)
 		fmt.Fprintf(w, `{"__type":"ServiceUnavailableException","message":%q}`, msg)
 	})
-}
-
-// sharedDynamoDB makes every caller see the same tables. DynamoDB Local keeps one
-// database per access key and region unless started with -sharedDb; the request's
-// credential scope is rewritten to the stack's own, so `keyline invoke` (or the AWS CLI)
-// with any credentials sees the stack's table. DynamoDB Local does not check signatures.
-func sharedDynamoDB(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if auth := r.Header.Get("Authorization"); auth != "" {
-			r.Header.Set("Authorization", normalizeCredential(auth))
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-// normalizeCredential rewrites `Credential=AKID/date/region/service/aws4_request` to the
-// local access key and region.
-func normalizeCredential(auth string) string {
-	const tag = "Credential="
-	i := strings.Index(auth, tag)
-	if i < 0 {
-		return auth
-	}
-	start := i + len(tag)
-	end := strings.IndexAny(auth[start:], ", ")
-	if end < 0 {
-		end = len(auth) - start
-	}
-	parts := strings.Split(auth[start:start+end], "/")
-	if len(parts) != 5 {
-		return auth
-	}
-	parts[0], parts[2] = localAccessKey, localRegion
-	return auth[:start] + strings.Join(parts, "/") + auth[start+end:]
 }

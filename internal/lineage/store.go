@@ -10,9 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
 	"github.com/keyline/keyline/internal/clock"
 )
@@ -22,13 +21,15 @@ type Options struct {
 	// Clock stamps every change and decides lease expiry and the reactivation window.
 	// Default: clock.Real().
 	Clock clock.Clock
-	// Parallelism bounds the per-app transactions RevokeKey and ReactivateKey run at once.
+	// Parallelism bounds the transactions RevokeKey and ReactivateKey run at once.
 	// Default: 32.
 	Parallelism int
 	// RevokeBatch is how many apps RevokeKey revokes per TransactWriteItems (1 to 33). Each
 	// app is three writes (generation, app, audit), all-or-nothing either way, and a batch
 	// that is canceled (an app changed meanwhile) falls back to one transaction per app.
-	// Batches cut the number of calls. Default: 1, one transaction per app.
+	// Batches cut the number of calls: on DynamoDB Local, which handles transactions
+	// poorly in parallel, 25 apps per transaction revoke 2-3 times faster than one. Default:
+	// 25; 1 means one transaction per app.
 	RevokeBatch int
 	// PageLimit is the Limit of each Query page (0: DynamoDB's default of 1 MB pages).
 	// Tests set it small to force pagination.
@@ -61,7 +62,7 @@ func New(client *dynamodb.Client, tableName string, opts Options) *Store {
 	}
 	s.batch = opts.RevokeBatch
 	if s.batch <= 0 {
-		s.batch = 1
+		s.batch = 25
 	}
 	s.batch = min(s.batch, 33)
 	if s.log == nil {

@@ -42,7 +42,8 @@ var (
 	ErrWrongKey = errors.New("sealing: wrong key")
 	// ErrTampered: the header or the body failed authentication.
 	ErrTampered = errors.New("sealing: tampered")
-	// ErrTruncated: the stream ended before its end.
+	// ErrTruncated: the stream ends without its end marker (cut short; bytes appended after the
+	// end also show up this way).
 	ErrTruncated = errors.New("sealing: truncated")
 )
 

@@ -96,7 +96,10 @@ func Start(ctx context.Context, opts Options) (*Process, error) {
 		}
 	}
 	args := []string{"-Djava.library.path=" + filepath.Join(jarDir, "DynamoDBLocal_lib"), "-jar", filepath.Join(jarDir, "DynamoDBLocal.jar"),
-		"-port", strconv.Itoa(port), "-disableTelemetry"}
+		"-port", strconv.Itoa(port), "-disableTelemetry",
+		// One database whatever the caller's access key and region, as one AWS account
+		// would have: `keyline invoke`, the AWS CLI and the stack all see the same tables.
+		"-sharedDb"}
 	switch {
 	case opts.InMemory:
 		args = append(args, "-inMemory")
@@ -250,9 +253,12 @@ func findJava(explicit string) (string, error) {
 	return "", ErrJavaMissing
 }
 
-// defaultJarDir walks up from the working directory to keyline's go.mod and returns
-// <repo>/.local/dynamodb.
+// defaultJarDir is $KEYLINE_DYNAMODB_DIR when set; otherwise it walks up from the
+// working directory to keyline's go.mod and returns <repo>/.local/dynamodb.
 func defaultJarDir() string {
+	if d := os.Getenv("KEYLINE_DYNAMODB_DIR"); d != "" {
+		return d
+	}
 	dir, err := os.Getwd()
 	if err != nil {
 		return filepath.Join(".local", "dynamodb")

@@ -29,15 +29,9 @@ import (
 // DefaultWindow is how long after a revocation a key's return reactivates its apps by itself (B1).
 const DefaultWindow = 10 * 24 * time.Hour
 
-// EnvReactivationWindow is the setting that overrides DefaultWindow ("240h", "10d", …).
-const EnvReactivationWindow = "KEYLINE_REACTIVATION_WINDOW"
-
 // ActionAwaitingEnable is the audit action recorded when CancelKeyDeletion leaves a key
 // Disabled: nothing changes until EnableKey.
 const ActionAwaitingEnable = "key.awaiting_enable"
-
-// ActionOperatorReactivated is the audit action detail for an operator's reactivation.
-const ActionOperatorReactivated = "key.operator_reactivated"
 
 // Store is what the revocation path needs of the lineage store (*lineage.Store satisfies it).
 type Store interface {

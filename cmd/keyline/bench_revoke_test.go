@@ -1,0 +1,394 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
+
+	"github.com/keyline/keyline/internal/keys"
+	"github.com/keyline/keyline/internal/lineage"
+	"github.com/keyline/keyline/internal/objects"
+)
+
+// setupPar is the parallelism of the benchmarks' setup writes.
+const setupPar = 32
+
+// revokeSetup is a key with apps on it, each with backups, and the items of a sample of
+// those apps as they were before the revocation.
+type revokeSetup struct {
+	key     string
+	apps    []string
+	before  map[string]map[string]map[string]ddbtypes.AttributeValue // app → SK → item
+	perApp  bool                                                     // one GenerateDataKey per app (else one shared wrapped key)
+	setup   time.Duration
+	backups int
+}
+
+// setupRevoke creates n CMK apps on a fresh key straight in the lineage store, each with
+// backups records (lease taken, backup recorded). Data keys: one GenerateDataKey per app
+// with the app's own context when perApp, else one wrapped key generated once (with the
+// first app's context) shared by all: nothing unwraps it in this benchmark.
+func setupRevoke(ctx context.Context, e *benchEnv, tag string, n, backups int, perApp bool, sample int) (*revokeSetup, error) {
+	start := time.Now()
+	key, err := e.newKey(ctx, "revoke "+tag)
+	if err != nil {
+		return nil, err
+	}
+	s := &revokeSetup{key: key, perApp: perApp, backups: backups, before: map[string]map[string]map[string]ddbtypes.AttributeValue{}}
+	run := time.Now().UnixNano() % 1e9
+	for i := range n {
+		s.apps = append(s.apps, fmt.Sprintf("rv%s-%d-%05d", tag, run, i))
+	}
+	kp := keys.NewKMS(awskms.NewFromConfig(e.st.AWSConfig()), keys.Options{})
+	var shared []byte
+	if !perApp {
+		if shared, err = objects.NewGenerationKey(ctx, kp, s.apps[0], 1, key); err != nil {
+			return nil, err
+		}
+	}
+	err = parallel(ctx, n, setupPar, func(ctx context.Context, i int) error {
+		app := s.apps[i]
+		wrapped := shared
+		if perApp {
+			var err error
+			if wrapped, err = objects.NewGenerationKey(ctx, kp, app, 1, key); err != nil {
+				return err
+			}
+		}
+		if _, err := e.st.Store.CreateApp(ctx, lineage.App{ID: app, OrgID: e.orgs, KeyModel: lineage.KeyModelCMK}, key, wrapped, lineage.Cause{Actor: "bench"}); err != nil {
+			return err
+		}
+		for j := range backups {
+			id := fmt.Sprintf("%032x", uint64(i)<<16|uint64(j)+1)
+			if _, err := e.st.Store.AcquireBackupLease(ctx, app, id, time.Minute); err != nil {
+				return fmt.Errorf("lease %s: %w", app, err)
+			}
+			if _, err := e.st.Store.RecordBackup(ctx, lineage.Backup{AppID: app, ID: id, Generation: 1, KeyARN: key,
+				ObjectKey: "backups/" + app + "/" + id + ".klb", SizeBytes: 1 << 20, Digest: strings.Repeat("ab", 32), ObjectCount: 10},
+				id, lineage.Cause{Actor: "bench"}); err != nil {
+				return fmt.Errorf("record backup of %s: %w", app, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("setup of %d apps: %w", n, err)
+	}
+	// The sample: apps spread over the key's whole range.
+	db := awsddb.NewFromConfig(e.st.AWSConfig())
+	step := max(1, n/sample)
+	for i := 0; i < n; i += step {
+		items, err := appItems(ctx, db, e.st.TableName(), s.apps[i])
+		if err != nil {
+			return nil, err
+		}
+		s.before[s.apps[i]] = items
+	}
+	s.setup = time.Since(start)
+	return s, nil
+}
+
+// appItems returns every item of the app's partition by sort key.
+func appItems(ctx context.Context, db *awsddb.Client, table, app string) (map[string]map[string]ddbtypes.AttributeValue, error) {
+	out := map[string]map[string]ddbtypes.AttributeValue{}
+	p := awsddb.NewQueryPaginator(db, &awsddb.QueryInput{
+		TableName: aws.String(table), KeyConditionExpression: aws.String("PK = :pk"), ConsistentRead: aws.Bool(true),
+		ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{":pk": &ddbtypes.AttributeValueMemberS{Value: "APP#" + app}},
+	})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("items of %s: %w", app, err)
+		}
+		for _, it := range page.Items {
+			sk, _ := it["SK"].(*ddbtypes.AttributeValueMemberS)
+			if sk == nil {
+				return nil, fmt.Errorf("an item of %s has no SK", app)
+			}
+			out[sk.Value] = it
+		}
+	}
+	return out, nil
+}
+
+// writeCheck compares the sample's items after the revocation with before: every app must
+// be DEACTIVATED, no backup item may have changed, and it returns the items written
+// (changed or added) per app, by kind.
+func (s *revokeSetup) writeCheck(ctx context.Context, e *benchEnv) (perApp float64, kinds map[string]int, err error) {
+	db := awsddb.NewFromConfig(e.st.AWSConfig())
+	kinds = map[string]int{}
+	total, backupsSeen := 0, 0
+	for app, before := range s.before {
+		after, err := appItems(ctx, db, e.st.TableName(), app)
+		if err != nil {
+			return 0, nil, err
+		}
+		meta, ok := after["META"]
+		if st, _ := meta["status"].(*ddbtypes.AttributeValueMemberS); !ok || st == nil || st.Value != string(lineage.AppDeactivated) {
+			return 0, nil, fmt.Errorf("app %s is not DEACTIVATED after the revocation: %v", app, meta["status"])
+		}
+		for sk, it := range after {
+			kind := sk
+			if i := strings.IndexByte(sk, '#'); i > 0 {
+				kind = sk[:i]
+			}
+			if strings.HasPrefix(sk, "BACKUP") {
+				backupsSeen++
+			}
+			if old, ok := before[sk]; ok && reflect.DeepEqual(old, it) {
+				continue
+			}
+			if strings.HasPrefix(sk, "BACKUP") {
+				return 0, nil, fmt.Errorf("app %s: backup item %s was written by the revocation", app, sk)
+			}
+			kinds[kind]++
+			total++
+		}
+		for sk := range before {
+			if _, ok := after[sk]; !ok {
+				return 0, nil, fmt.Errorf("app %s: item %s vanished", app, sk)
+			}
+		}
+	}
+	if want := len(s.before) * s.backups; backupsSeen < want {
+		return 0, nil, fmt.Errorf("the sample has %d backup items, want at least %d", backupsSeen, want)
+	}
+	return float64(total) / float64(len(s.before)), kinds, nil
+}
+
+// revokeWatch tells when every generation on a key has left ACTIVE/PENDING. It walks the
+// key's generations in the index order (the order RevokeKey works in) from a frontier:
+// everything before the frontier was seen revoked, and a revoked generation never comes
+// back by itself, so each poll reads only from the first generation not yet seen revoked.
+type revokeWatch struct {
+	db      *awsddb.Client
+	table   string
+	keyPK   string
+	want    int
+	seen    int
+	from    map[string]ddbtypes.AttributeValue
+	polls   int
+	pollDur time.Duration
+}
+
+func (w *revokeWatch) poll(ctx context.Context) (bool, error) {
+	start := time.Now()
+	defer func() { w.polls++; w.pollDur += time.Since(start) }()
+	for {
+		out, err := w.db.Query(ctx, &awsddb.QueryInput{
+			TableName: aws.String(w.table), IndexName: aws.String(lineage.GSI1),
+			KeyConditionExpression:    aws.String("GSI1PK = :pk"),
+			ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{":pk": &ddbtypes.AttributeValueMemberS{Value: w.keyPK}},
+			ExpressionAttributeNames:  map[string]string{"#s": "state"},
+			ProjectionExpression:      aws.String("PK, SK, GSI1PK, GSI1SK, #s"),
+			ExclusiveStartKey:         w.from, Limit: aws.Int32(100),
+		})
+		if err != nil {
+			return false, err
+		}
+		for _, it := range out.Items {
+			st, _ := it["state"].(*ddbtypes.AttributeValueMemberS)
+			if st == nil || st.Value == string(lineage.GenActive) || st.Value == string(lineage.GenPending) {
+				return false, nil
+			}
+			w.from = map[string]ddbtypes.AttributeValue{"PK": it["PK"], "SK": it["SK"], "GSI1PK": it["GSI1PK"], "GSI1SK": it["GSI1SK"]}
+			w.seen++
+		}
+		if out.LastEvaluatedKey == nil {
+			if w.seen < w.want {
+				return false, fmt.Errorf("the key has %d generations, want %d", w.seen, w.want)
+			}
+			return true, nil
+		}
+	}
+}
+
+// timeRevocation disables the key through the endpoint and polls (every interval) until
+// every app on it is deactivated; it returns the time from the DisableKey call.
+func timeRevocation(ctx context.Context, e *benchEnv, s *revokeSetup, interval time.Duration) (time.Duration, *revokeWatch, error) {
+	kc := awskms.NewFromConfig(e.st.AWSConfig())
+	w := &revokeWatch{db: awsddb.NewFromConfig(e.st.AWSConfig()), table: e.st.TableName(), keyPK: "KEY#" + s.key, want: len(s.apps)}
+	// Warm the clients' connections so the figure holds no dial.
+	if _, err := kc.DescribeKey(ctx, &awskms.DescribeKeyInput{KeyId: aws.String(s.key)}); err != nil {
+		return 0, nil, err
+	}
+	if done, err := (&revokeWatch{db: w.db, table: w.table, keyPK: w.keyPK, want: len(s.apps)}).poll(ctx); err != nil || done {
+		return 0, nil, fmt.Errorf("before DisableKey: done=%v err=%v", done, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	start := time.Now()
+	if _, err := kc.DisableKey(ctx, &awskms.DisableKeyInput{KeyId: aws.String(s.key)}); err != nil {
+		return 0, nil, err
+	}
+	for {
+		done, err := w.poll(ctx)
+		if err != nil {
+			return 0, w, err
+		}
+		if done {
+			return time.Since(start), w, nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, w, fmt.Errorf("%d of %d apps deactivated after %v: %w", w.seen, w.want, time.Since(start), ctx.Err())
+		case <-time.After(interval):
+		}
+	}
+}
+
+// floorWrites makes n single-item conditional writes (UpdateItem with a condition on a
+// version attribute) with par at once against the stack's DynamoDB endpoint, on items
+// prepared beforehand; version is the items' current version. It returns the time taken.
+func floorWrites(ctx context.Context, db *awsddb.Client, table string, pks []string, par, version int) (time.Duration, error) {
+	var failed atomic.Int64
+	start := time.Now()
+	err := parallel(ctx, len(pks), par, func(ctx context.Context, i int) error {
+		_, err := db.UpdateItem(ctx, &awsddb.UpdateItemInput{
+			TableName: aws.String(table),
+			Key: map[string]ddbtypes.AttributeValue{
+				"PK": &ddbtypes.AttributeValueMemberS{Value: pks[i]}, "SK": &ddbtypes.AttributeValueMemberS{Value: "META"},
+			},
+			UpdateExpression:         aws.String("SET #st = :d ADD #v :one"),
+			ConditionExpression:      aws.String("#v = :v"),
+			ExpressionAttributeNames: map[string]string{"#st": "status", "#v": "version"},
+			ExpressionAttributeValues: map[string]ddbtypes.AttributeValue{
+				":d": &ddbtypes.AttributeValueMemberS{Value: "DEACTIVATED"}, ":one": &ddbtypes.AttributeValueMemberN{Value: "1"},
+				":v": &ddbtypes.AttributeValueMemberN{Value: strconv.Itoa(version)},
+			},
+		})
+		if err != nil {
+			failed.Add(1)
+		}
+		return err
+	})
+	return time.Since(start), err
+}
+
+// setupFloor puts n items (version 1) for floorWrites.
+func setupFloor(ctx context.Context, db *awsddb.Client, table string, n int) ([]string, error) {
+	run := time.Now().UnixNano() % 1e9
+	pks := make([]string, n)
+	for i := range pks {
+		pks[i] = fmt.Sprintf("BENCHFLOOR#%d#%05d", run, i)
+	}
+	batches := (n + 24) / 25
+	err := parallel(ctx, batches, 8, func(ctx context.Context, b int) error {
+		var reqs []ddbtypes.WriteRequest
+		for i := b * 25; i < min(n, (b+1)*25); i++ {
+			reqs = append(reqs, ddbtypes.WriteRequest{PutRequest: &ddbtypes.PutRequest{Item: map[string]ddbtypes.AttributeValue{
+				"PK": &ddbtypes.AttributeValueMemberS{Value: pks[i]}, "SK": &ddbtypes.AttributeValueMemberS{Value: "META"},
+				"status": &ddbtypes.AttributeValueMemberS{Value: "ACTIVE"}, "version": &ddbtypes.AttributeValueMemberN{Value: "1"},
+				"Type": &ddbtypes.AttributeValueMemberS{Value: "BENCHFLOOR"},
+			}}})
+		}
+		in := map[string][]ddbtypes.WriteRequest{table: reqs}
+		for len(in) > 0 && len(in[table]) > 0 {
+			out, err := db.BatchWriteItem(ctx, &awsddb.BatchWriteItemInput{RequestItems: in})
+			if err != nil {
+				return err
+			}
+			in = out.UnprocessedItems
+		}
+		return nil
+	})
+	return pks, err
+}
+
+// BenchmarkRevoke measures revocation end to end on the local deployment: from the KMS
+// DisableKey call (through the endpoint: CloudTrail event → EventBridge rule → key-event
+// function → lineage RevokeKey) until every app on the key is DEACTIVATED, for 100 and for
+// 10 000 apps with backups; and the floor: 10 000 plain conditional UpdateItems against
+// the same DynamoDB endpoint.
+func BenchmarkRevoke(b *testing.B) {
+	e := sharedBench(b)
+	ctx := context.Background()
+	const poll = 15 * time.Millisecond
+	var t100, t10k, floor time.Duration
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		// 100 apps, 3 backups each, one GenerateDataKey per app.
+		s100, err := setupRevoke(ctx, e, fmt.Sprintf("a%d", i), 100, 3, true, 100)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("setup: 100 apps × 3 backups (per-app data keys) in %v", s100.setup.Round(time.Millisecond))
+		b.StartTimer()
+		d, w, err := timeRevocation(ctx, e, s100, poll)
+		b.StopTimer()
+		if err != nil {
+			b.Fatal(err)
+		}
+		t100 += d
+		b.Logf("revoke 100 apps: %v (%d polls, mean poll %v)", d.Round(time.Millisecond), w.polls, (w.pollDur / time.Duration(max(1, w.polls))).Round(time.Microsecond))
+		if err := e.st.WaitIdle(ctx); err != nil {
+			b.Fatal(err)
+		}
+		per, kinds, err := s100.writeCheck(ctx, e)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("revoke 100 apps: %.2f items written per app %v; 300 backup items unchanged", per, kinds)
+
+		// 10 000 apps, 1 backup each, one shared wrapped data key.
+		s10k, err := setupRevoke(ctx, e, fmt.Sprintf("b%d", i), 10000, 1, false, 100)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("setup: 10000 apps × 1 backup (one shared wrapped data key) in %v", s10k.setup.Round(time.Millisecond))
+		b.StartTimer()
+		d, w, err = timeRevocation(ctx, e, s10k, poll)
+		b.StopTimer()
+		if err != nil {
+			b.Fatal(err)
+		}
+		t10k += d
+		b.Logf("revoke 10000 apps: %v (%d polls, mean poll %v, total polling %v)", d.Round(time.Millisecond), w.polls,
+			(w.pollDur / time.Duration(max(1, w.polls))).Round(time.Microsecond), w.pollDur.Round(time.Millisecond))
+		if err := e.st.WaitIdle(ctx); err != nil {
+			b.Fatal(err)
+		}
+		per, kinds, err = s10k.writeCheck(ctx, e)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Logf("revoke 10000 apps: %.2f items written per app (sample of %d) %v; backups unchanged", per, len(s10k.before), kinds)
+
+		// The floor: the same number of single-item conditional writes, no keyline logic.
+		db := awsddb.NewFromConfig(e.st.AWSConfig())
+		pks, err := setupFloor(ctx, db, e.st.TableName(), 10000)
+		if err != nil {
+			b.Fatal(err)
+		}
+		best := time.Duration(0)
+		for k, par := range []int{32, 64} {
+			b.StartTimer()
+			fd, err := floorWrites(ctx, db, e.st.TableName(), pks, par, k+1)
+			b.StopTimer()
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Logf("floor: 10000 conditional UpdateItems with %d at once: %v", par, fd.Round(time.Millisecond))
+			if best == 0 || fd < best {
+				best = fd
+			}
+		}
+		floor += best
+	}
+	n := float64(b.N)
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / n }
+	b.ReportMetric(ms(t100), "revoke_100_apps_ms")
+	b.ReportMetric(ms(t10k), "revoke_10000_apps_ms")
+	b.ReportMetric(ms(floor), "revoke_10000_floor_ms")
+	b.ReportMetric(float64(t10k)/float64(floor), "revoke_10000_vs_floor_ratio")
+}
