@@ -44,7 +44,7 @@ build: deps ## build the keyline CLI (bin/keyline) and every Lambda bootstrap (b
 synth: build ## synthesize the CDK app into cdk.out/ (offline: no credentials, no lookups)
 	@scripts/synth.sh
 
-deploy: build ## deploy to the AWS account of your current credentials
+deploy: synth ## deploy to the AWS account of your current credentials
 	cd tools/node && npx --no-install cdk deploy --app "$(CURDIR)/cdk.out" --require-approval broadening
 
 diff: synth ## show what `make deploy` would change

@@ -2,7 +2,8 @@ package infra
 
 import "time"
 
-// EnvOperatorTokenHash carries the hex SHA-256 of the operator token to the console.
+// EnvOperatorTokenHash carries the hex SHA-256 of the operator token to the console and its
+// authorizer.
 const EnvOperatorTokenHash = "KEYLINE_OPERATOR_TOKEN_SHA256"
 
 func consolePlane() Deployment {
@@ -20,6 +21,15 @@ func consolePlane() Deployment {
 				{Resource: CustomerKeys, Level: "generate,decrypt,describe"},
 			},
 			StartsStateMachines: []string{"backup", "reencrypt", "restore"},
+		}, {
+			// API Gateway's Lambda TOKEN authorizer of the console API: it checks the bearer
+			// token (the operator's hash, org tokens in the table) before any request reaches
+			// the console, which checks it again.
+			Name:        "console-authorizer",
+			Description: "API Gateway TOKEN authorizer of the console API: bearer token → IAM policy naming the operator or the org.",
+			Timeout:     5 * time.Second,
+			MemoryMB:    128,
+			Access:      []Access{{Resource: Table, Level: "read"}},
 		}},
 	}
 }

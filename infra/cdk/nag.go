@@ -99,11 +99,7 @@ func (k *Keyline) suppressions() {
 	}
 	if k.API != nil {
 		suppress(k.API, "AwsSolutions-COG4",
-			"The console authenticates callers with keyline's own bearer tokens (the operator token, checked against a hash, and org tokens in the lineage table) and checks the caller's right to the app on every request; the SaaS platform's identity provider is not Cognito.")
-		if _, ok := k.Functions[ConsoleAuthorizerFunction]; !ok {
-			suppress(k.API, "AwsSolutions-APIG4",
-				"No gateway authorizer function is deployed: the console function itself rejects every request without a valid bearer token (Authorization header) before doing anything; IAM authorization is impossible because SigV4 would occupy that header. WAF (managed rules, per-IP rate limit) and stage throttling front it.")
-		}
+			"Every method uses a Lambda TOKEN authorizer (console-authorizer) that checks keyline's own bearer tokens (the operator token against a hash, org tokens in the lineage table), and the console checks them again with the caller's right to the app; keyline's callers are the SaaS platform's operators and orgs, not users of a Cognito user pool.")
 		suppress(k.API, "AwsSolutions-IAM4",
 			"API Gateway's account-level CloudWatch Logs role (needed for access and execution logging) uses AmazonAPIGatewayPushToCloudWatchLogs, the AWS-maintained policy for exactly this role; it is assumable only by apigateway.amazonaws.com.",
 			"Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs")

@@ -42,10 +42,14 @@ var ErrDescription = errors.New("deployment description")
 // the stack has no API.
 const ConsoleAPIFunction = "console-api"
 
-// ConsoleAuthorizerFunction, when the description has it, is the Lambda TOKEN authorizer of
-// the console API (it gets the Authorization header); without it the console function
-// authenticates each request itself.
+// ConsoleAuthorizerFunction is the Lambda TOKEN authorizer of every console API method (it
+// gets the Authorization header and answers with an IAM policy). The console function
+// authenticates each request again (defence in depth; `keyline local` has no gateway).
 const ConsoleAuthorizerFunction = "console-authorizer"
+
+// ConsoleAuthorizerCacheTTL is how long API Gateway caches an authorizer answer per token:
+// short, so a token removed from the table stops working within it.
+const ConsoleAuthorizerCacheTTL = time.Minute
 
 // Metric names keyline publishes itself (see DEPLOY.md).
 const (
@@ -516,9 +520,9 @@ func (k *Keyline) function(f infra.Function) error {
 	for key, v := range f.Env {
 		env[key] = jsii.String(v)
 	}
-	if f.Name == ConsoleAPIFunction {
-		// The console checks callers' operator tokens against this hash; the token itself
-		// never reaches the stack.
+	if f.Name == ConsoleAPIFunction || f.Name == ConsoleAuthorizerFunction {
+		// The console and its authorizer check callers' operator tokens against this hash;
+		// the token itself never reaches the stack.
 		env[infra.EnvOperatorTokenHash] = k.operatorTokenHash().ValueAsString()
 	}
 	timeout := f.Timeout
@@ -863,11 +867,10 @@ func (k *Keyline) api() {
 			ThrottlingBurstLimit: jsii.Number(100),
 		},
 	})
-	// The console authenticates every request itself (Authorization: Bearer <token>: the
-	// operator token or an org token, internal/console), so the gateway cannot use IAM
-	// (SigV4 would take that header). With a console-authorizer function in the description
-	// the gateway checks the same header first (TOKEN authorizer); without one it passes
-	// requests to the console, behind WAF and throttling.
+	// Callers send Authorization: Bearer <token> (the operator token or an org token,
+	// internal/console), so the gateway cannot use IAM (SigV4 would take that header): the
+	// console-authorizer function checks the header first (a TOKEN authorizer, the same
+	// console.Tokens), then the console checks it again.
 	methods := &awsapigateway.MethodOptions{
 		AuthorizationType: awsapigateway.AuthorizationType_NONE,
 		RequestValidator: k.API.AddRequestValidator(jsii.String("Validator"), &awsapigateway.RequestValidatorOptions{
@@ -877,9 +880,24 @@ func (k *Keyline) api() {
 	if authFn, ok := k.Functions[ConsoleAuthorizerFunction]; ok {
 		methods.AuthorizationType = awsapigateway.AuthorizationType_CUSTOM
 		methods.Authorizer = awsapigateway.NewTokenAuthorizer(s, jsii.String("ConsoleApiAuthorizer"), &awsapigateway.TokenAuthorizerProps{
+			AuthorizerName:  jsii.String(k.name("console-authorizer")),
 			Handler:         authFn,
-			ResultsCacheTtl: awscdk.Duration_Minutes(jsii.Number(5)),
+			IdentitySource:  awsapigateway.IdentitySource_Header(jsii.String("Authorization")),
+			ValidationRegex: jsii.String(ConsoleAuthorizationPattern),
+			ResultsCacheTtl: awscdk.Duration_Seconds(jsii.Number(ConsoleAuthorizerCacheTTL.Seconds())),
 		})
+		// The gateway's refusals read like the console's own (API.md): 401 with
+		// {"error":{"code","message"}}, for a missing or garbled header (UNAUTHORIZED) and for
+		// an unknown token (the authorizer's Deny: ACCESS_DENIED).
+		body := map[string]*string{"application/json": jsii.String(consoleUnauthorizedBody)}
+		for _, rt := range []struct {
+			id  string
+			typ awsapigateway.ResponseType
+		}{{"Unauthorized", awsapigateway.ResponseType_UNAUTHORIZED()}, {"AccessDenied", awsapigateway.ResponseType_ACCESS_DENIED()}} {
+			k.API.AddGatewayResponse(jsii.String("Gateway"+rt.id), &awsapigateway.GatewayResponseOptions{
+				Type: rt.typ, StatusCode: jsii.String("401"), Templates: &body,
+			})
+		}
 	}
 	k.API.Root().AddMethod(jsii.String("ANY"), nil, methods)
 	k.API.Root().AddProxy(&awsapigateway.ProxyResourceOptions{AnyMethod: jsii.Bool(false)}).AddMethod(jsii.String("ANY"), nil, methods)
@@ -909,6 +927,13 @@ func (k *Keyline) api() {
 		WebAclArn:   acl.AttrArn(),
 	})
 }
+
+// ConsoleAuthorizationPattern is the Authorization header the gateway passes to the
+// authorizer; any other value is refused (401) without invoking it.
+const ConsoleAuthorizationPattern = `^Bearer [^\s]+$`
+
+// consoleUnauthorizedBody is the console's own 401 answer (internal/console).
+const consoleUnauthorizedBody = `{"error":{"code":"Unauthorized","message":"send ` + "`Authorization: Bearer <token>`" + ` with an operator or org token"}}`
 
 func managedRule(name string, prio float64) *awswafv2.CfnWebACL_RuleProperty {
 	return &awswafv2.CfnWebACL_RuleProperty{
@@ -963,7 +988,7 @@ func (k *Keyline) alarms() {
 		TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
 	})
 	awscloudwatch.NewAlarm(s, jsii.String("AlarmStaleBackups"), &awscloudwatch.AlarmProps{
-		AlarmDescription: jsii.String(fmt.Sprintf("keyline: the oldest latest backup of an active app is older than %s (or no backup age was reported)", k.opts.BackupStaleAfter)),
+		AlarmDescription: jsii.String(fmt.Sprintf("keyline: the oldest latest backup of an active app is older than %s (the backup list-due step reports it every run, 0 without active apps)", k.opts.BackupStaleAfter)),
 		Metric: awscloudwatch.NewMetric(&awscloudwatch.MetricProps{
 			Namespace: jsii.String(MetricNamespace), MetricName: jsii.String(MetricBackupAgeSeconds),
 			Statistic: jsii.String("Maximum"), Period: awscdk.Duration_Hours(jsii.Number(1)),
@@ -971,8 +996,11 @@ func (k *Keyline) alarms() {
 		Threshold:          jsii.Number(k.opts.BackupStaleAfter.Seconds()),
 		EvaluationPeriods:  jsii.Number(1),
 		ComparisonOperator: awscloudwatch.ComparisonOperator_GREATER_THAN_THRESHOLD,
-		// No figure at all means nothing is measuring backups: that is stale too.
-		TreatMissingData: awscloudwatch.TreatMissingData_BREACHING,
+		// The figure is published (EMF, no dimensions) by every scheduled run of the backup
+		// machine's list-due step, 0 when there is no active app. No figure means no run: a
+		// fresh stack before its first run, or a machine that failed (its own alarm fires), so
+		// missing data does not breach.
+		TreatMissingData: awscloudwatch.TreatMissingData_NOT_BREACHING,
 	})
 	awscloudwatch.NewAlarm(s, jsii.String("AlarmFailedInvocations"), &awscloudwatch.AlarmProps{
 		AlarmDescription:   jsii.String("keyline: an asynchronous invocation failed and is in the failed-invocations queue"),

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-cdk-go/awscdk/v2"
 	"github.com/aws/aws-cdk-go/awscdk/v2/assertions"
@@ -260,18 +261,21 @@ func TestResourceCounts(t *testing.T) {
 		"AWS::Lambda::EventInvokeConfig":   len(d.Functions),
 		"AWS::StepFunctions::StateMachine": len(d.StateMachines),
 		// the description's, their mirrors on the customer bus, the audit bus's revocation rule
-		"AWS::Events::Rule":             len(d.Rules) + kmsRules + 1,
-		"AWS::Scheduler::Schedule":      len(d.Schedules),
-		"AWS::Events::EventBus":         2,
-		"AWS::Events::EventBusPolicy":   1,
-		"AWS::DynamoDB::Table":          1,
-		"AWS::KMS::Key":                 2,
-		"AWS::S3::Bucket":               3,
-		"AWS::SQS::Queue":               1,
-		"AWS::ApiGateway::RestApi":      api,
-		"AWS::WAFv2::WebACL":            api,
-		"AWS::WAFv2::WebACLAssociation": api,
-		"AWS::Logs::LogGroup":           len(d.Functions) + len(d.StateMachines) + api,
+		"AWS::Events::Rule":           len(d.Rules) + kmsRules + 1,
+		"AWS::Scheduler::Schedule":    len(d.Schedules),
+		"AWS::Events::EventBus":       2,
+		"AWS::Events::EventBusPolicy": 1,
+		"AWS::DynamoDB::Table":        1,
+		"AWS::KMS::Key":               2,
+		"AWS::S3::Bucket":             3,
+		"AWS::SQS::Queue":             1,
+		"AWS::ApiGateway::RestApi":    api,
+		"AWS::ApiGateway::Authorizer": api,
+		// the authorizer's refusals in the console's error format: UNAUTHORIZED, ACCESS_DENIED
+		"AWS::ApiGateway::GatewayResponse": 2 * api,
+		"AWS::WAFv2::WebACL":               api,
+		"AWS::WAFv2::WebACLAssociation":    api,
+		"AWS::Logs::LogGroup":              len(d.Functions) + len(d.StateMachines) + api,
 		// failed executions per machine, revocations, stale backups, failed invocations
 		"AWS::CloudWatch::Alarm": len(d.StateMachines) + 3,
 	}
@@ -567,7 +571,7 @@ func TestFunctionsConfiguration(t *testing.T) {
 				t.Errorf("%s: %s = %q, want %q", fn.Name, StateMachineEnv(m), got, want)
 			}
 		}
-		if fn.Name == ConsoleAPIFunction && resolve(vars[infra.EnvOperatorTokenHash]) != "<Ref OperatorTokenSha256>" {
+		if (fn.Name == ConsoleAPIFunction || fn.Name == ConsoleAuthorizerFunction) && resolve(vars[infra.EnvOperatorTokenHash]) != "<Ref OperatorTokenSha256>" {
 			t.Errorf("%s: %s = %v, want the OperatorTokenSha256 parameter", fn.Name, infra.EnvOperatorTokenHash, vars[infra.EnvOperatorTokenHash])
 		}
 		for k, v := range fn.Env {
@@ -895,6 +899,13 @@ func TestAlarms(t *testing.T) {
 		p := props(a)
 		if p["Namespace"] == MetricNamespace && p["MetricName"] == MetricBackupAgeSeconds {
 			stale++
+			// Exactly what internal/workflow/backup publishes (EMF, Dimensions [[]]: none),
+			// and no breach on a fresh stack that has not run a backup yet.
+			if p["Dimensions"] != nil || p["Statistic"] != "Maximum" || p["TreatMissingData"] != "notBreaching" ||
+				p["ComparisonOperator"] != "GreaterThanThreshold" || p["Threshold"] != (26*time.Hour).Seconds() {
+				t.Errorf("stale-backup alarm: dimensions %v, statistic %v, missing data %v, %v %v",
+					p["Dimensions"], p["Statistic"], p["TreatMissingData"], p["ComparisonOperator"], p["Threshold"])
+			}
 		}
 		if p["Namespace"] == "AWS/States" && p["MetricName"] == "ExecutionsFailed" {
 			failed++
@@ -925,25 +936,72 @@ func TestConsoleAPI(t *testing.T) {
 		}
 		return
 	}
+	// The gateway checks every request's bearer token with the console-authorizer function.
+	authFn, ok := f.desc.Function(ConsoleAuthorizerFunction)
+	if !ok {
+		t.Fatalf("the description has %s but no %s", ConsoleAPIFunction, ConsoleAuthorizerFunction)
+	}
+	if !reflect.DeepEqual(authFn.Access, []infra.Access{{Resource: infra.Table, Level: "read"}}) {
+		t.Errorf("%s access %v, want the table read only", authFn.Name, authFn.Access)
+	}
+	auths := f.resources("AWS::ApiGateway::Authorizer")
+	if len(auths) != 1 {
+		t.Fatalf("%d API authorizers, want 1", len(auths))
+	}
+	var authLid string
+	for lid, a := range auths {
+		authLid = lid
+		p := props(a)
+		uri := resolve(p["AuthorizerUri"])
+		fnArn := "<" + f.lid(f.k.Functions[ConsoleAuthorizerFunction]) + ".Arn>"
+		ttl, _ := p["AuthorizerResultTtlInSeconds"].(float64)
+		if p["Type"] != "TOKEN" || !strings.Contains(uri, fnArn) || p["IdentitySource"] != "method.request.header.Authorization" ||
+			ttl <= 0 || ttl > 300 || p["IdentityValidationExpression"] != ConsoleAuthorizationPattern {
+			t.Errorf("authorizer %s: type %v, uri %s (want %s), identity %v, ttl %v, validation %v",
+				lid, p["Type"], uri, fnArn, p["IdentitySource"], p["AuthorizerResultTtlInSeconds"], p["IdentityValidationExpression"])
+		}
+	}
+	// API Gateway may invoke the authorizer function, and only it may.
+	invokable := false
+	for _, perm := range f.resources("AWS::Lambda::Permission") {
+		p := props(perm)
+		if resolve(p["FunctionName"]) == "<"+f.lid(f.k.Functions[ConsoleAuthorizerFunction])+".Arn>" &&
+			p["Principal"] == "apigateway.amazonaws.com" && strings.Contains(resolve(p["SourceArn"]), "/authorizers/<Ref "+authLid+">") {
+			invokable = true
+		}
+	}
+	if !invokable {
+		t.Error("no permission for API Gateway to invoke the authorizer function (as that authorizer)")
+	}
 	methods := f.resources("AWS::ApiGateway::Method")
 	if len(methods) == 0 {
 		t.Fatal("no API methods")
 	}
 	for lid, m := range methods {
 		p := props(m)
-		if p["HttpMethod"] == "OPTIONS" {
-			continue
-		}
-		want := "NONE" // the console checks bearer tokens itself
-		if _, ok := f.desc.Function(ConsoleAuthorizerFunction); ok {
-			want = "CUSTOM"
-		}
-		if at := p["AuthorizationType"]; at != want {
-			t.Errorf("method %s: authorization %v, want %s", lid, at, want)
+		if at, auth := p["AuthorizationType"], resolve(p["AuthorizerId"]); at != "CUSTOM" || auth != "<Ref "+authLid+">" {
+			t.Errorf("method %s (%v): authorization %v by %s, want CUSTOM by <Ref %s>", lid, p["HttpMethod"], at, auth, authLid)
 		}
 		if p["RequestValidatorId"] == nil {
 			t.Errorf("method %s: no request validator", lid)
 		}
+	}
+	// The gateway's refusals answer like the console's: 401, {"error":{"code":"Unauthorized",...}}.
+	refusals := map[string]bool{}
+	for lid, r := range f.resources("AWS::ApiGateway::GatewayResponse") {
+		p := props(r)
+		tmpl, _ := p["ResponseTemplates"].(map[string]any)
+		var body struct {
+			Error struct{ Code, Message string } `json:"error"`
+		}
+		s, _ := tmpl["application/json"].(string)
+		if err := json.Unmarshal([]byte(s), &body); err != nil || body.Error.Code != "Unauthorized" || body.Error.Message == "" || p["StatusCode"] != "401" {
+			t.Errorf("gateway response %s: status %v, body %q (%v)", lid, p["StatusCode"], s, err)
+		}
+		refusals[fmt.Sprint(p["ResponseType"])] = true
+	}
+	if !refusals["UNAUTHORIZED"] || !refusals["ACCESS_DENIED"] {
+		t.Errorf("gateway responses for %v, want UNAUTHORIZED and ACCESS_DENIED", refusals)
 	}
 	if len(f.resources("AWS::WAFv2::WebACLAssociation")) != 1 {
 		t.Error("the console API stage has no WAF web ACL")
@@ -996,6 +1054,21 @@ func TestAuditDetailTypeMatchesInternalAudit(t *testing.T) {
 	m := regexp.MustCompile(`DetailGenerationRevoked\s*=\s*"([^"]+)"`).FindSubmatch(b)
 	if m == nil || string(m[1]) != RevocationDetailType {
 		t.Errorf("internal/audit DetailGenerationRevoked = %q; the revocation alarm matches %q", m, RevocationDetailType)
+	}
+}
+
+// TestBackupAgeMetricMatchesInternalBackup: the stale-backup alarm reads the metric that
+// internal/workflow/backup publishes (EMF), in the same namespace, under the same name.
+func TestBackupAgeMetricMatchesInternalBackup(t *testing.T) {
+	f := setup(t)
+	b, err := os.ReadFile(filepath.Join(f.root, "internal", "workflow", "backup", "metrics.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := regexp.MustCompile(`MetricNamespace\s*=\s*"([^"]+)"`).FindSubmatch(b)
+	name := regexp.MustCompile(`MetricBackupAgeMax\s*=\s*"([^"]+)"`).FindSubmatch(b)
+	if ns == nil || name == nil || string(ns[1]) != MetricNamespace || string(name[1]) != MetricBackupAgeSeconds {
+		t.Errorf("internal/workflow/backup publishes %q/%q; the stale-backup alarm reads %s/%s", ns, name, MetricNamespace, MetricBackupAgeSeconds)
 	}
 }
 

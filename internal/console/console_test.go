@@ -12,15 +12,18 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/keyline/keyline/internal/clock"
 	"github.com/keyline/keyline/internal/console"
 	"github.com/keyline/keyline/internal/keys"
 	"github.com/keyline/keyline/internal/lineage"
 	"github.com/keyline/keyline/internal/objects"
 	"github.com/keyline/keyline/internal/provision"
 	"github.com/keyline/keyline/internal/testenv"
+	"github.com/keyline/keyline/internal/workflow/revocation"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -55,6 +58,7 @@ func (f *fakeExecutions) Describe(_ context.Context, arn string) (console.Execut
 }
 
 type env struct {
+	clock *clock.Fake
 	t     *testing.T
 	url   string
 	kms   *kms.Client
@@ -69,7 +73,8 @@ func setup(t *testing.T) *env {
 	table := testenv.NewTable(t, ddb)
 	kmsClient, _ := testenv.KMS(t)
 	s3env := testenv.S3(t, "data")
-	store := lineage.New(ddb, table, lineage.Options{})
+	clk := clock.NewFake(time.Now())
+	store := lineage.New(ddb, table, lineage.Options{Clock: clk})
 	kp := keys.NewKMS(kmsClient, keys.Options{})
 	providerKey := testenv.NewKMSKey(t, kmsClient)
 	src, err := objects.NewS3(objects.Config{S3: s3env.Client, Bucket: "data", Lineage: store, DynamoDB: ddb, Table: table, Keys: kp, ProviderKeyARN: providerKey})
@@ -81,17 +86,23 @@ func setup(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	execs := &fakeExecutions{started: map[string]console.Execution{}, machine: map[string]string{}}
+	reactivations, err := revocation.New(revocation.Config{Store: store, Keys: kp, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv := console.New(console.Options{
 		Store: store, Objects: src, Tokens: tokens, Executions: execs,
-		Provision: &provision.Provisioner{Store: store, Keys: kp, ProviderKeyARN: providerKey},
-		Machines:  console.StateMachines{Backup: "sm-backup", Reencrypt: "sm-reencrypt", Restore: "sm-restore"},
-		Restores:  console.RestoreRules{Store: store, Keys: kp},
-		Logger:    slog.New(slog.NewTextHandler(testWriter{t}, nil)),
+		Provision:     &provision.Provisioner{Store: store, Keys: kp, ProviderKeyARN: providerKey},
+		Machines:      console.StateMachines{Backup: "sm-backup", Reencrypt: "sm-reencrypt", Restore: "sm-restore"},
+		Restores:      console.RestoreRules{Store: store, Keys: kp},
+		Reactivations: reactivations,
+		Logger:        slog.New(slog.NewTextHandler(testWriter{t}, nil)),
+		Now:           clk.Now,
 	})
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
 	_ = ctx
-	return &env{t: t, url: hs.URL, kms: kmsClient, execs: execs, store: store}
+	return &env{t: t, url: hs.URL, kms: kmsClient, execs: execs, store: store, clock: clk}
 }
 
 type resp struct {
@@ -400,4 +411,42 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
+}
+
+// Past the reactivation window only the operator brings an app back (B1), and only once
+// its key passes the test round trip.
+func TestOperatorReactivation(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	acme := e.org("acme")
+	key := testenv.NewKMSKey(t, e.kms)
+	e.must(201, e.do("POST", "/v1/apps", acme, map[string]string{"appId": "late", "orgId": "acme", "keyModel": "cmk", "keyArn": key}))
+	// Not deactivated: nothing to reactivate.
+	e.must(409, e.do("POST", "/v1/apps/late/reactivations", operatorToken, map[string]string{}))
+	if _, err := e.kms.DisableKey(ctx, &kms.DisableKeyInput{KeyId: aws.String(key)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.store.RevokeKey(ctx, key, "DisableKey", lineage.Cause{EventID: "ev-1"}); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(11 * 24 * time.Hour)
+	if _, err := e.store.ReactivateKey(ctx, key, lineage.Cause{EventID: "ev-2"}, 10*24*time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	var app struct{ Status string }
+	e.must(200, e.do("GET", "/v1/apps/late", acme, nil)).json(t, &app)
+	if app.Status != "DEACTIVATED" {
+		t.Fatalf("past the window the app is %s, want it to wait for the operator", app.Status)
+	}
+	// Orgs cannot decide it; the key must work first.
+	e.must(403, e.do("POST", "/v1/apps/late/reactivations", acme, map[string]string{}))
+	e.must(422, e.do("POST", "/v1/apps/late/reactivations", operatorToken, map[string]string{}))
+	if _, err := e.kms.EnableKey(ctx, &kms.EnableKeyInput{KeyId: aws.String(key)}); err != nil {
+		t.Fatal(err)
+	}
+	e.must(200, e.do("POST", "/v1/apps/late/reactivations", operatorToken, map[string]string{})).json(t, &app)
+	if app.Status != "ACTIVE" {
+		t.Fatalf("after the operator's reactivation the app is %s", app.Status)
+	}
+	e.must(404, e.do("POST", "/v1/apps/nosuch/reactivations", operatorToken, map[string]string{}))
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/keyline/keyline/internal/lineage"
 	"github.com/keyline/keyline/internal/objects"
 	"github.com/keyline/keyline/internal/provision"
+	"github.com/keyline/keyline/internal/workflow/revocation"
 )
 
 // RestoreValidator checks a restore request against R3 and R7 before it starts. A refusal
@@ -34,6 +35,12 @@ type RestoreValidator interface {
 type Refusal interface {
 	error
 	HTTPStatus() int
+}
+
+// Reactivator brings back an app whose key returned after the reactivation window
+// (B1): the operator's decision, after the key passes its test round trip.
+type Reactivator interface {
+	ReactivateApp(ctx context.Context, appID, operator string) (lineage.App, error)
 }
 
 // StateMachines are the ARNs of the machines the console starts.
@@ -52,8 +59,10 @@ type Options struct {
 	Executions Executions
 	Machines   StateMachines
 	Restores   RestoreValidator
-	Logger     *slog.Logger
-	Now        func() time.Time
+	// Reactivations serves the operator's reactivation route; nil answers 404 there.
+	Reactivations Reactivator
+	Logger        *slog.Logger
+	Now           func() time.Time
 	// MaxObjectBytes caps one object upload (default 5 GiB).
 	MaxObjectBytes int64
 }
@@ -90,6 +99,7 @@ func New(o Options) *Server {
 	s.route("GET /v1/apps/{appId}/restores/{restoreId}", s.getRestore)
 	s.route("GET /v1/executions/{executionArn}", s.getExecution)
 	s.route("GET /v1/apps/{appId}/audit", s.listAudit)
+	s.route("POST /v1/apps/{appId}/reactivations", s.reactivate)
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &apiError{http.StatusNotFound, "NotFound", fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)})
 	})
@@ -644,6 +654,37 @@ func (s *Server) getRestore(w http.ResponseWriter, r *request) error {
 		return err
 	}
 	writeJSON(w, http.StatusOK, rs)
+	return nil
+}
+
+// --- reactivation (B1, past the window) ---
+
+func (s *Server) reactivate(w http.ResponseWriter, r *request) error {
+	app, err := s.app(r, r.PathValue("appId"))
+	if err != nil {
+		return err
+	}
+	if !r.who.Operator {
+		return forbidden("only the operator reactivates an app after the reactivation window")
+	}
+	var body struct{}
+	if err := decode(r, &body); err != nil {
+		return err
+	}
+	if s.o.Reactivations == nil {
+		return notFound("reactivation")
+	}
+	app, err = s.o.Reactivations.ReactivateApp(r.Context(), app.ID, "operator (request "+r.id+")")
+	if err != nil {
+		if errors.Is(err, revocation.ErrNotDeactivated) {
+			return conflict("%v", err)
+		}
+		if errors.Is(err, revocation.ErrKeyNotUsable) {
+			return unprocessable("%v", err)
+		}
+		return err
+	}
+	writeJSON(w, http.StatusOK, viewApp(app))
 	return nil
 }
 

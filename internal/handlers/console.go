@@ -25,7 +25,32 @@ func consoleHandlers() map[string]Constructor {
 			}
 			return console.APIGateway(srv), nil
 		},
+		"console-authorizer": func(ctx context.Context, d Deps) (any, error) {
+			a, err := NewConsoleAuthorizer(d)
+			if err != nil {
+				return nil, err
+			}
+			return a.Authorize, nil
+		},
 	}
+}
+
+// NewConsoleAuthorizer builds the console API's API Gateway TOKEN authorizer: the same
+// token check as the console (console.Tokens), from the table and the operator-token hash.
+func NewConsoleAuthorizer(d Deps) (*console.Authorizer, error) {
+	table, err := d.Get(infra.EnvTableName)
+	if err != nil {
+		return nil, err
+	}
+	opHash, err := d.Get(infra.EnvOperatorTokenHash)
+	if err != nil {
+		return nil, err
+	}
+	tokens, err := console.NewTokens(dynamodb.NewFromConfig(d.AWS), table, opHash, d.Clock.Now)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", infra.EnvOperatorTokenHash, err)
+	}
+	return console.NewAuthorizer(tokens, d.Logger), nil
 }
 
 // NewConsole builds the console API from the function's configuration; `keyline local`

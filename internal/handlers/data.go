@@ -110,7 +110,7 @@ func (e *dataEnv) backups(d Deps) (*backup.Backups, error) {
 	}
 	return backup.New(backup.Config{Store: e.store, Source: e.source, Keys: e.keys, S3: e.s3, Bucket: e.backupBucket,
 		Revocation: e.revocation, Events: e.events, Interval: interval, PartSize: e.partSize, Concurrency: e.concurrency,
-		Clock: d.Clock, Logger: d.Logger})
+		Clock: d.Clock, Logger: d.Logger, Metrics: metricsOutput(d)})
 }
 
 func (e *dataEnv) restores(d Deps) (*restore.Restores, error) {

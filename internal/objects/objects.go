@@ -74,7 +74,9 @@ type RestoreStats struct {
 
 // Source is the data-source interface the workflows use.
 type Source interface {
-	// Put seals r under the key of scope (CMK: the app's active generation) and stores it.
+	// Put seals r under the key of scope and stores it: CMK scope under the app's active
+	// generation, or its PENDING generation while a re-encryption runs (so that nothing written
+	// meanwhile is left under the old key); managed scope under the app's managed-scope key.
 	Put(ctx context.Context, appID string, scope Scope, path string, r io.Reader) (Info, error)
 	// Get opens the object and writes its plaintext to w. Tampering or truncation is an error
 	// (sealing's typed errors, wrapped) after which w may have received a prefix: callers that

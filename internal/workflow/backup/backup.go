@@ -98,6 +98,8 @@ type Config struct {
 	Concurrency int
 	Clock       clock.Clock
 	Logger      *slog.Logger
+	// Metrics receives CloudWatch EMF lines (BackupAgeMaxSeconds, metrics.go): os.Stdout in Lambda; nil: none.
+	Metrics io.Writer
 }
 
 // Source is the data source's snapshot operation (objects.Source satisfies it).
@@ -224,6 +226,7 @@ func (b *Backups) ListDue(ctx context.Context, in DueInput) (DueOutput, error) {
 			out.Items = append(out.Items, item(a.ID))
 		}
 	}
+	b.reportBackupAge(ctx, now, page.Items)
 	out.Next, out.HasMore = page.Next, page.Next != ""
 	b.log.InfoContext(ctx, "backup: due apps listed", "due", len(out.Items), "listed", len(page.Items), "more", out.HasMore)
 	return out, nil

@@ -79,7 +79,8 @@ func repoRoot(b *testing.B) string {
 // BenchmarkBackupUploadProcessRSS runs the backupupload function as its own process, as in
 // AWS (functions/backupupload on a Lambda runtime API), backing up an app of
 // KEYLINE_BENCH_BACKUP_MIB MiB (default 256) in 16 MiB objects, and reports the process's peak
-// RSS as backup_upload_peak_rss_MiB (the endpoints run in this process and do not count).
+// RSS as backup_<size>_peak_rss_MiB, e.g. backup_1GiB_peak_rss_MiB with
+// KEYLINE_BENCH_BACKUP_MIB=1024 (the endpoints run in this process and do not count).
 func BenchmarkBackupUploadProcessRSS(b *testing.B) {
 	mib := 256
 	if v := os.Getenv("KEYLINE_BENCH_BACKUP_MIB"); v != "" {
@@ -131,6 +132,11 @@ func BenchmarkBackupUploadProcessRSS(b *testing.B) {
 	for k, v := range fn.Env {
 		env = append(env, k+"="+v)
 	}
+	// KEYLINE_BENCH_FUNCTION_ENV overrides the function's settings, e.g.
+	// "KEYLINE_PART_SIZE_MIB=8,KEYLINE_UPLOAD_CONCURRENCY=3" (the last value of a name wins).
+	if v := os.Getenv("KEYLINE_BENCH_FUNCTION_ENV"); v != "" {
+		env = append(env, strings.Split(v, ",")...)
+	}
 	var peak int64
 	var lastLogs string
 	var total time.Duration
@@ -177,17 +183,24 @@ func BenchmarkBackupUploadProcessRSS(b *testing.B) {
 		if err := json.Unmarshal(res.body, &out); err != nil || out.Status != backup.StatusUploaded {
 			b.Fatalf("function answered %s (%v)", res.body, err)
 		}
+		if rec, err := bk.Record(context.Background(), out); err != nil || rec.Status != backup.StatusRecorded {
+			b.Fatalf("record: %+v %v", rec, err)
+		}
 		if herr != nil {
 			b.Fatal(herr)
 		}
 		peak = max(peak, hwm)
 	}
 	b.StopTimer()
-	b.ReportMetric(float64(peak)/1024, "backup_upload_peak_rss_MiB")
+	label := fmt.Sprintf("%dMiB", mib)
+	if mib%1024 == 0 {
+		label = fmt.Sprintf("%dGiB", mib/1024)
+	}
+	b.ReportMetric(float64(peak)/1024, "backup_"+label+"_peak_rss_MiB")
 	if os.Getenv("KEYLINE_BENCH_SHOW_LOGS") != "" {
 		b.Log(lastLogs)
 	}
-	b.ReportMetric(float64(mib)*(1<<20)/(total.Seconds()/float64(b.N))/1e6, "backup_upload_MBps")
+	b.ReportMetric(float64(mib)*(1<<20)/(total.Seconds()/float64(b.N))/1e6, "backup_"+label+"_MBps")
 }
 
 // vmHWM reads a process's peak resident set size in KiB from /proc/<pid>/status.

@@ -27,7 +27,7 @@ import (
 )
 
 // DefaultWindow is how long after a revocation a key's return reactivates its apps by itself (B1).
-const DefaultWindow = 10 * 24 * time.Hour
+const DefaultWindow = lineage.DefaultReactivationWindow
 
 // ActionAwaitingEnable is the audit action recorded when CancelKeyDeletion leaves a key
 // Disabled: nothing changes until EnableKey.
