@@ -185,6 +185,12 @@ func TestAuthentication(t *testing.T) {
 	}
 	e.must(401, e.do("GET", "/v1/apps/x", "klo_not-a-real-token", nil))
 	e.must(401, e.do("GET", "/v1/apps/x", "wrong", nil))
+	// The operator's token without the Bearer scheme is not accepted.
+	req, _ := http.NewRequest("GET", e.url+"/v1/apps/x", nil)
+	req.Header.Set("Authorization", operatorToken)
+	if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != 401 {
+		t.Fatalf("a bare token: %v %v", res.StatusCode, err)
+	}
 	tok := e.org("acme")
 	e.must(403, e.do("POST", "/v1/orgs", tok, map[string]string{"orgId": "evil", "name": "x"}))
 	e.must(403, e.do("POST", "/v1/orgs/acme/tokens", tok, map[string]string{}))

@@ -133,7 +133,10 @@ func (s *Server) route(pattern string, h handlerFunc) {
 				writeError(w, &apiError{http.StatusInternalServerError, "InternalError", "internal error; the request id is " + reqID})
 			}
 		}()
-		token, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		token, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok {
+			token = "" // only `Authorization: Bearer <token>` is accepted, as at the gateway
+		}
 		who, err := s.o.Tokens.Authenticate(r.Context(), strings.TrimSpace(token))
 		if err != nil {
 			if !errors.Is(err, errUnauthenticated) {

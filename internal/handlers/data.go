@@ -6,30 +6,17 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
-	"github.com/aws/aws-sdk-go-v2/service/kms"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-
 	"github.com/keyline/keyline/infra"
-	"github.com/keyline/keyline/internal/audit"
-	"github.com/keyline/keyline/internal/keys"
-	"github.com/keyline/keyline/internal/lineage"
 	"github.com/keyline/keyline/internal/objects"
 	"github.com/keyline/keyline/internal/workflow/backup"
 	"github.com/keyline/keyline/internal/workflow/drill"
 	"github.com/keyline/keyline/internal/workflow/restore"
-	"github.com/keyline/keyline/internal/workflow/revocation"
 )
 
 // dataEnv is what the data plane's handlers are built from.
 type dataEnv struct {
-	store        *lineage.Store
-	keys         keys.Provider
-	s3           *s3.Client
+	*platform
 	source       *objects.S3Source
-	events       audit.Emitter
-	revocation   *revocation.Service
 	backupBucket string
 	partSize     int64
 	concurrency  int
@@ -37,36 +24,14 @@ type dataEnv struct {
 
 // newDataEnv builds the clients and domain services from the function's settings.
 func newDataEnv(_ context.Context, d Deps) (*dataEnv, error) {
-	table, err := d.Get(infra.EnvTableName)
-	if err != nil {
-		return nil, err
-	}
-	dataBucket, err := d.Get(infra.EnvDataBucket)
-	if err != nil {
-		return nil, err
-	}
 	backupBucket, err := d.Get(infra.EnvBackupBucket)
 	if err != nil {
 		return nil, err
 	}
-	bus, err := d.Get(infra.EnvEventBusName)
-	if err != nil {
+	if _, err := d.Get(infra.EnvEventBusName); err != nil { // the data plane always audits (B5)
 		return nil, err
 	}
-	ddb := dynamodb.NewFromConfig(d.AWS)
-	store := lineage.New(ddb, table, lineage.Options{Clock: d.Clock, Logger: d.Logger})
-	kp := keys.NewKMS(kms.NewFromConfig(d.AWS), keys.Options{Clock: d.Clock, Logger: d.Logger})
-	pathStyle := d.Env("KEYLINE_S3_PATH_STYLE") == "true"
-	s3c := s3.NewFromConfig(d.AWS, func(o *s3.Options) { o.UsePathStyle = pathStyle })
-	events, err := audit.NewEventBridge(eventbridge.NewFromConfig(d.AWS), bus, audit.EventBridgeOptions{Clock: d.Clock, Logger: d.Logger})
-	if err != nil {
-		return nil, err
-	}
-	window, err := revocation.ParseWindow(d.Env(infra.EnvReactivationWindow))
-	if err != nil {
-		return nil, fmt.Errorf("setting %s: %w", infra.EnvReactivationWindow, err)
-	}
-	rev, err := revocation.New(revocation.Config{Store: store, Keys: kp, Emitter: events, Window: window, Clock: d.Clock, Logger: d.Logger})
+	p, err := newPlatform(d)
 	if err != nil {
 		return nil, err
 	}
@@ -78,13 +43,11 @@ func newDataEnv(_ context.Context, d Deps) (*dataEnv, error) {
 	if err != nil {
 		return nil, err
 	}
-	src, err := objects.NewS3(objects.Config{S3: s3c, Bucket: dataBucket, Lineage: store, DynamoDB: ddb, Table: table, Keys: kp,
-		ProviderKeyARN: d.Env(infra.EnvProviderKeyARN), PartSize: int64(partMiB) << 20, Concurrency: conc, Logger: d.Logger, Clock: d.Clock})
+	src, err := p.objectSource(d, int64(partMiB)<<20, conc)
 	if err != nil {
 		return nil, err
 	}
-	return &dataEnv{store: store, keys: kp, s3: s3c, source: src, events: events, revocation: rev, backupBucket: backupBucket,
-		partSize: int64(partMiB) << 20, concurrency: conc}, nil
+	return &dataEnv{platform: p, source: src, backupBucket: backupBucket, partSize: int64(partMiB) << 20, concurrency: conc}, nil
 }
 
 func intSetting(d Deps, key string, def int) (int, error) {

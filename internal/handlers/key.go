@@ -4,18 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
-
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
-	"github.com/aws/aws-sdk-go-v2/service/kms"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/keyline/keyline/infra"
-	"github.com/keyline/keyline/internal/audit"
-	"github.com/keyline/keyline/internal/keys"
-	"github.com/keyline/keyline/internal/lineage"
-	"github.com/keyline/keyline/internal/objects"
 	"github.com/keyline/keyline/internal/workflow/keyhealth"
 	"github.com/keyline/keyline/internal/workflow/reencrypt"
 	"github.com/keyline/keyline/internal/workflow/revocation"
@@ -23,42 +13,15 @@ import (
 )
 
 // keyEnv is what the key plane's handlers are built from.
-type keyEnv struct {
-	table      string
-	ddb        *dynamodb.Client
-	store      *lineage.Store
-	keys       keys.Provider
-	events     audit.Emitter
-	revocation *revocation.Service
-}
+type keyEnv struct{ *platform }
 
-// newKeyEnv builds the lineage store, the KMS provider, the audit emitter (when the function
-// has the event bus; otherwise events are dropped) and the revocation service.
+// newKeyEnv builds the platform for a key-plane function.
 func newKeyEnv(_ context.Context, d Deps) (*keyEnv, error) {
-	table, err := d.Get(infra.EnvTableName)
+	p, err := newPlatform(d)
 	if err != nil {
 		return nil, err
 	}
-	ddb := dynamodb.NewFromConfig(d.AWS)
-	store := lineage.New(ddb, table, lineage.Options{Clock: d.Clock, Logger: d.Logger})
-	kp := keys.NewKMS(kms.NewFromConfig(d.AWS), keys.Options{Clock: d.Clock, Logger: d.Logger})
-	var events audit.Emitter = audit.Discard{}
-	if bus := d.Env(infra.EnvEventBusName); bus != "" {
-		eb, err := audit.NewEventBridge(eventbridge.NewFromConfig(d.AWS), bus, audit.EventBridgeOptions{Clock: d.Clock, Logger: d.Logger})
-		if err != nil {
-			return nil, err
-		}
-		events = eb
-	}
-	window, err := revocation.ParseWindow(d.Env(infra.EnvReactivationWindow))
-	if err != nil {
-		return nil, fmt.Errorf("setting %s: %w", infra.EnvReactivationWindow, err)
-	}
-	rev, err := revocation.New(revocation.Config{Store: store, Keys: kp, Emitter: events, Window: window, Clock: d.Clock, Logger: d.Logger})
-	if err != nil {
-		return nil, err
-	}
-	return &keyEnv{table: table, ddb: ddb, store: store, keys: kp, events: events, revocation: rev}, nil
+	return &keyEnv{p}, nil
 }
 
 // reencryptService builds the re-encryption steps; withObjects adds the data source (Batch).
@@ -66,14 +29,7 @@ func (e *keyEnv) reencryptService(d Deps, withObjects bool) (*reencrypt.Service,
 	cfg := reencrypt.Config{Store: e.store, Keys: e.keys, Revoker: e.revocation, Emitter: e.events,
 		ProviderKeyARN: d.Env(infra.EnvProviderKeyARN), Clock: d.Clock, Logger: d.Logger}
 	if withObjects {
-		bucket, err := d.Get(infra.EnvDataBucket)
-		if err != nil {
-			return nil, err
-		}
-		pathStyle := d.Env("KEYLINE_S3_PATH_STYLE") == "true"
-		s3c := s3.NewFromConfig(d.AWS, func(o *s3.Options) { o.UsePathStyle = pathStyle })
-		src, err := objects.NewS3(objects.Config{S3: s3c, Bucket: bucket, Lineage: e.store, DynamoDB: e.ddb, Table: e.table,
-			Keys: e.keys, ProviderKeyARN: d.Env(infra.EnvProviderKeyARN), Logger: d.Logger, Clock: d.Clock})
+		src, err := e.objectSource(d, 0, 0)
 		if err != nil {
 			return nil, err
 		}
