@@ -222,6 +222,13 @@ func (b *Backups) ListDue(ctx context.Context, in DueInput) (DueOutput, error) {
 		return DueOutput{}, wferr.From(err)
 	}
 	for _, a := range page.Items {
+		// A deactivated app takes no backups (R8) and its revocation is on the audit trail
+		// already: the schedule leaves it out rather than writing a skip for it every run,
+		// which would make writes grow with the revoked apps. A re-encrypting app stays in,
+		// so its skip is recorded with the reason (R5).
+		if a.Status == lineage.AppDeactivated {
+			continue
+		}
 		if a.LastBackupAt.IsZero() || now.Sub(a.LastBackupAt) >= b.cfg.Interval {
 			out.Items = append(out.Items, item(a.ID))
 		}

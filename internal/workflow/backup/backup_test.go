@@ -242,6 +242,16 @@ func TestNoBackupForDeactivatedApp(t *testing.T) {
 	if bs, _ := f.Store.ListBackups(ctx, "app1"); len(bs) != 0 {
 		t.Fatalf("backups %+v", bs)
 	}
+	// The schedule leaves deactivated apps out: no backup and no skip written every run.
+	out, err := f.b.ListDue(ctx, backup.DueInput{ExecutionArn: "exec-sched-r8"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, it := range out.Items {
+		if it.AppID == "app1" {
+			t.Fatalf("the scheduled run lists the deactivated app: %+v", out.Items)
+		}
+	}
 }
 
 func TestRecordRefusedWhenGenerationChanged(t *testing.T) {
