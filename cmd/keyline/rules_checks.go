@@ -83,7 +83,7 @@ func checkR2(ctx context.Context, r *demoRun) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if _, err := r.org.wait(ctx, mustStart(r.reencrypt(ctx, app, next))); err != nil {
+	if err := r.reencryptAndWait(ctx, app, next); err != nil {
 		return "", err
 	}
 	b2, err := r.backup(ctx, app)
@@ -156,9 +156,8 @@ func checkR4(ctx context.Context, r *demoRun) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	ex, err := r.org.wait(ctx, mustStart(r.reencrypt(ctx, app, next)))
-	if err != nil || ex.Status != "SUCCEEDED" {
-		return "", violated("re-encryption ended %s: %v %s %s", ex.Status, err, ex.Error, ex.Cause)
+	if err := r.reencryptAndWait(ctx, app, next); err != nil {
+		return "", violated("%v", err)
 	}
 	managedAfter, err := r.rawObjects(ctx, app, "managed")
 	if err != nil {
@@ -202,20 +201,9 @@ func checkR4(ctx context.Context, r *demoRun) (string, error) {
 
 // R5: no backup runs while the app re-encrypts; the skip is recorded with its reason.
 func checkR5(ctx context.Context, r *demoRun) (string, error) {
-	app, _, err := r.newCMKApp(ctx, "r5", 300, 0)
-	if err != nil {
-		return "", prereq("app", err)
-	}
-	next, err := r.newKey(ctx, "r5 next")
+	app, _, _, arn, err := r.reencryptingApp(ctx, "r5")
 	if err != nil {
 		return "", err
-	}
-	arn, err := r.reencrypt(ctx, app, next)
-	if err != nil {
-		return "", err
-	}
-	if _, _, err := r.waitStatus(ctx, app, "REENCRYPTING", 30*time.Second); err != nil {
-		return "", prereq("catching the app while it re-encrypts", err)
 	}
 	ex, err := r.org.run(ctx, "/v1/apps/"+app+"/backups", map[string]string{})
 	if err != nil {
@@ -261,8 +249,8 @@ func checkR6(ctx context.Context, r *demoRun) (string, error) {
 	if kerr != nil {
 		return "", kerr
 	}
-	if ex, err := r.org.wait(ctx, mustStart(r.reencrypt(ctx, app, next))); err != nil || ex.Status != "SUCCEEDED" {
-		return "", prereq("re-encryption", fmt.Errorf("%s %v", ex.Status, err))
+	if err := r.reencryptAndWait(ctx, app, next); err != nil {
+		return "", prereq("re-encryption", err)
 	}
 	fresh, err := r.backup(ctx, app)
 	if err != nil {
@@ -493,8 +481,8 @@ func checkB1(ctx context.Context, r *demoRun) (string, error) {
 		return "", err
 	}
 	next, _ := r.newKey(ctx, "b1 next")
-	if ex, err := r.org.wait(ctx, mustStart(r.reencrypt(ctx, rapp, next))); err != nil || ex.Status != "SUCCEEDED" {
-		return "", prereq("re-encryption", fmt.Errorf("%v %s", err, ex.Status))
+	if err := r.reencryptAndWait(ctx, rapp, next); err != nil {
+		return "", prereq("re-encryption", err)
 	}
 	if err := r.disable(ctx, rkey); err != nil {
 		return "", err
@@ -732,20 +720,9 @@ func checkB6(ctx context.Context, r *demoRun) (string, error) {
 
 // B7: reads keep working while a re-encryption moves objects.
 func checkB7(ctx context.Context, r *demoRun) (string, error) {
-	app, _, err := r.newCMKApp(ctx, "b7", 300, 0)
-	if err != nil {
-		return "", prereq("app", err)
-	}
-	next, err := r.newKey(ctx, "b7 next")
+	app, _, _, arn, err := r.reencryptingApp(ctx, "b7")
 	if err != nil {
 		return "", err
-	}
-	arn, err := r.reencrypt(ctx, app, next)
-	if err != nil {
-		return "", err
-	}
-	if _, _, err := r.waitStatus(ctx, app, "REENCRYPTING", 30*time.Second); err != nil {
-		return "", prereq("catching the app while it re-encrypts", err)
 	}
 	reads := 0
 	for i := 0; ; i = (i + 37) % 300 {
@@ -774,20 +751,9 @@ func checkB7(ctx context.Context, r *demoRun) (string, error) {
 // B8: a key revoked during a re-encryption leaves a defined state.
 func checkB8(ctx context.Context, r *demoRun) (string, error) {
 	// New key revoked → re-encryption aborted, old generation stays active.
-	app, oldKey, err := r.newCMKApp(ctx, "b8-new", 300, 0)
-	if err != nil {
-		return "", prereq("app", err)
-	}
-	newKey, err := r.newKey(ctx, "b8 new")
+	app, oldKey, newKey, arn, err := r.reencryptingApp(ctx, "b8-new")
 	if err != nil {
 		return "", err
-	}
-	arn, err := r.reencrypt(ctx, app, newKey)
-	if err != nil {
-		return "", err
-	}
-	if _, _, err := r.waitStatus(ctx, app, "REENCRYPTING", 30*time.Second); err != nil {
-		return "", prereq("catching the re-encryption", err)
 	}
 	if err := r.disable(ctx, newKey); err != nil {
 		return "", err
@@ -808,20 +774,9 @@ func checkB8(ctx context.Context, r *demoRun) (string, error) {
 		return "", violated("after the abort: %v", err)
 	}
 	// Old key revoked → the app is deactivated.
-	app2, oldKey2, err := r.newCMKApp(ctx, "b8-old", 300, 0)
-	if err != nil {
-		return "", prereq("app", err)
-	}
-	newKey2, err := r.newKey(ctx, "b8 new 2")
+	app2, oldKey2, _, arn2, err := r.reencryptingApp(ctx, "b8-old")
 	if err != nil {
 		return "", err
-	}
-	arn2, err := r.reencrypt(ctx, app2, newKey2)
-	if err != nil {
-		return "", err
-	}
-	if _, _, err := r.waitStatus(ctx, app2, "REENCRYPTING", 30*time.Second); err != nil {
-		return "", prereq("catching the re-encryption", err)
 	}
 	if err := r.disable(ctx, oldKey2); err != nil {
 		return "", err
@@ -835,11 +790,38 @@ func checkB8(ctx context.Context, r *demoRun) (string, error) {
 	return fmt.Sprintf("new key revoked: re-encryption %s and generation 1 stays ACTIVE; old key revoked: app DEACTIVATED", strings.ToLower(ex.Status)), nil
 }
 
-func mustStart(arn string, err error) string {
-	if err != nil {
-		return "arn:invalid:" + err.Error()
+// reencryptingApp creates a CMK app with enough objects that its re-encryption takes a
+// while, starts re-encrypting it to a new key and returns once the app is REENCRYPTING.
+func (r *demoRun) reencryptingApp(ctx context.Context, prefix string) (app, oldKey, newKey, arn string, err error) {
+	if app, oldKey, err = r.newCMKApp(ctx, prefix, 300, 0); err != nil {
+		return "", "", "", "", prereq("app", err)
 	}
-	return arn
+	if newKey, err = r.newKey(ctx, prefix+" next"); err != nil {
+		return "", "", "", "", err
+	}
+	if arn, err = r.reencrypt(ctx, app, newKey); err != nil {
+		return "", "", "", "", err
+	}
+	if _, _, err = r.waitStatus(ctx, app, "REENCRYPTING", 30*time.Second); err != nil {
+		return "", "", "", "", prereq("catching the app while it re-encrypts", err)
+	}
+	return app, oldKey, newKey, arn, nil
+}
+
+// reencryptAndWait re-encrypts an app to key and waits for the execution to succeed.
+func (r *demoRun) reencryptAndWait(ctx context.Context, app, key string) error {
+	arn, err := r.reencrypt(ctx, app, key)
+	if err != nil {
+		return err
+	}
+	ex, err := r.org.wait(ctx, arn)
+	if err != nil {
+		return err
+	}
+	if ex.Status != "SUCCEEDED" {
+		return fmt.Errorf("re-encryption of %s ended %s: %s %s", app, ex.Status, ex.Error, ex.Cause)
+	}
+	return nil
 }
 
 func short(s string) string {
