@@ -26,7 +26,8 @@ deps: .local/deps.stamp ## install everything the other targets need (Go modules
 	@touch $@
 
 run: deps ## run the whole deployment locally with demo data (endpoint on $(ADDR), console on $(CONSOLE_ADDR))
-	go run ./cmd/keyline local --data-dir $(DATA_DIR) --addr $(ADDR) --console-addr $(CONSOLE_ADDR) --seed demo
+	go build -o bin/keyline ./cmd/keyline
+	exec bin/keyline local --data-dir $(DATA_DIR) --addr $(ADDR) --console-addr $(CONSOLE_ADDR) --seed demo
 
 test: deps ## vet and test everything (both Go modules) against one DynamoDB Local
 	@scripts/test.sh

@@ -11,6 +11,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/keyline/keyline/internal/sealing"
 )
 
 // R1: two key models, chosen at creation; a CMK app never falls back to the provider key.
@@ -755,6 +757,13 @@ func checkB8(ctx context.Context, r *demoRun) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// Revoke the new key once objects have started moving to it.
+	if err := eventually(ctx, 30*time.Second, func() (bool, error) {
+		g, err := r.org.generationOf(ctx, app, "cmk/obj-0000")
+		return g == "2", err
+	}); err != nil {
+		return "", prereq("seeing an object move to the new generation", err)
+	}
 	if err := r.disable(ctx, newKey); err != nil {
 		return "", err
 	}
@@ -770,8 +779,25 @@ func checkB8(ctx context.Context, r *demoRun) (string, error) {
 	if a.Status != "ACTIVE" || a.ActiveGeneration != 1 || len(gens) == 0 || gens[0].KeyArn != oldKey || gens[0].State != "ACTIVE" {
 		return "", violated("new key revoked mid re-encryption: app %s on generation %d, lineage %+v (execution %s)", a.Status, a.ActiveGeneration, gens, ex.Status)
 	}
-	if err := r.read(ctx, app, "cmk", "cmk/obj-0123"); err != nil {
-		return "", violated("after the abort: %v", err)
+	// Every object is back under the generation that stays active, at rest (a reader's
+	// cached data key must not hide objects left behind under the revoked new key).
+	raw, err := r.rawObjects(ctx, app, "cmk")
+	if err != nil {
+		return "", err
+	}
+	for k, b := range raw {
+		h, err := sealing.ReadHeader(bytes.NewReader(b))
+		if err != nil {
+			return "", fmt.Errorf("object %s: %w", k, err)
+		}
+		if h.Generation != 1 || h.KeyARN != oldKey {
+			return "", violated("after the abort object %s is sealed under generation %d (%s), not the active generation 1", k, h.Generation, short(h.KeyARN))
+		}
+	}
+	for i := 0; i < 300; i++ {
+		if err := r.read(ctx, app, "cmk", fmt.Sprintf("cmk/obj-%04d", i)); err != nil {
+			return "", violated("after the abort: %v", err)
+		}
 	}
 	// Old key revoked → the app is deactivated.
 	app2, oldKey2, _, arn2, err := r.reencryptingApp(ctx, "b8-old")

@@ -157,6 +157,26 @@ func (c *apiClient) audit(ctx context.Context, id string) ([]auditInfo, error) {
 	return a, c.expect(ctx, 200, "GET", "/v1/apps/"+id+"/audit", nil, &a)
 }
 
+// generationOf returns the key generation an object is sealed under (X-Keyline-Generation).
+func (c *apiClient) generationOf(ctx context.Context, app, path string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", c.base+"/v1/apps/"+app+"/objects/"+path, nil)
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("X-Keyline-Scope", "cmk")
+	res, err := c.http.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer res.Body.Close()
+	_, _ = io.Copy(io.Discard, res.Body)
+	if res.StatusCode != 200 {
+		return "", fmt.Errorf("read %s/%s: %d", app, path, res.StatusCode)
+	}
+	return res.Header.Get("X-Keyline-Generation"), nil
+}
+
 // start posts to a route that starts an execution and returns its ARN.
 func (c *apiClient) start(ctx context.Context, path string, body any) (string, error) {
 	var out struct {
