@@ -15,14 +15,15 @@ CONSOLE_ADDR ?= 127.0.0.1:8080
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-deps: .local/deps.stamp ## install everything the other targets need (Go modules, node tools, Java 17, DynamoDB Local)
+deps: .local/deps.stamp ## install everything the other targets need (Go modules, node tools, Java 17, DynamoDB Local, Chromium for the browser tests)
 
-.local/deps.stamp: go.mod go.sum $(wildcard infra/cdk/go.mod infra/cdk/go.sum tools/node/package-lock.json) scripts/install-dynamodb-local.sh
+.local/deps.stamp: go.mod go.sum $(wildcard infra/cdk/go.mod infra/cdk/go.sum tools/node/package-lock.json) scripts/install-dynamodb-local.sh scripts/ensure-chromium.sh
 	@mkdir -p .local
 	@go mod download
 	@if [ -f infra/cdk/go.mod ]; then (cd infra/cdk && go mod download); fi
 	@if [ -f tools/node/package-lock.json ]; then (cd tools/node && npm ci --silent --no-audit --no-fund >/dev/null); fi
 	@scripts/install-dynamodb-local.sh
+	@scripts/ensure-chromium.sh
 	@touch $@
 
 run: deps ## run the whole deployment locally with demo data (endpoint on $(ADDR), console on $(CONSOLE_ADDR))

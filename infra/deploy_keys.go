@@ -105,21 +105,31 @@ func keyPlane() Deployment {
 			},
 			{
 				Name:        FnReencryptCommit,
-				Description: "Re-encryption step: n+1 ACTIVE, n RETIRED (its backups disabled, R6), app ACTIVE.",
-				Timeout:     30 * time.Second,
+				Description: "Re-encryption step: n+1 ACTIVE, n RETIRED (its backups disabled, R6), app ACTIVE; drops the stash of the moved objects' previous versions.",
+				Timeout:     5 * time.Minute,
 				MemoryMB:    256,
 				Access: []Access{
 					{Resource: Table, Level: "write"},
+					// Lists and deletes reencrypt-stash/<appId>/<n+1>/... (internal/objects).
+					{Resource: DataBucket, Level: "write"},
 					{Resource: EventBus, Level: "write"},
 				},
 			},
 			{
-				Name:        FnReencryptAbort,
-				Description: "Re-encryption compensation: the pending generation retired, the app back on its previous generation or left deactivated (B8).",
-				Timeout:     30 * time.Second,
-				MemoryMB:    256,
+				Name: FnReencryptAbort,
+				Description: "Re-encryption compensation: the pending generation retired, the app back on its previous generation or left deactivated (B8); " +
+					"objects already moved put back under the previous generation from the stash (no KMS call), objects written meanwhile sealed again when their key still opens them.",
+				// Pages through every CMK-scope object of the app; a retry after a timeout
+				// carries on (the state machine retries Sandbox.Timedout).
+				Timeout:  15 * time.Minute,
+				MemoryMB: 1024,
 				Access: []Access{
 					{Resource: Table, Level: "write"},
+					// Reads the apps' objects and the stash, writes objects back, deletes the stash.
+					{Resource: DataBucket, Level: "write"},
+					// Opens an object a client wrote under the aborted generation and seals it
+					// under the previous one (both data keys are unwrapped with Decrypt).
+					{Resource: CustomerKeys, Level: "decrypt"},
 					{Resource: EventBus, Level: "write"},
 				},
 			},

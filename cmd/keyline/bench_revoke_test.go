@@ -3,10 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"os"
 	"reflect"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -34,10 +35,14 @@ type revokeSetup struct {
 	backups int
 }
 
-// setupRevoke creates n CMK apps on a fresh key straight in the lineage store, each with
-// backups records (lease taken, backup recorded). Data keys: one GenerateDataKey per app
-// with the app's own context when perApp, else one wrapped key generated once (with the
-// first app's context) shared by all: nothing unwraps it in this benchmark.
+// setupRevoke creates n CMK apps on a fresh key, each with backups records (lease taken,
+// backup recorded), and keeps a sample of their items. With perApp, every app is made by
+// the lineage store (CreateApp with its own data key: one GenerateDataKey with the app's
+// context; AcquireBackupLease and RecordBackup per backup). Otherwise one template app is
+// made that way and its items (app, generation, audit, backups) are copied to the other
+// apps with BatchWriteItem, the app id replaced: the same items the store writes, without
+// 10 000 transactions of setup; the apps then share the template's wrapped data key,
+// which nothing unwraps in this benchmark.
 func setupRevoke(ctx context.Context, e *benchEnv, tag string, n, backups int, perApp bool, sample int) (*revokeSetup, error) {
 	start := time.Now()
 	key, err := e.newKey(ctx, "revoke "+tag)
@@ -50,20 +55,11 @@ func setupRevoke(ctx context.Context, e *benchEnv, tag string, n, backups int, p
 		s.apps = append(s.apps, fmt.Sprintf("rv%s-%d-%05d", tag, run, i))
 	}
 	kp := keys.NewKMS(awskms.NewFromConfig(e.st.AWSConfig()), keys.Options{})
-	var shared []byte
-	if !perApp {
-		if shared, err = objects.NewGenerationKey(ctx, kp, s.apps[0], 1, key); err != nil {
-			return nil, err
-		}
-	}
-	err = parallel(ctx, n, setupPar, func(ctx context.Context, i int) error {
+	viaStore := func(ctx context.Context, i int) error {
 		app := s.apps[i]
-		wrapped := shared
-		if perApp {
-			var err error
-			if wrapped, err = objects.NewGenerationKey(ctx, kp, app, 1, key); err != nil {
-				return err
-			}
+		wrapped, err := objects.NewGenerationKey(ctx, kp, app, 1, key)
+		if err != nil {
+			return err
 		}
 		if _, err := e.st.Store.CreateApp(ctx, lineage.App{ID: app, OrgID: e.orgs, KeyModel: lineage.KeyModelCMK}, key, wrapped, lineage.Cause{Actor: "bench"}); err != nil {
 			return err
@@ -80,22 +76,96 @@ func setupRevoke(ctx context.Context, e *benchEnv, tag string, n, backups int, p
 			}
 		}
 		return nil
-	})
+	}
+	db := awsddb.NewFromConfig(e.st.AWSConfig())
+	if perApp {
+		err = parallel(ctx, n, setupPar, viaStore)
+	} else {
+		err = s.cloneTemplate(ctx, e, db, viaStore)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("setup of %d apps: %w", n, err)
 	}
 	// The sample: apps spread over the key's whole range.
-	db := awsddb.NewFromConfig(e.st.AWSConfig())
 	step := max(1, n/sample)
 	for i := 0; i < n; i += step {
 		items, err := appItems(ctx, db, e.st.TableName(), s.apps[i])
 		if err != nil {
 			return nil, err
 		}
+		if len(items) != 3+3*backups {
+			return nil, fmt.Errorf("app %s has %d items after the setup, want %d", s.apps[i], len(items), 3+3*backups)
+		}
 		s.before[s.apps[i]] = items
 	}
 	s.setup = time.Since(start)
 	return s, nil
+}
+
+// cloneTemplate makes s.apps[0] through the store and copies its items to every other app.
+func (s *revokeSetup) cloneTemplate(ctx context.Context, e *benchEnv, db *awsddb.Client, viaStore func(context.Context, int) error) error {
+	if err := viaStore(ctx, 0); err != nil {
+		return err
+	}
+	tmpl, err := appItems(ctx, db, e.st.TableName(), s.apps[0])
+	if err != nil {
+		return err
+	}
+	var all []map[string]ddbtypes.AttributeValue
+	for _, app := range s.apps[1:] {
+		for _, it := range tmpl {
+			all = append(all, replaceID(it, s.apps[0], app).(*ddbtypes.AttributeValueMemberM).Value)
+		}
+	}
+	return batchPut(ctx, db, e.st.TableName(), all, 16)
+}
+
+// replaceID copies an item (as an M value) with every string containing from rewritten to to.
+func replaceID(v any, from, to string) ddbtypes.AttributeValue {
+	switch x := v.(type) {
+	case map[string]ddbtypes.AttributeValue:
+		return replaceID(&ddbtypes.AttributeValueMemberM{Value: x}, from, to)
+	case *ddbtypes.AttributeValueMemberM:
+		m := make(map[string]ddbtypes.AttributeValue, len(x.Value))
+		for k, e := range x.Value {
+			m[k] = replaceID(e, from, to)
+		}
+		return &ddbtypes.AttributeValueMemberM{Value: m}
+	case *ddbtypes.AttributeValueMemberL:
+		l := make([]ddbtypes.AttributeValue, len(x.Value))
+		for i, e := range x.Value {
+			l[i] = replaceID(e, from, to)
+		}
+		return &ddbtypes.AttributeValueMemberL{Value: l}
+	case *ddbtypes.AttributeValueMemberS:
+		return &ddbtypes.AttributeValueMemberS{Value: strings.ReplaceAll(x.Value, from, to)}
+	case ddbtypes.AttributeValue:
+		return x
+	}
+	panic(fmt.Sprintf("replaceID: unexpected %T", v))
+}
+
+// batchPut writes items with BatchWriteItem, 25 per call, par calls at once.
+func batchPut(ctx context.Context, db *awsddb.Client, table string, items []map[string]ddbtypes.AttributeValue, par int) error {
+	batches := (len(items) + 24) / 25
+	return parallel(ctx, batches, par, func(ctx context.Context, b int) error {
+		var reqs []ddbtypes.WriteRequest
+		for _, it := range items[b*25 : min(len(items), (b+1)*25)] {
+			reqs = append(reqs, ddbtypes.WriteRequest{PutRequest: &ddbtypes.PutRequest{Item: it}})
+		}
+		in := map[string][]ddbtypes.WriteRequest{table: reqs}
+		for attempt := 0; len(in[table]) > 0; attempt++ {
+			if attempt > 10 {
+				return fmt.Errorf("batch write: %d items left unprocessed", len(in[table]))
+			}
+			out, err := db.BatchWriteItem(ctx, &awsddb.BatchWriteItemInput{RequestItems: in})
+			if err != nil {
+				return fmt.Errorf("batch write: %w", err)
+			}
+			in = out.UnprocessedItems
+		}
+		return nil
+	})
 }
 
 // appItems returns every item of the app's partition by sort key.
@@ -179,6 +249,15 @@ type revokeWatch struct {
 	from    map[string]ddbtypes.AttributeValue
 	polls   int
 	pollDur time.Duration
+	// first is when a poll first saw a generation revoked (zero until then).
+	first time.Time
+	start time.Time
+}
+
+func (w *revokeWatch) String() string {
+	return fmt.Sprintf("%d polls, mean poll %v, total polling %v, first app seen deactivated after %v",
+		w.polls, (w.pollDur / time.Duration(max(1, w.polls))).Round(time.Microsecond), w.pollDur.Round(time.Millisecond),
+		w.first.Sub(w.start).Round(time.Millisecond))
 }
 
 func (w *revokeWatch) poll(ctx context.Context) (bool, error) {
@@ -203,6 +282,9 @@ func (w *revokeWatch) poll(ctx context.Context) (bool, error) {
 			}
 			w.from = map[string]ddbtypes.AttributeValue{"PK": it["PK"], "SK": it["SK"], "GSI1PK": it["GSI1PK"], "GSI1SK": it["GSI1SK"]}
 			w.seen++
+			if w.first.IsZero() {
+				w.first = time.Now()
+			}
 		}
 		if out.LastEvaluatedKey == nil {
 			if w.seen < w.want {
@@ -228,6 +310,7 @@ func timeRevocation(ctx context.Context, e *benchEnv, s *revokeSetup, interval t
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	start := time.Now()
+	w.start = start
 	if _, err := kc.DisableKey(ctx, &awskms.DisableKeyInput{KeyId: aws.String(s.key)}); err != nil {
 		return 0, nil, err
 	}
@@ -251,7 +334,6 @@ func timeRevocation(ctx context.Context, e *benchEnv, s *revokeSetup, interval t
 // version attribute) with par at once against the stack's DynamoDB endpoint, on items
 // prepared beforehand; version is the items' current version. It returns the time taken.
 func floorWrites(ctx context.Context, db *awsddb.Client, table string, pks []string, par, version int) (time.Duration, error) {
-	var failed atomic.Int64
 	start := time.Now()
 	err := parallel(ctx, len(pks), par, func(ctx context.Context, i int) error {
 		_, err := db.UpdateItem(ctx, &awsddb.UpdateItemInput{
@@ -267,9 +349,6 @@ func floorWrites(ctx context.Context, db *awsddb.Client, table string, pks []str
 				":v": &ddbtypes.AttributeValueMemberN{Value: strconv.Itoa(version)},
 			},
 		})
-		if err != nil {
-			failed.Add(1)
-		}
 		return err
 	})
 	return time.Since(start), err
@@ -279,30 +358,16 @@ func floorWrites(ctx context.Context, db *awsddb.Client, table string, pks []str
 func setupFloor(ctx context.Context, db *awsddb.Client, table string, n int) ([]string, error) {
 	run := time.Now().UnixNano() % 1e9
 	pks := make([]string, n)
+	items := make([]map[string]ddbtypes.AttributeValue, n)
 	for i := range pks {
 		pks[i] = fmt.Sprintf("BENCHFLOOR#%d#%05d", run, i)
+		items[i] = map[string]ddbtypes.AttributeValue{
+			"PK": &ddbtypes.AttributeValueMemberS{Value: pks[i]}, "SK": &ddbtypes.AttributeValueMemberS{Value: "META"},
+			"status": &ddbtypes.AttributeValueMemberS{Value: "ACTIVE"}, "version": &ddbtypes.AttributeValueMemberN{Value: "1"},
+			"Type": &ddbtypes.AttributeValueMemberS{Value: "BENCHFLOOR"},
+		}
 	}
-	batches := (n + 24) / 25
-	err := parallel(ctx, batches, 8, func(ctx context.Context, b int) error {
-		var reqs []ddbtypes.WriteRequest
-		for i := b * 25; i < min(n, (b+1)*25); i++ {
-			reqs = append(reqs, ddbtypes.WriteRequest{PutRequest: &ddbtypes.PutRequest{Item: map[string]ddbtypes.AttributeValue{
-				"PK": &ddbtypes.AttributeValueMemberS{Value: pks[i]}, "SK": &ddbtypes.AttributeValueMemberS{Value: "META"},
-				"status": &ddbtypes.AttributeValueMemberS{Value: "ACTIVE"}, "version": &ddbtypes.AttributeValueMemberN{Value: "1"},
-				"Type": &ddbtypes.AttributeValueMemberS{Value: "BENCHFLOOR"},
-			}}})
-		}
-		in := map[string][]ddbtypes.WriteRequest{table: reqs}
-		for len(in) > 0 && len(in[table]) > 0 {
-			out, err := db.BatchWriteItem(ctx, &awsddb.BatchWriteItemInput{RequestItems: in})
-			if err != nil {
-				return err
-			}
-			in = out.UnprocessedItems
-		}
-		return nil
-	})
-	return pks, err
+	return pks, batchPut(ctx, db, table, items, 16)
 }
 
 // BenchmarkRevoke measures revocation end to end on the local deployment: from the KMS
@@ -330,7 +395,7 @@ func BenchmarkRevoke(b *testing.B) {
 			b.Fatal(err)
 		}
 		t100 += d
-		b.Logf("revoke 100 apps: %v (%d polls, mean poll %v)", d.Round(time.Millisecond), w.polls, (w.pollDur / time.Duration(max(1, w.polls))).Round(time.Microsecond))
+		b.Logf("revoke 100 apps: %v (%v)", d.Round(time.Millisecond), w)
 		if err := e.st.WaitIdle(ctx); err != nil {
 			b.Fatal(err)
 		}
@@ -345,7 +410,7 @@ func BenchmarkRevoke(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.Logf("setup: 10000 apps × 1 backup (one shared wrapped data key) in %v", s10k.setup.Round(time.Millisecond))
+		b.Logf("setup: 10000 apps × 1 backup (template app made by the store, its items copied) in %v", s10k.setup.Round(time.Millisecond))
 		b.StartTimer()
 		d, w, err = timeRevocation(ctx, e, s10k, poll)
 		b.StopTimer()
@@ -353,8 +418,7 @@ func BenchmarkRevoke(b *testing.B) {
 			b.Fatal(err)
 		}
 		t10k += d
-		b.Logf("revoke 10000 apps: %v (%d polls, mean poll %v, total polling %v)", d.Round(time.Millisecond), w.polls,
-			(w.pollDur / time.Duration(max(1, w.polls))).Round(time.Microsecond), w.pollDur.Round(time.Millisecond))
+		b.Logf("revoke 10000 apps: %v (%v)", d.Round(time.Millisecond), w)
 		if err := e.st.WaitIdle(ctx); err != nil {
 			b.Fatal(err)
 		}
@@ -371,7 +435,7 @@ func BenchmarkRevoke(b *testing.B) {
 			b.Fatal(err)
 		}
 		best := time.Duration(0)
-		for k, par := range []int{32, 64} {
+		for k, par := range []int{32, 64, 128} {
 			b.StartTimer()
 			fd, err := floorWrites(ctx, db, e.st.TableName(), pks, par, k+1)
 			b.StopTimer()
@@ -384,6 +448,9 @@ func BenchmarkRevoke(b *testing.B) {
 			}
 		}
 		floor += best
+		if os.Getenv("KEYLINE_BENCH_REVOKE_VARIANTS") != "" {
+			revokeVariants(ctx, b, e, i)
+		}
 	}
 	n := float64(b.N)
 	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 / n }
@@ -391,4 +458,36 @@ func BenchmarkRevoke(b *testing.B) {
 	b.ReportMetric(ms(t10k), "revoke_10000_apps_ms")
 	b.ReportMetric(ms(floor), "revoke_10000_floor_ms")
 	b.ReportMetric(float64(t10k)/float64(floor), "revoke_10000_vs_floor_ratio")
+}
+
+// revokeVariants (KEYLINE_BENCH_REVOKE_VARIANTS=1) times lineage RevokeKey alone, called in
+// process without the event path, on 10 000 apps, with the deployment's options and with
+// more parallelism or apps batched per transaction: where the end-to-end time goes, and
+// what would shorten it.
+func revokeVariants(ctx context.Context, b *testing.B, e *benchEnv, i int) {
+	variants := []struct {
+		name string
+		opts lineage.Options
+	}{
+		{"default (32 at once, 1 app per transaction)", lineage.Options{}},
+		{"64 at once", lineage.Options{Parallelism: 64}},
+		{"128 at once", lineage.Options{Parallelism: 128}},
+		{"32 at once, 8 apps per transaction", lineage.Options{RevokeBatch: 8}},
+		{"64 at once, 4 apps per transaction", lineage.Options{Parallelism: 64, RevokeBatch: 4}},
+	}
+	for k, v := range variants {
+		s, err := setupRevoke(ctx, e, fmt.Sprintf("v%d%d", i, k), 10000, 1, false, 20)
+		if err != nil {
+			b.Fatal(err)
+		}
+		v.opts.Logger = slog.New(slog.DiscardHandler)
+		store := lineage.New(awsddb.NewFromConfig(e.st.AWSConfig()), e.st.TableName(), v.opts)
+		start := time.Now()
+		affected, err := store.RevokeKey(ctx, s.key, "DisableKey", lineage.Cause{EventID: "bench-variant", Actor: "bench"})
+		d := time.Since(start)
+		if err != nil || len(affected) != len(s.apps) {
+			b.Fatalf("variant %s: %d apps revoked, err %v", v.name, len(affected), err)
+		}
+		b.Logf("variant: RevokeKey alone on 10000 apps, %s: %v", v.name, d.Round(time.Millisecond))
+	}
 }

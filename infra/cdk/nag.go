@@ -60,7 +60,7 @@ func (k *Keyline) suppressions() {
 			res    infra.Resource
 			bucket constructs.IConstruct
 			what   string
-		}{{infra.DataBucket, k.DataBucket, "App objects (apps/<appId>/...) and drill scratch copies (drills/<drillId>/...) are keyed per app and created at run time"},
+		}{{infra.DataBucket, k.DataBucket, "App objects (apps/<appId>/...), drill scratch copies (drills/<drillId>/...) and re-encryption stashes (reencrypt-stash/<appId>/...) are keyed per app and created at run time"},
 			{infra.BackupBucket, k.BackupBucket, "Backups (backups/<appId>/<backupId>...) are keyed per app and backup, created at run time"}} {
 			if !hasAccess(f, b.res) {
 				continue

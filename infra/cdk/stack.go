@@ -58,11 +58,13 @@ const (
 )
 
 // Bucket prefixes the functions are granted. The data bucket holds apps/<appId>/... (the
-// apps' objects, internal/objects) and drills/<drillId>/... (restore drills' scratch
-// targets, internal/workflow/drill); the backup bucket holds backups/<appId>/...
-// (internal/workflow/backup).
+// apps' objects, internal/objects), drills/<drillId>/... (restore drills' scratch
+// targets, internal/workflow/drill) and reencrypt-stash/<appId>/<generation>/... (the
+// previous versions of objects a running re-encryption moved, put back by its abort;
+// internal/objects DefaultStashPrefix, kept equal by TestStashPrefixMatchesInternalObjects);
+// the backup bucket holds backups/<appId>/... (internal/workflow/backup).
 var bucketPrefixes = map[infra.Resource][]string{
-	infra.DataBucket:   {"apps/", "drills/"},
+	infra.DataBucket:   {"apps/", "drills/", "reencrypt-stash/"},
 	infra.BackupBucket: {"backups/"},
 }
 

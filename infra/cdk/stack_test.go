@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -390,7 +391,7 @@ func TestFunctionPermissions(t *testing.T) {
 				}
 			}
 			// Buckets: objects only under the bucket's prefixes.
-			wantPrefixes := map[infra.Resource][]string{infra.DataBucket: {"apps/*", "drills/*"}, infra.BackupBucket: {"backups/*"}}
+			wantPrefixes := map[infra.Resource][]string{infra.DataBucket: {"apps/*", "drills/*", "reencrypt-stash/*"}, infra.BackupBucket: {"backups/*"}}
 			for res, b := range map[infra.Resource]string{infra.DataBucket: f.lid(f.k.DataBucket), infra.BackupBucket: f.lid(f.k.BackupBucket)} {
 				var objs []string
 				for _, p := range wantPrefixes[res] {
@@ -1042,6 +1043,20 @@ func TestEncryptionContextKeysMatchInternalKeys(t *testing.T) {
 	sort.Strings(want)
 	if !reflect.DeepEqual(keys, want) {
 		t.Errorf("internal/keys declares encryption-context keys %v; infra/cdk conditions on %v", keys, want)
+	}
+}
+
+// TestStashPrefixMatchesInternalObjects: the data-bucket prefixes granted include the
+// re-encryption stash internal/objects writes (an abort must be able to put objects back).
+func TestStashPrefixMatchesInternalObjects(t *testing.T) {
+	f := setup(t)
+	b, err := os.ReadFile(filepath.Join(f.root, "internal", "objects", "stash.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`DefaultStashPrefix\s*=\s*"([^"]+)"`).FindSubmatch(b)
+	if m == nil || !slices.Contains(bucketPrefixes[infra.DataBucket], string(m[1])) {
+		t.Errorf("internal/objects DefaultStashPrefix = %q; the data bucket grants %v", m, bucketPrefixes[infra.DataBucket])
 	}
 }
 

@@ -456,3 +456,95 @@ func TestOperatorReactivation(t *testing.T) {
 	}
 	e.must(404, e.do("POST", "/v1/apps/nosuch/reactivations", operatorToken, map[string]string{}))
 }
+
+// GET /v1/apps lists the apps the caller may see: the operator all of them or one org's,
+// an org its own only, page by page with a `next` cursor.
+func TestListApps(t *testing.T) {
+	e := setup(t)
+	acme := e.org("acme")
+	globex := e.org("globex")
+	e.org("empty")
+	for _, id := range []string{"a1", "a2", "a3"} {
+		e.must(201, e.do("POST", "/v1/apps", acme, map[string]string{"appId": id, "orgId": "acme"}))
+	}
+	e.must(201, e.do("POST", "/v1/apps", globex, map[string]string{"appId": "g1", "orgId": "globex"}))
+
+	type page struct {
+		Items []struct{ AppID, OrgID, KeyModel, Status string }
+		Next  string
+	}
+	ids := func(p page) []string {
+		var out []string
+		for _, a := range p.Items {
+			out = append(out, a.OrgID+"/"+a.AppID)
+		}
+		return out
+	}
+	// all pages of a listing, following `next`
+	all := func(token, query string, limit int) []string {
+		t.Helper()
+		var out []string
+		cursor := ""
+		for i := 0; ; i++ {
+			if i > 10 {
+				t.Fatalf("listing %q never ends", query)
+			}
+			q := fmt.Sprintf("/v1/apps?limit=%d%s", limit, query)
+			if cursor != "" {
+				q += "&cursor=" + cursor
+			}
+			var p page
+			e.must(200, e.do("GET", q, token, nil)).json(t, &p)
+			if len(p.Items) > limit {
+				t.Fatalf("page of %d items with limit %d", len(p.Items), limit)
+			}
+			out = append(out, ids(p)...)
+			if p.Next == "" {
+				return out
+			}
+			cursor = p.Next
+		}
+	}
+	same := func(what string, got []string, want ...string) {
+		t.Helper()
+		if strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Fatalf("%s: %v, want %v", what, got, want)
+		}
+	}
+
+	// The operator: every app (ordered by org, then app), or one org's.
+	same("operator, all", all(operatorToken, "", 100), "acme/a1", "acme/a2", "acme/a3", "globex/g1")
+	same("operator, all, pages of 2", all(operatorToken, "", 2), "acme/a1", "acme/a2", "acme/a3", "globex/g1")
+	same("operator, globex", all(operatorToken, "&orgId=globex", 100), "globex/g1")
+	same("operator, empty org", all(operatorToken, "&orgId=empty", 100))
+	var first page
+	e.must(200, e.do("GET", "/v1/apps?orgId=acme&limit=2", operatorToken, nil)).json(t, &first)
+	if len(first.Items) != 2 || first.Next == "" {
+		t.Fatalf("first page of 2: %+v", first)
+	}
+
+	// An org: its own apps only, with or without naming itself; never another org's.
+	same("acme", all(acme, "", 100), "acme/a1", "acme/a2", "acme/a3")
+	same("acme, pages of 1", all(acme, "&orgId=acme", 1), "acme/a1", "acme/a2", "acme/a3")
+	same("globex", all(globex, "", 100), "globex/g1")
+	if code := e.must(404, e.do("GET", "/v1/apps?orgId=acme", globex, nil)).errorCode(t); code != "NotFound" {
+		t.Fatalf("another org's listing: %s", code)
+	}
+	// Another org's cursor does not open its listing either.
+	r := e.do("GET", "/v1/apps?cursor="+first.Next, globex, nil)
+	if r.status != 400 {
+		t.Fatalf("globex with acme's cursor: %d %s", r.status, r.body)
+	}
+	r.errorCode(t)
+
+	// Bad input is a 400 with a reason; no token is a 401.
+	for _, q := range []string{"?limit=0", "?limit=101", "?limit=x", "?orgId=../x", "?cursor=%21%21not-a-cursor"} {
+		r := e.do("GET", "/v1/apps"+q, operatorToken, nil)
+		if r.status != 400 {
+			t.Errorf("GET /v1/apps%s: %d, want 400: %s", q, r.status, r.body)
+			continue
+		}
+		r.errorCode(t)
+	}
+	e.must(401, e.do("GET", "/v1/apps", "", nil))
+}

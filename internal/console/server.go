@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 
@@ -88,6 +89,7 @@ func New(o Options) *Server {
 	s.route("POST /v1/orgs", s.createOrg)
 	s.route("POST /v1/orgs/{orgId}/tokens", s.createToken)
 	s.route("POST /v1/apps", s.createApp)
+	s.route("GET /v1/apps", s.listApps)
 	s.route("GET /v1/apps/{appId}", s.getApp)
 	s.route("PUT /v1/apps/{appId}/objects/{path...}", s.putObject)
 	s.route("GET /v1/apps/{appId}/objects/{path...}", s.getObject)
@@ -100,6 +102,7 @@ func New(o Options) *Server {
 	s.route("GET /v1/executions/{executionArn}", s.getExecution)
 	s.route("GET /v1/apps/{appId}/audit", s.listAudit)
 	s.route("POST /v1/apps/{appId}/reactivations", s.reactivate)
+	s.handleUI()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &apiError{http.StatusNotFound, "NotFound", fmt.Sprintf("no route %s %s", r.Method, r.URL.Path)})
 	})
@@ -395,6 +398,58 @@ func (s *Server) createApp(w http.ResponseWriter, r *request) error {
 		return err
 	}
 	writeJSON(w, http.StatusCreated, viewApp(app))
+	return nil
+}
+
+// listApps answers one page of the apps the caller may see: `?orgId=` narrows the
+// operator's listing to one org; an org token sees its own org only (another org's id
+// answers 404, as a missing org). `?cursor=` is the previous page's `next`; `?limit=`
+// is 1–100 (default 100).
+func (s *Server) listApps(w http.ResponseWriter, r *request) error {
+	q := r.URL.Query()
+	orgID, cursor := q.Get("orgId"), q.Get("cursor")
+	limit := 0
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 100 {
+			return badRequest("limit must be a whole number from 1 to 100, not %q", v)
+		}
+		limit = n
+	}
+	if orgID != "" {
+		if err := checkID("orgId", orgID); err != nil {
+			return err
+		}
+		if !r.who.mayAccessOrg(orgID) {
+			return notFound("org " + orgID)
+		}
+	}
+	if !r.who.Operator {
+		orgID = r.who.OrgID
+	}
+	var (
+		page lineage.Page[lineage.App]
+		err  error
+	)
+	if orgID == "" {
+		page, err = s.o.Store.ListApps(r.Context(), cursor, limit)
+	} else {
+		page, err = s.o.Store.ListAppsByOrg(r.Context(), orgID, cursor, limit)
+	}
+	if err != nil {
+		return err
+	}
+	type appsPage struct {
+		Items []appView `json:"items"`
+		Next  string    `json:"next,omitempty"`
+	}
+	out := appsPage{Items: make([]appView, 0, len(page.Items)), Next: page.Next}
+	for _, a := range page.Items {
+		if r.who.mayAccessOrg(a.OrgID) {
+			out.Items = append(out.Items, viewApp(a))
+		}
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 

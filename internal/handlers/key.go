@@ -24,7 +24,8 @@ func newKeyEnv(_ context.Context, d Deps) (*keyEnv, error) {
 	return &keyEnv{p}, nil
 }
 
-// reencryptService builds the re-encryption steps; withObjects adds the data source (Batch).
+// reencryptService builds the re-encryption steps; withObjects adds the data source (Batch
+// moves objects, Commit drops the stash of their previous versions, Abort puts them back).
 func (e *keyEnv) reencryptService(d Deps, withObjects bool) (*reencrypt.Service, error) {
 	cfg := reencrypt.Config{Store: e.store, Keys: e.keys, Revoker: e.revocation, Emitter: e.events,
 		ProviderKeyARN: d.Env(infra.EnvProviderKeyARN), Clock: d.Clock, Logger: d.Logger}
@@ -106,10 +107,10 @@ func keyHandlers() map[string]Constructor {
 		infra.FnReencryptBatch: reencryptStep(true, func(s *reencrypt.Service) func(context.Context, reencrypt.Batch) (reencrypt.BatchResult, error) {
 			return s.Batch
 		}),
-		infra.FnReencryptCommit: reencryptStep(false, func(s *reencrypt.Service) func(context.Context, reencrypt.State) (reencrypt.Outcome, error) {
+		infra.FnReencryptCommit: reencryptStep(true, func(s *reencrypt.Service) func(context.Context, reencrypt.State) (reencrypt.Outcome, error) {
 			return s.Commit
 		}),
-		infra.FnReencryptAbort: reencryptStep(false, func(s *reencrypt.Service) func(context.Context, reencrypt.State) (reencrypt.Outcome, error) {
+		infra.FnReencryptAbort: reencryptStep(true, func(s *reencrypt.Service) func(context.Context, reencrypt.State) (reencrypt.Outcome, error) {
 			return s.Abort
 		}),
 	}

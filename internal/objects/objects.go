@@ -98,8 +98,18 @@ type Source interface {
 	// ReencryptObject moves one CMK-scope object (its bucket key, as List returns it, or its
 	// path) to generation toGeneration: opened with the generation in its header, sealed
 	// under toGeneration's data key. An object already at toGeneration is left alone
-	// (idempotent). Managed-scope objects are refused (R4).
+	// (idempotent). Managed-scope objects are refused (R4). The object's previous sealed bytes
+	// are kept in a stash outside the apps' objects (never listed, backed up or re-encrypted)
+	// until DropReencryptStash, so that an abort can put them back without any KMS call (B8).
 	ReencryptObject(ctx context.Context, appID, key string, toGeneration int) (Info, error)
+	// RollbackReencrypt undoes an aborted re-encryption from generation from to generation to:
+	// every CMK-scope object under to goes back under from (its stash copy, or sealed again
+	// when a client wrote it meanwhile); objects that cannot be opened are left as they are
+	// and reported as stranded. Idempotent.
+	RollbackReencrypt(ctx context.Context, appID string, from, to int) (RollbackStats, error)
+	// DropReencryptStash deletes the stash of a re-encryption to generation gen (after its
+	// commit or its rollback) and returns how many objects it held. Idempotent.
+	DropReencryptStash(ctx context.Context, appID string, gen int) (int, error)
 }
 
 // Errors. Check with errors.Is / errors.As.

@@ -36,8 +36,14 @@ type Config struct {
 	S3     *s3.Client
 	Bucket string
 	// Prefix roots the objects (default "apps/"): keys are <Prefix><appId>/<scope>/<path>.
-	Prefix  string
-	Lineage Lineage
+	Prefix string
+	// StashPrefix roots the re-encryption stash (default "reencrypt-stash/"): the sealed bytes
+	// an object had before a re-encryption moved it, kept at
+	// <StashPrefix><appId>/<generation>/<scope>/<path> until the re-encryption commits or
+	// aborts. It must lie outside Prefix, so that listings, snapshots and the re-encryption's
+	// own Map never see it.
+	StashPrefix string
+	Lineage     Lineage
 	// DynamoDB and Table hold the managed-scope key items (the lineage table).
 	DynamoDB       *dynamodb.Client
 	Table          string
@@ -69,6 +75,12 @@ func NewS3(cfg Config) (*S3Source, error) {
 	}
 	if cfg.Prefix == "" {
 		cfg.Prefix = "apps/"
+	}
+	if cfg.StashPrefix == "" {
+		cfg.StashPrefix = DefaultStashPrefix
+	}
+	if strings.HasPrefix(cfg.StashPrefix, cfg.Prefix) || strings.HasPrefix(cfg.Prefix, cfg.StashPrefix) {
+		return nil, fmt.Errorf("objects: stash prefix %q overlaps the objects' prefix %q", cfg.StashPrefix, cfg.Prefix)
 	}
 	if cfg.PartSize <= 0 {
 		cfg.PartSize = 16 << 20
@@ -272,12 +284,19 @@ func (s *S3Source) sealInto(ctx context.Context, k wrappedKey, plain io.Reader, 
 	return pr, nil
 }
 
-func (s *S3Source) upload(ctx context.Context, key string, body io.Reader, size int64, ifMatch string) (int64, error) {
-	cr := &countReader{r: body}
-	in := &transfermanager.UploadObjectInput{Bucket: aws.String(s.cfg.Bucket), Key: aws.String(key), Body: cr}
+// uploadInput is an upload of body to key; size < 0 when unknown.
+func uploadInput(bucket, key string, body io.Reader, size int64) *transfermanager.UploadObjectInput {
+	in := &transfermanager.UploadObjectInput{Bucket: aws.String(bucket), Key: aws.String(key), Body: body}
 	if size >= 0 {
 		in.ContentLength = aws.Int64(size)
 	}
+	return in
+}
+
+func (s *S3Source) upload(ctx context.Context, key string, body io.Reader, size int64, ifMatch string) (int64, error) {
+	cr := &countReader{r: body}
+	in := uploadInput(s.cfg.Bucket, key, cr, size)
+	in.Metadata = map[string]string{metaOrigin: originWrite}
 	if ifMatch != "" {
 		in.IfMatch = aws.String(ifMatch)
 	}
@@ -695,80 +714,4 @@ func (s *S3Source) VerifySnapshot(ctx context.Context, r io.Reader) (SnapshotSta
 			return SnapshotStats{}, fmt.Errorf("objects: snapshot object %s/%s: %w", rec.Scope, rec.Path, err)
 		}
 	}
-}
-
-// ReencryptObject implements Source.
-func (s *S3Source) ReencryptObject(ctx context.Context, appID, key string, toGeneration int) (Info, error) {
-	if err := validApp(appID); err != nil {
-		return Info{}, err
-	}
-	path := key
-	if a, sc, p, ok := s.parseKey(key); ok {
-		if a != appID {
-			return Info{}, &InvalidError{What: "key " + quote(key) + " of another app"}
-		}
-		if sc != ScopeCMK {
-			return Info{}, fmt.Errorf("%w: %s is managed scope, which a CMK re-encryption never alters (R4)", ErrScopeNotAllowed, key)
-		}
-		path = p
-	}
-	if err := validPath(path); err != nil {
-		return Info{}, &InvalidError{What: err.Error()}
-	}
-	k, err := s.generationKey(ctx, appID, toGeneration, true)
-	if err != nil {
-		return Info{}, err
-	}
-	full := s.objectKey(appID, ScopeCMK, path)
-	for attempt := 0; ; attempt++ {
-		info, retry, err := s.reencryptOnce(ctx, appID, path, full, k)
-		if !retry || attempt >= 3 {
-			return info, err
-		}
-	}
-}
-
-func (s *S3Source) reencryptOnce(ctx context.Context, appID, path, key string, k wrappedKey) (Info, bool, error) {
-	out, err := s.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.cfg.Bucket), Key: aws.String(key)})
-	if err != nil {
-		if isNotFound(err) {
-			return Info{}, false, fmt.Errorf("%w: object %s (deleted meanwhile?)", ErrNotFound, key)
-		}
-		return Info{}, false, fmt.Errorf("objects: get %s: %w", key, err)
-	}
-	defer out.Body.Close()
-	etag := aws.ToString(out.ETag)
-	h, err := sealing.ReadHeader(out.Body)
-	if err != nil {
-		return Info{}, false, fmt.Errorf("objects: %s: %w", key, err)
-	}
-	info := Info{AppID: appID, Scope: ScopeCMK, Path: path, Key: key, Size: -1}
-	if h.Generation == k.Generation {
-		info.SealedSize, info.Generation, info.KeyARN = aws.ToInt64(out.ContentLength), h.Generation, h.KeyARN
-		return info, false, nil // already there: idempotent
-	}
-	exp, err := s.expectFor(ctx, appID, ScopeCMK, h)
-	if err != nil {
-		return Info{}, false, err
-	}
-	plain, _, err := sealing.NewReader(ctx, io.MultiReader(bytes.NewReader(h.Bytes()), out.Body), s.cache, exp)
-	if err != nil {
-		return Info{}, false, fmt.Errorf("objects: %s: %w", key, err)
-	}
-	var n int64
-	sealed, err := s.sealInto(ctx, k, plain, &n)
-	if err != nil {
-		return Info{}, false, err
-	}
-	defer sealed.Close()
-	sz, err := s.upload(ctx, key, sealed, -1, etag)
-	if err != nil {
-		var re *smithyhttp.ResponseError
-		if errors.As(err, &re) && (re.HTTPStatusCode() == http.StatusPreconditionFailed || re.HTTPStatusCode() == http.StatusConflict) {
-			return Info{}, true, err // written meanwhile: read it again
-		}
-		return Info{}, false, err
-	}
-	info.SealedSize, info.Size, info.Generation, info.KeyARN = sz, n, k.Generation, k.KeyARN
-	return info, false, nil
 }

@@ -37,9 +37,13 @@ type Store interface {
 
 var _ Store = (*lineage.Store)(nil)
 
-// Objects moves one object to a new generation (objects.Source satisfies it).
+// Objects is what re-encryption needs of the data source (objects.Source satisfies it):
+// Batch moves objects (keeping each one's previous sealed bytes in a stash), Abort rolls
+// them back from the stash and drops it, Commit drops it.
 type Objects interface {
 	ReencryptObject(ctx context.Context, appID, key string, toGeneration int) (objects.Info, error)
+	RollbackReencrypt(ctx context.Context, appID string, from, to int) (objects.RollbackStats, error)
+	DropReencryptStash(ctx context.Context, appID string, gen int) (int, error)
 }
 
 // Revoker is told about revoked-class KMS errors met while moving objects (B2, B8).
@@ -50,7 +54,8 @@ type Revoker interface {
 
 var _ Revoker = (*revocation.Service)(nil)
 
-// Config configures a Service. Objects is needed by Batch only, Revoker is optional.
+// Config configures a Service. Objects is needed by Batch, Commit and Abort; Revoker is
+// optional.
 type Config struct {
 	Store   Store
 	Keys    keys.Provider
@@ -136,6 +141,13 @@ type Outcome struct {
 	// abort retired.
 	RetiredGeneration int    `json:"retiredGeneration,omitempty"`
 	Reason            string `json:"reason,omitempty"`
+	// Rollback is what an abort did to the objects already moved (B8): every one is back
+	// under the previous generation, except stranded ones (written by a client during the
+	// re-encryption under the aborted generation, whose key cannot open them now), which are
+	// left as they are and listed.
+	Rollback *objects.RollbackStats `json:"rollback,omitempty"`
+	// StashDropped is how many stashed previous versions of moved objects were deleted.
+	StashDropped int `json:"stashDropped,omitempty"`
 }
 
 func refused(code, format string, args ...any) error {
@@ -395,14 +407,34 @@ func (s *Service) Commit(ctx context.Context, st State) (Outcome, error) {
 	if !repeated {
 		s.emit(ctx, audit.DetailReencryptCommitted, st, app.OrgID, map[string]any{"status": app.Status, "retiredGeneration": st.FromGeneration})
 	}
-	return Outcome{AppID: st.AppID, Status: app.Status, ActiveGeneration: app.ActiveGeneration, KeyARN: st.KeyARN,
-		RetiredGeneration: st.FromGeneration}, nil
+	out := Outcome{AppID: st.AppID, Status: app.Status, ActiveGeneration: app.ActiveGeneration, KeyARN: st.KeyARN,
+		RetiredGeneration: st.FromGeneration}
+	if s.cfg.Objects != nil {
+		// The previous versions of the moved objects are no longer needed. A failure here
+		// must not fail a commit that went through (the state machine would then try to
+		// abort it): the stash is invisible to readers, listings and backups, and a later
+		// commit or abort of this generation drops it.
+		n, err := s.cfg.Objects.DropReencryptStash(ctx, st.AppID, st.ToGeneration)
+		if err != nil {
+			s.cfg.Logger.ErrorContext(ctx, "re-encryption committed, its stash not dropped", slog.String("app_id", st.AppID),
+				slog.Int("generation", st.ToGeneration), slog.Any("error", err))
+		}
+		out.StashDropped = n
+	}
+	return out, nil
 }
 
 // Abort compensates a failed re-encryption: the pending generation is retired (left REVOKED
 // if its key was revoked), the app goes back to ACTIVE on its previous generation, or stays
-// DEACTIVATED if that generation's key was revoked (B8). With no pending generation of this
-// request (Begin never committed) nothing changes.
+// DEACTIVATED if that generation's key was revoked (B8). Then every object already moved to
+// the pending generation is put back, at rest, under the previous one: from the stash the
+// batches kept (no KMS call, so this works when the new key is revoked), or — for an object
+// a client wrote during the re-encryption, which went under the pending generation — opened
+// and sealed again if the pending key still opens it. Objects that cannot be opened are left
+// as they are (never replaced with older data, never deleted), logged and listed in
+// Outcome.Rollback as stranded: they are readable again if that key comes back. Finally the
+// stash is dropped. With no pending generation of this request (Begin never committed)
+// nothing changes. Repeating Abort is harmless: it carries on where a failed attempt stopped.
 func (s *Service) Abort(ctx context.Context, st State) (Outcome, error) {
 	if st.AppID == "" {
 		return Outcome{}, &wferr.Invalid{Msg: "abort needs appId"}
@@ -442,12 +474,47 @@ func (s *Service) Abort(ctx context.Context, st State) (Outcome, error) {
 		return Outcome{}, wferr.From(fmt.Errorf("reencrypt: abort %s: %w", st.AppID, err))
 	}
 	st.ToGeneration = to
-	if before.PendingGeneration != to {
-		// Aborted before (a retried step): same outcome, no second event.
-		return Outcome{AppID: st.AppID, Status: app.Status, ActiveGeneration: app.ActiveGeneration, RetiredGeneration: to, Reason: reason}, nil
+	if before.PendingGeneration == to {
+		// Not aborted before (a retried step emits no second event).
+		s.emit(ctx, audit.DetailReencryptAborted, st, app.OrgID, map[string]any{"status": app.Status, "reason": reason})
 	}
-	s.emit(ctx, audit.DetailReencryptAborted, st, app.OrgID, map[string]any{"status": app.Status, "reason": reason})
-	return Outcome{AppID: st.AppID, Status: app.Status, ActiveGeneration: app.ActiveGeneration, RetiredGeneration: to, Reason: reason}, nil
+	out := Outcome{AppID: st.AppID, Status: app.Status, ActiveGeneration: app.ActiveGeneration, RetiredGeneration: to, Reason: reason}
+	if err := s.rollback(ctx, st.AppID, app.ActiveGeneration, to, &out); err != nil {
+		return Outcome{}, err
+	}
+	return out, nil
+}
+
+// rollback puts the objects moved to generation to back under from and drops the stash
+// (see Abort). Its errors are Transient: the state machine retries Abort, which carries on.
+func (s *Service) rollback(ctx context.Context, appID string, from, to int, out *Outcome) error {
+	if s.cfg.Objects == nil {
+		return &wferr.Failed{Msg: "reencrypt: no data source configured to roll back app " + appID}
+	}
+	if from <= 0 || from >= to {
+		return &wferr.Failed{Msg: fmt.Sprintf("reencrypt: cannot roll app %s back from generation %d to %d", appID, to, from)}
+	}
+	rb, err := s.cfg.Objects.RollbackReencrypt(ctx, appID, from, to)
+	if err != nil {
+		if errors.Is(err, objects.ErrInvalid) {
+			return &wferr.Invalid{Msg: err.Error()}
+		}
+		return &wferr.Transient{Msg: fmt.Sprintf("rolling back the objects of app %s to generation %d: %v", appID, from, err)}
+	}
+	out.Rollback = &rb
+	if rb.StrandedCount > 0 {
+		s.cfg.Logger.WarnContext(ctx, "re-encryption aborted: objects written during it are left under the aborted generation, whose key cannot open them now",
+			slog.String("app_id", appID), slog.Int("generation", to), slog.Int("stranded", rb.StrandedCount), slog.Any("keys", rb.Stranded))
+	}
+	n, err := s.cfg.Objects.DropReencryptStash(ctx, appID, to)
+	if err != nil {
+		return &wferr.Transient{Msg: fmt.Sprintf("dropping the re-encryption stash of app %s: %v", appID, err)}
+	}
+	out.StashDropped = n
+	s.cfg.Logger.InfoContext(ctx, "re-encryption rolled back", slog.String("app_id", appID), slog.Int("from", to), slog.Int("to", from),
+		slog.Int("checked", rb.Checked), slog.Int("restored", rb.Restored), slog.Int("resealed", rb.Resealed),
+		slog.Int("stranded", rb.StrandedCount), slog.Int("stash_dropped", n))
+	return nil
 }
 
 func (s *Service) emit(ctx context.Context, detailType string, st State, orgID string, extra map[string]any) {
