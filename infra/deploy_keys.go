@@ -92,7 +92,7 @@ func keyPlane() Deployment {
 			},
 			{
 				Name:                FnReencryptBatch,
-				Description:         "Re-encryption step: moves a batch of CMK-scope objects from generation n to n+1 (idempotent).",
+				Description:         "Re-encryption step: moves a batch of CMK-scope objects from generation n to n+1, their previous versions kept in the stash (idempotent).",
 				Timeout:             5 * time.Minute,
 				MemoryMB:            1024,
 				ReservedConcurrency: 20,
@@ -117,8 +117,8 @@ func keyPlane() Deployment {
 			},
 			{
 				Name: FnReencryptAbort,
-				Description: "Re-encryption compensation: the pending generation retired, the app back on its previous generation or left deactivated (B8); " +
-					"objects already moved put back under the previous generation from the stash (no KMS call), objects written meanwhile sealed again when their key still opens them.",
+				Description: "Re-encryption compensation (B8): pending generation retired, app back on its previous generation (or left deactivated); " +
+					"moved objects put back from the stash (no KMS call), objects written meanwhile re-sealed if possible.",
 				// Pages through every CMK-scope object of the app; a retry after a timeout
 				// carries on (the state machine retries Sandbox.Timedout).
 				Timeout:  15 * time.Minute,

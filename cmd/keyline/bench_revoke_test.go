@@ -354,22 +354,6 @@ func floorWrites(ctx context.Context, db *awsddb.Client, table string, pks []str
 	return time.Since(start), err
 }
 
-// setupFloor puts n items (version 1) for floorWrites.
-func setupFloor(ctx context.Context, db *awsddb.Client, table string, n int) ([]string, error) {
-	run := time.Now().UnixNano() % 1e9
-	pks := make([]string, n)
-	items := make([]map[string]ddbtypes.AttributeValue, n)
-	for i := range pks {
-		pks[i] = fmt.Sprintf("BENCHFLOOR#%d#%05d", run, i)
-		items[i] = map[string]ddbtypes.AttributeValue{
-			"PK": &ddbtypes.AttributeValueMemberS{Value: pks[i]}, "SK": &ddbtypes.AttributeValueMemberS{Value: "META"},
-			"status": &ddbtypes.AttributeValueMemberS{Value: "ACTIVE"}, "version": &ddbtypes.AttributeValueMemberN{Value: "1"},
-			"Type": &ddbtypes.AttributeValueMemberS{Value: "BENCHFLOOR"},
-		}
-	}
-	return pks, batchPut(ctx, db, table, items, 16)
-}
-
 // BenchmarkRevoke measures revocation end to end on the local deployment: from the KMS
 // DisableKey call (through the endpoint: CloudTrail event → EventBridge rule → key-event
 // function → lineage RevokeKey) until every app on the key is DEACTIVATED, for 100 and for
@@ -428,20 +412,38 @@ func BenchmarkRevoke(b *testing.B) {
 		}
 		b.Logf("revoke 10000 apps: %.2f items written per app (sample of %d) %v; backups unchanged", per, len(s10k.before), kinds)
 
-		// The floor: the same number of single-item conditional writes, no keyline logic.
+		// The floor: the same number of single-item conditional writes, no keyline logic: one
+		// UpdateItem per app on the same apps' items, conditional on their version.
 		db := awsddb.NewFromConfig(e.st.AWSConfig())
-		pks, err := setupFloor(ctx, db, e.st.TableName(), 10000)
+		pks := make([]string, len(s10k.apps))
+		for k, app := range s10k.apps {
+			pks[k] = "APP#" + app
+		}
+		meta, err := appItems(ctx, db, e.st.TableName(), s10k.apps[0])
+		if err != nil {
+			b.Fatal(err)
+		}
+		vAttr, _ := meta["META"]["version"].(*ddbtypes.AttributeValueMemberN)
+		if vAttr == nil {
+			b.Fatalf("app %s has no version", s10k.apps[0])
+		}
+		version, err := strconv.Atoi(vAttr.Value)
 		if err != nil {
 			b.Fatal(err)
 		}
 		best := time.Duration(0)
-		for k, par := range []int{32, 64, 128} {
+		for _, par := range []int{32, 64, 128} {
 			b.StartTimer()
-			fd, err := floorWrites(ctx, db, e.st.TableName(), pks, par, k+1)
+			fd, err := floorWrites(ctx, db, e.st.TableName(), pks, par, version)
 			b.StopTimer()
 			if err != nil {
-				b.Fatal(err)
+				if par == 32 {
+					b.Fatal(err)
+				}
+				b.Logf("floor: 10000 conditional UpdateItems with %d at once failed (left out): %v", par, err)
+				break
 			}
+			version++
 			b.Logf("floor: 10000 conditional UpdateItems with %d at once: %v", par, fd.Round(time.Millisecond))
 			if best == 0 || fd < best {
 				best = fd
@@ -471,9 +473,7 @@ func revokeVariants(ctx context.Context, b *testing.B, e *benchEnv, i int) {
 	}{
 		{"default (32 at once, 1 app per transaction)", lineage.Options{}},
 		{"64 at once", lineage.Options{Parallelism: 64}},
-		{"128 at once", lineage.Options{Parallelism: 128}},
 		{"32 at once, 8 apps per transaction", lineage.Options{RevokeBatch: 8}},
-		{"64 at once, 4 apps per transaction", lineage.Options{Parallelism: 64, RevokeBatch: 4}},
 	}
 	for k, v := range variants {
 		s, err := setupRevoke(ctx, e, fmt.Sprintf("v%d%d", i, k), 10000, 1, false, 20)

@@ -7,7 +7,9 @@
 // (Generation.WrappedDataKey, unwrapped once per generation and cached in process memory
 // only), managed-scope objects under a per-app managed-scope data key wrapped under the
 // provider key. Reads use the generation named in the object's header, so they keep working
-// while a re-encryption moves objects to a new generation (B7).
+// while a re-encryption moves objects to a new generation (B7). A re-encryption keeps each
+// moved object's previous sealed bytes in a stash outside the apps' prefix (see
+// DefaultStashPrefix), so that an abort can put them back without any KMS call (B8).
 package objects
 
 import (
