@@ -439,7 +439,13 @@ func (k *Keyline) storage() {
 			RemovalPolicy:          awscdk.RemovalPolicy_RETAIN,
 		})
 	}
-	k.DataBucket = bucket("DataBucket", "data-bucket/")
+	// Backstop for the re-encryption stash (previous sealings kept until a re-encryption
+	// commits or aborts, which delete them): anything left behind expires.
+	k.DataBucket = bucket("DataBucket", "data-bucket/", &awss3.LifecycleRule{
+		Id:         jsii.String("expire-reencrypt-stash"),
+		Prefix:     jsii.String("reencrypt-stash/"),
+		Expiration: awscdk.Duration_Days(jsii.Number(30)),
+	})
 	// keyline deletes a backup past its retention (and disables those under retired or revoked
 	// keys through the lineage table, never by deleting them); the deleted versions are kept
 	// NoncurrentVersionDays, then lifecycle removes them.

@@ -844,6 +844,14 @@ func TestStorage(t *testing.T) {
 			t.Errorf("%s bucket has no lifecycle for noncurrent versions", name)
 		}
 	}
+	stash := false
+	for _, r := range list(props(f.resources("AWS::S3::Bucket")[f.lid(f.k.DataBucket)])["LifecycleConfiguration"].(map[string]any)["Rules"]) {
+		rule := r.(map[string]any)
+		stash = stash || (rule["Prefix"] == "reencrypt-stash/" && rule["ExpirationInDays"] != nil)
+	}
+	if !stash {
+		t.Errorf("the data bucket has no expiry backstop for the re-encryption stash")
+	}
 	for _, k := range f.resources("AWS::KMS::Key") {
 		if props(k)["EnableKeyRotation"] != true {
 			t.Errorf("KMS key without rotation: %v", props(k)["Description"])
