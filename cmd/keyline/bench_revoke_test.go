@@ -462,7 +462,8 @@ func BenchmarkRevoke(b *testing.B) {
 	b.ReportMetric(float64(t10k)/float64(floor), "revoke_10000_vs_floor_ratio")
 }
 
-// revokeVariants (KEYLINE_BENCH_REVOKE_VARIANTS=1) times lineage RevokeKey alone, called in
+// revokeVariants (KEYLINE_BENCH_REVOKE_VARIANTS=1 for all, or a list such as 1,2; run with
+// -v, benchmark logs are cut at 10 lines otherwise) times lineage RevokeKey alone, called in
 // process without the event path, on 10 000 apps, with the deployment's options and with
 // more parallelism or apps batched per transaction: where the end-to-end time goes, and
 // what would shorten it.
@@ -472,8 +473,22 @@ func revokeVariants(ctx context.Context, b *testing.B, e *benchEnv, i int) {
 		opts lineage.Options
 	}{
 		{"default (32 at once, 1 app per transaction)", lineage.Options{}},
-		{"64 at once", lineage.Options{Parallelism: 64}},
 		{"32 at once, 8 apps per transaction", lineage.Options{RevokeBatch: 8}},
+		{"32 at once, 33 apps per transaction", lineage.Options{RevokeBatch: 33}},
+	}
+	if only := os.Getenv("KEYLINE_BENCH_REVOKE_VARIANTS"); only != "1" {
+		// A comma-separated list of variant numbers (0-based) runs only those.
+		var keep []int
+		for _, f := range strings.Split(only, ",") {
+			if n, err := strconv.Atoi(strings.TrimSpace(f)); err == nil && n >= 0 && n < len(variants) {
+				keep = append(keep, n)
+			}
+		}
+		picked := variants[:0:0]
+		for _, n := range keep {
+			picked = append(picked, variants[n])
+		}
+		variants = picked
 	}
 	for k, v := range variants {
 		s, err := setupRevoke(ctx, e, fmt.Sprintf("v%d%d", i, k), 10000, 1, false, 20)
