@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,28 +25,16 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-type reporter struct {
-	mu    sync.Mutex
-	calls []string
-}
-
-func (r *reporter) ReportRevoked(_ context.Context, keyARN, cause string, err error) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.calls = append(r.calls, keyARN)
-	return nil
-}
-
 type fixture struct {
 	*objectstest.Env
 	b      *backup.Backups
 	events *audit.Recorder
-	rep    *reporter
+	rep    *objectstest.Reporter
 }
 
 func newFixture(t *testing.T, ttl time.Duration) *fixture {
 	e := objectstest.New(t)
-	f := &fixture{Env: e, events: &audit.Recorder{}, rep: &reporter{}}
+	f := &fixture{Env: e, events: &audit.Recorder{}, rep: &objectstest.Reporter{}}
 	b, err := backup.New(backup.Config{Store: e.Store, Source: e.Source, Keys: e.Keys, S3: e.S3.Client, Bucket: objectstest.BackupBucket,
 		Revocation: f.rep, Events: f.events, LeaseTTL: ttl, PartSize: 5 << 20, Concurrency: 2, Logger: e.Logger})
 	if err != nil {
@@ -311,8 +298,8 @@ func TestRevokedKeyFailsBackupAndFeedsRevocation(t *testing.T) {
 	if !errors.As(err, &kr) || kr.KeyARN != keyARN {
 		t.Fatalf("upload under a disabled key: %T %v, want *wferr.KeyRevoked", err, err)
 	}
-	if len(f.rep.calls) != 1 || f.rep.calls[0] != keyARN {
-		t.Fatalf("revocation reports %v", f.rep.calls)
+	if len(f.rep.Calls()) != 1 || f.rep.Calls()[0] != keyARN {
+		t.Fatalf("revocation reports %v", f.rep.Calls())
 	}
 	// The Catch path: lease released, failure recorded, nothing left in the bucket.
 	fr, err := f.b.Fail(ctx, backup.FailInput{Item: it, Error: backup.StatesError{Error: "KeyRevoked",

@@ -66,8 +66,8 @@ func TestBackupMachine(t *testing.T) {
 			t.Fatalf("results %s: want %v", res.Output, want)
 		}
 	}
-	if len(f.rep.calls) != 1 {
-		t.Fatalf("revocation reports %v", f.rep.calls)
+	if len(f.rep.Calls()) != 1 {
+		t.Fatalf("revocation reports %v", f.rep.Calls())
 	}
 	// Scheduled run: "ok" was just backed up; the others are still due (their skip/failure is
 	// recorded again), and "spare" (never backed up) is due.

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -25,29 +24,17 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-type reporter struct {
-	mu    sync.Mutex
-	calls []string
-}
-
-func (r *reporter) ReportRevoked(_ context.Context, keyARN, cause string, err error) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.calls = append(r.calls, keyARN)
-	return nil
-}
-
 type fixture struct {
 	*objectstest.Env
 	b      *backup.Backups
 	r      *restore.Restores
 	events *audit.Recorder
-	rep    *reporter
+	rep    *objectstest.Reporter
 }
 
 func newFixture(t *testing.T) *fixture {
 	e := objectstest.New(t)
-	f := &fixture{Env: e, events: &audit.Recorder{}, rep: &reporter{}}
+	f := &fixture{Env: e, events: &audit.Recorder{}, rep: &objectstest.Reporter{}}
 	var err error
 	f.b, err = backup.New(backup.Config{Store: e.Store, Source: e.Source, Keys: e.Keys, S3: e.S3.Client, Bucket: objectstest.BackupBucket,
 		Revocation: f.rep, Events: f.events, PartSize: 5 << 20, Concurrency: 2, Logger: e.Logger})
@@ -296,8 +283,8 @@ func TestRefusalR7DisabledKey(t *testing.T) {
 	if !errors.As(err, new(*wferr.Refused)) || st.Status != lineage.RestoreRefused {
 		t.Fatalf("machine: %+v %v", st, err)
 	}
-	if len(f.rep.calls) == 0 || f.rep.calls[0] != keyARN {
-		t.Fatalf("the disabled key was not reported to the revocation path: %v", f.rep.calls)
+	if len(f.rep.Calls()) == 0 || f.rep.Calls()[0] != keyARN {
+		t.Fatalf("the disabled key was not reported to the revocation path: %v", f.rep.Calls())
 	}
 }
 
