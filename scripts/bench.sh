@@ -6,7 +6,7 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 mkdir -p .local
-raw=.local/bench.txt
+raw="$root/.local/bench.txt"
 : > "$raw"
 bench() { go test -run '^$' -bench "${BENCH:-.}" -benchtime 1x -count 1 -timeout 60m "$@" >>"$raw" 2>&1 || { cat "$raw" >&2; exit 1; }; }
 export -f bench
