@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -370,5 +369,3 @@ func contains(s string, subs ...string) bool {
 }
 
 func jsonBytes(v any) []byte { b, _ := json.Marshal(v); return b }
-
-var _ = bytes.Equal

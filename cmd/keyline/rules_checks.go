@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -867,5 +866,3 @@ func clip(s string) string {
 	}
 	return s
 }
-
-var _ = json.Marshal

@@ -53,24 +53,7 @@ func data(t testing.TB, n int) []byte {
 
 func (f *fixture) backupOf(t *testing.T, appID, exec string) string {
 	t.Helper()
-	ctx := context.Background()
-	in := backup.DueInput{ExecutionArn: exec}
-	in.Input.AppIDs = []string{appID}
-	out, err := f.b.ListDue(ctx, in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := f.b.Lease(ctx, out.Items[0])
-	if err == nil {
-		st, err = f.b.Upload(ctx, st)
-	}
-	if err == nil {
-		st, err = f.b.Record(ctx, st)
-	}
-	if err != nil || st.Status != backup.StatusRecorded {
-		t.Fatalf("backup of %s: %+v %v", appID, st, err)
-	}
-	return st.BackupID
+	return objectstest.Backup(t, f.b, appID, exec)
 }
 
 func audits(t *testing.T, f *fixture, app, action string) []lineage.AuditEntry {

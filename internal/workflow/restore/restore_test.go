@@ -62,24 +62,7 @@ func data(t testing.TB, n int) []byte {
 // backupOf backs the app up and returns the backup id.
 func (f *fixture) backupOf(t *testing.T, appID string) string {
 	t.Helper()
-	ctx := context.Background()
-	in := backup.DueInput{ExecutionArn: "exec-" + appID + "-" + t.Name()}
-	in.Input.AppIDs = []string{appID}
-	out, err := f.b.ListDue(ctx, in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := f.b.Lease(ctx, out.Items[0])
-	if err == nil {
-		st, err = f.b.Upload(ctx, st)
-	}
-	if err == nil {
-		st, err = f.b.Record(ctx, st)
-	}
-	if err != nil || st.Status != backup.StatusRecorded {
-		t.Fatalf("backup of %s: %+v %v", appID, st, err)
-	}
-	return st.BackupID
+	return objectstest.Backup(t, f.b, appID, "exec-"+appID+"-"+t.Name())
 }
 
 var restoreSeq int
