@@ -9,7 +9,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/keyline/keyline/internal/eventpattern"
+	"github.com/keyline/keyline/internal/local/eventpattern"
 )
 
 const eventsUsage = `usage: keyline events test-event-pattern --event-pattern JSON|file://F --event JSON|file://F

@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"os"
+
+	"github.com/keyline/keyline/internal/local/stack"
 )
 
 const localUsage = `usage: keyline local [--data-dir DIR] [--addr 127.0.0.1:4566] [--console-addr 127.0.0.1:8080] [--seed demo|none]
@@ -26,7 +28,7 @@ func cmdLocal(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	dataDir := fs.String("data-dir", ".keyline", "directory holding all local state")
 	addr := fs.String("addr", "127.0.0.1:4566", "loopback address of the AWS-compatible endpoint")
 	consoleAddr := fs.String("console-addr", "127.0.0.1:8080", "loopback address of the console API")
-	seed := fs.String("seed", SeedNone, "demo data: demo (an org, three apps, generated objects, one backup each) or none")
+	seed := fs.String("seed", stack.SeedNone, "demo data: demo (an org, three apps, generated objects, one backup each) or none")
 	verbose := fs.Bool("v", false, "debug logs")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -43,14 +45,14 @@ func cmdLocal(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		level = slog.LevelDebug
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	st, err := StartStack(ctx, StackOptions{
+	st, err := stack.Start(ctx, stack.Options{
 		DataDir: *dataDir, Addr: *addr, ConsoleAddr: *consoleAddr, Seed: *seed,
 		OperatorToken: os.Getenv("KEYLINE_OPERATOR_TOKEN"),
 		Logger:        logger, Progress: stderr,
 	})
 	if err != nil {
 		fmt.Fprintf(stderr, "keyline local: %v\n", err)
-		if errors.Is(err, ErrStackOptions) {
+		if errors.Is(err, stack.ErrOptions) {
 			return 2
 		}
 		return 1

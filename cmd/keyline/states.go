@@ -11,7 +11,7 @@ import (
 	"strings"
 
 	"github.com/keyline/keyline/internal/clock"
-	"github.com/keyline/keyline/internal/states"
+	"github.com/keyline/keyline/internal/local/states"
 )
 
 const statesUsage = `usage: keyline states validate --definition file://F

@@ -9,8 +9,8 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 
 	"github.com/keyline/keyline/infra"
-	"github.com/keyline/keyline/internal/invoke"
-	"github.com/keyline/keyline/internal/states"
+	"github.com/keyline/keyline/internal/local/invoke"
+	"github.com/keyline/keyline/internal/local/states"
 )
 
 // Invoker runs handlers in process through aws-lambda-go's handler, so payloads and errors

@@ -17,9 +17,9 @@ import (
 
 	"github.com/keyline/keyline/infra"
 	"github.com/keyline/keyline/internal/handlers"
-	"github.com/keyline/keyline/internal/invoke"
 	"github.com/keyline/keyline/internal/lineage"
-	"github.com/keyline/keyline/internal/states"
+	"github.com/keyline/keyline/internal/local/invoke"
+	"github.com/keyline/keyline/internal/local/states"
 	"github.com/keyline/keyline/internal/testenv"
 )
 

@@ -9,8 +9,8 @@ import (
 	"testing"
 
 	"github.com/keyline/keyline/infra"
-	"github.com/keyline/keyline/internal/eventpattern"
 	"github.com/keyline/keyline/internal/handlers"
+	"github.com/keyline/keyline/internal/local/eventpattern"
 )
 
 // TestKeyPlaneRuleMatchesSampleEvents checks the deployed CloudTrail rule against the sample

@@ -1,0 +1,372 @@
+package acceptance
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
+	ebtypes "github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sfn"
+	"github.com/keyline/keyline/internal/console/api"
+)
+
+// demoSystem is what the rule checks need of a running keyline: the console, the AWS
+// endpoint, and three test hooks of the local runtime (jumping the clock, losing
+// CloudTrail deliveries, and registering an in-process function to observe the keyline bus).
+type demoSystem struct {
+	ConsoleURL     string
+	OperatorToken  string
+	AWS            aws.Config
+	DataBucket     string
+	BackupBucket   string
+	EventBus       string
+	Advance        func(time.Duration)
+	DropCloudTrail func(drop bool)
+	// RegisterFunction registers an in-process Lambda function and returns its ARN.
+	RegisterFunction func(name string, handler any) string
+}
+
+// ruleCheck is one rule of DESIGN.md §1 checked end to end.
+type ruleCheck struct {
+	ID    string
+	Check func(ctx context.Context, r *demoRun) (string, error)
+}
+
+// ruleChecks lists every rule, in the order the demo tells the story.
+func ruleChecks() []ruleCheck {
+	return []ruleCheck{
+		{"R1", checkR1}, {"R2", checkR2}, {"R3", checkR3}, {"R4", checkR4}, {"R5", checkR5},
+		{"R6", checkR6}, {"R7", checkR7}, {"R8", checkR8}, {"B1", checkB1}, {"B2", checkB2},
+		{"B3", checkB3}, {"B4", checkB4}, {"B5", checkB5}, {"B6", checkB6}, {"B7", checkB7}, {"B8", checkB8},
+	}
+}
+
+// demoRun holds the clients of one run and the org every check works in.
+type demoRun struct {
+	sys    demoSystem
+	op     *api.Client
+	org    *api.Client
+	orgID  string
+	kms    *kms.Client
+	s3     *s3.Client
+	sfn    *sfn.Client
+	lambda *lambda.Client
+	seq    atomic.Int64
+
+	eventsMu sync.Mutex
+	events   []json.RawMessage
+}
+
+func newDemoRun(ctx context.Context, sys demoSystem) (*demoRun, error) {
+	r := &demoRun{
+		sys:    sys,
+		op:     &api.Client{Base: sys.ConsoleURL, Token: sys.OperatorToken, HTTP: &http.Client{Timeout: time.Minute}},
+		kms:    kms.NewFromConfig(sys.AWS),
+		s3:     s3.NewFromConfig(sys.AWS, func(o *s3.Options) { o.UsePathStyle = true }),
+		sfn:    sfn.NewFromConfig(sys.AWS),
+		lambda: lambda.NewFromConfig(sys.AWS),
+		orgID:  fmt.Sprintf("demo-%d", time.Now().UnixNano()%1e9),
+	}
+	if err := r.op.Expect(ctx, 201, "POST", "/v1/orgs", map[string]string{"orgId": r.orgID, "name": "Demo customer"}, nil); err != nil {
+		return nil, err
+	}
+	var tok struct{ Token string }
+	if err := r.op.Expect(ctx, 201, "POST", "/v1/orgs/"+r.orgID+"/tokens", map[string]string{}, &tok); err != nil {
+		return nil, err
+	}
+	r.org = r.op.As(tok.Token)
+	// Observe the keyline bus (B5) the way an operator would: a rule with a function target.
+	arn := sys.RegisterFunction("demo-keyline-events", func(ctx context.Context, ev json.RawMessage) error {
+		r.eventsMu.Lock()
+		r.events = append(r.events, ev)
+		r.eventsMu.Unlock()
+		return nil
+	})
+	eb := eventbridge.NewFromConfig(sys.AWS)
+	if _, err := eb.PutRule(ctx, &eventbridge.PutRuleInput{
+		Name: aws.String("demo-keyline-events"), EventBusName: aws.String(sys.EventBus),
+		EventPattern: aws.String(`{"source":["keyline"]}`),
+	}); err != nil {
+		return nil, fmt.Errorf("put a rule on the keyline bus: %w", err)
+	}
+	if _, err := eb.PutTargets(ctx, &eventbridge.PutTargetsInput{
+		Rule: aws.String("demo-keyline-events"), EventBusName: aws.String(sys.EventBus),
+		Targets: []ebtypes.Target{{Id: aws.String("recorder"), Arn: aws.String(arn)}},
+	}); err != nil {
+		return nil, fmt.Errorf("put the recorder target: %w", err)
+	}
+	return r, nil
+}
+
+// name returns a unique name for an app of this run.
+func (r *demoRun) name(prefix string) string {
+	return fmt.Sprintf("%s-%s-%d", prefix, r.orgID, r.seq.Add(1))
+}
+
+// newKey creates a customer key in the (local) customer account.
+func (r *demoRun) newKey(ctx context.Context, what string) (string, error) {
+	out, err := r.kms.CreateKey(ctx, &kms.CreateKeyInput{Description: aws.String("keyline demo: " + what)})
+	if err != nil {
+		return "", fmt.Errorf("create a customer key: %w", err)
+	}
+	return aws.ToString(out.KeyMetadata.Arn), nil
+}
+
+// newApp creates an app; keyArn "" makes a provider-managed one.
+func (r *demoRun) newApp(ctx context.Context, prefix, keyArn string) (string, error) {
+	id := r.name(prefix)
+	body := map[string]string{"appId": id, "orgId": r.orgID, "keyModel": "managed"}
+	if keyArn != "" {
+		body["keyModel"], body["keyArn"] = "cmk", keyArn
+	}
+	return id, r.org.Expect(ctx, 201, "POST", "/v1/apps", body, nil)
+}
+
+// newCMKApp creates a key and a CMK app on it with n CMK-scope objects and m managed-scope ones.
+func (r *demoRun) newCMKApp(ctx context.Context, prefix string, n, m int) (app, key string, err error) {
+	if key, err = r.newKey(ctx, prefix); err != nil {
+		return "", "", err
+	}
+	if app, err = r.newApp(ctx, prefix, key); err != nil {
+		return "", "", err
+	}
+	return app, key, r.fill(ctx, app, n, m)
+}
+
+// fill writes n CMK-scope and m managed-scope objects whose content is derived from their path.
+func (r *demoRun) fill(ctx context.Context, app string, n, m int) error {
+	errs := make(chan error, 8)
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	put := func(scope string, i int) {
+		defer wg.Done()
+		defer func() { <-sem }()
+		path := fmt.Sprintf("%s/obj-%04d", scope, i)
+		if err := r.org.Expect(ctx, 201, "PUT", "/v1/apps/"+app+"/objects/"+path, objectContent(app, path), nil, "X-Keyline-Scope", scope); err != nil {
+			select {
+			case errs <- err:
+			default:
+			}
+		}
+	}
+	for i := 0; i < n; i++ {
+		sem <- struct{}{}
+		wg.Add(1)
+		go put("cmk", i)
+	}
+	for i := 0; i < m; i++ {
+		sem <- struct{}{}
+		wg.Add(1)
+		go put("managed", i)
+	}
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return nil
+	}
+}
+
+func objectContent(app, path string) string {
+	return strings.Repeat(fmt.Sprintf("%s:%s;", app, path), 40)
+}
+
+// read reads an object through the console and checks its content.
+func (r *demoRun) read(ctx context.Context, app, scope, path string) error {
+	a, err := r.org.Do(ctx, "GET", "/v1/apps/"+app+"/objects/"+path, nil, "X-Keyline-Scope", scope)
+	if err != nil {
+		return err
+	}
+	if a.Status != 200 {
+		return fmt.Errorf("read %s/%s: %d %s", app, path, a.Status, a.Message())
+	}
+	if string(a.Body) != objectContent(app, path) {
+		return fmt.Errorf("read %s/%s: content differs", app, path)
+	}
+	return nil
+}
+
+// backup runs an on-demand backup to its end and returns the app's newest backup.
+func (r *demoRun) backup(ctx context.Context, app string) (api.Backup, error) {
+	if _, err := r.org.Run(ctx, "/v1/apps/"+app+"/backups", map[string]string{}); err != nil {
+		return api.Backup{}, err
+	}
+	bs, err := r.org.Backups(ctx, app)
+	if err != nil {
+		return api.Backup{}, err
+	}
+	if len(bs) == 0 {
+		return api.Backup{}, fmt.Errorf("the backup of %s succeeded but no backup is listed", app)
+	}
+	return newest(bs), nil
+}
+
+func newest(bs []api.Backup) api.Backup { return bs[len(bs)-1] }
+
+// waitStatus waits until the app has the status.
+func (r *demoRun) waitStatus(ctx context.Context, app, status string, timeout time.Duration) (api.App, time.Duration, error) {
+	start := time.Now()
+	var a api.App
+	err := api.Eventually(ctx, timeout, func() (bool, error) {
+		var err error
+		a, err = r.org.App(ctx, app)
+		return err == nil && a.Status == status, err
+	})
+	if err != nil {
+		return a, 0, fmt.Errorf("app %s is %s (%s), not %s: %w", app, a.Status, a.StatusReason, status, err)
+	}
+	return a, time.Since(start), nil
+}
+
+// reencrypt starts a re-encryption and returns its execution ARN.
+func (r *demoRun) reencrypt(ctx context.Context, app, key string) (string, error) {
+	return r.org.Start(ctx, "/v1/apps/"+app+"/reencryptions", map[string]string{"keyArn": key})
+}
+
+func (r *demoRun) disable(ctx context.Context, key string) error {
+	_, err := r.kms.DisableKey(ctx, &kms.DisableKeyInput{KeyId: aws.String(key)})
+	return err
+}
+
+func (r *demoRun) enable(ctx context.Context, key string) error {
+	_, err := r.kms.EnableKey(ctx, &kms.EnableKeyInput{KeyId: aws.String(key)})
+	return err
+}
+
+// restore requests a restore of backupID of source into target, returning the answer.
+func (r *demoRun) restore(ctx context.Context, target, source, backupID string) (api.Answer, error) {
+	return r.org.Do(ctx, "POST", "/v1/apps/"+target+"/restores", map[string]string{"backupId": backupID, "sourceAppId": source})
+}
+
+// stateMachine finds a state machine's ARN through the Step Functions API.
+func (r *demoRun) stateMachine(ctx context.Context, name string) (string, error) {
+	out, err := r.sfn.ListStateMachines(ctx, &sfn.ListStateMachinesInput{})
+	if err != nil {
+		return "", err
+	}
+	for _, m := range out.StateMachines {
+		if aws.ToString(m.Name) == name || strings.HasSuffix(aws.ToString(m.Name), "-"+name) {
+			return aws.ToString(m.StateMachineArn), nil
+		}
+	}
+	return "", fmt.Errorf("no state machine named %s", name)
+}
+
+// runMachine starts a state machine directly (as a schedule does) and waits for its end.
+func (r *demoRun) runMachine(ctx context.Context, name, input string) (api.Execution, error) {
+	arn, err := r.stateMachine(ctx, name)
+	if err != nil {
+		return api.Execution{}, err
+	}
+	out, err := r.sfn.StartExecution(ctx, &sfn.StartExecutionInput{StateMachineArn: aws.String(arn), Input: aws.String(input)})
+	if err != nil {
+		return api.Execution{}, err
+	}
+	return r.op.Wait(ctx, aws.ToString(out.ExecutionArn))
+}
+
+// invoke calls a function through the Lambda API of the endpoint.
+func (r *demoRun) invoke(ctx context.Context, fn string, payload []byte) ([]byte, error) {
+	out, err := r.lambda.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String(fn), Payload: payload})
+	if err != nil {
+		return nil, err
+	}
+	if out.FunctionError != nil {
+		return out.Payload, fmt.Errorf("function %s failed: %s", fn, out.Payload)
+	}
+	return out.Payload, nil
+}
+
+func hasAudit(entries []api.AuditEntry, action string) (api.AuditEntry, bool) {
+	for _, e := range entries {
+		if e.Action == action {
+			return e, true
+		}
+	}
+	return api.AuditEntry{}, false
+}
+
+func countAudit(entries []api.AuditEntry, action string) int {
+	n := 0
+	for _, e := range entries {
+		if e.Action == action {
+			n++
+		}
+	}
+	return n
+}
+
+// rawObjects returns the sealed bytes at rest of an app's objects of one scope.
+func (r *demoRun) rawObjects(ctx context.Context, app, scope string) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	p := s3.NewListObjectsV2Paginator(r.s3, &s3.ListObjectsV2Input{Bucket: aws.String(r.sys.DataBucket), Prefix: aws.String("apps/" + app + "/" + scope + "/")})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range page.Contents {
+			g, err := r.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(r.sys.DataBucket), Key: o.Key})
+			if err != nil {
+				return nil, err
+			}
+			b, err := io.ReadAll(g.Body)
+			g.Body.Close()
+			if err != nil {
+				return nil, err
+			}
+			out[aws.ToString(o.Key)] = b
+		}
+	}
+	return out, nil
+}
+
+// keylineEvents returns the detail-types of the keyline events observed so far.
+func (r *demoRun) keylineEvents() []string {
+	r.eventsMu.Lock()
+	defer r.eventsMu.Unlock()
+	var out []string
+	for _, raw := range r.events {
+		var ev struct {
+			DetailType string `json:"detail-type"`
+			Source     string `json:"source"`
+		}
+		if json.Unmarshal(raw, &ev) == nil && ev.Source == "keyline" {
+			out = append(out, ev.DetailType)
+		}
+	}
+	return out
+}
+
+// errPrereq marks a failure in setting up a check rather than in the rule itself.
+func prereq(what string, err error) error { return fmt.Errorf("setting up (%s): %w", what, err) }
+
+var errRule = errors.New("rule violated")
+
+func violated(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", errRule, fmt.Sprintf(format, a...))
+}
+
+func contains(s string, subs ...string) bool {
+	for _, sub := range subs {
+		if strings.Contains(strings.ToLower(s), strings.ToLower(sub)) {
+			return true
+		}
+	}
+	return false
+}
+
+func jsonBytes(v any) []byte { b, _ := json.Marshal(v); return b }

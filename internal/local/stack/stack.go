@@ -1,0 +1,701 @@
+package stack
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	awsddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sfn"
+	sfntypes "github.com/aws/aws-sdk-go-v2/service/sfn/types"
+
+	"github.com/keyline/keyline/infra"
+	"github.com/keyline/keyline/internal/clock"
+	"github.com/keyline/keyline/internal/console"
+	"github.com/keyline/keyline/internal/handlers"
+	"github.com/keyline/keyline/internal/lineage"
+	localddb "github.com/keyline/keyline/internal/local/dynamodb"
+	"github.com/keyline/keyline/internal/local/endpoint"
+	"github.com/keyline/keyline/internal/local/eventbridge"
+	localkms "github.com/keyline/keyline/internal/local/kms"
+	"github.com/keyline/keyline/internal/local/lambda"
+	locals3 "github.com/keyline/keyline/internal/local/s3"
+	"github.com/keyline/keyline/internal/local/stepfunctions"
+)
+
+// Local resource names. They are fixed: one local deployment per data directory.
+const (
+	localRegion       = "us-east-1"
+	localTable        = "keyline-lineage"
+	localDataBucket   = "keyline-data"
+	localBackupBucket = "keyline-backups"
+	localEventBus     = "keyline"
+	// localAccessKey is the static access key every in-process client signs with.
+	localAccessKey = "keyline"
+	// envS3PathStyle tells handlers to address S3 path-style (gofakes3).
+	envS3PathStyle = "KEYLINE_S3_PATH_STYLE"
+	// consoleFunction is the console API's function in the deployment description.
+	consoleFunction = "console-api"
+	// stackFile records what `keyline invoke` needs to rebuild a handler as the stack does.
+	stackFile = "stack.json"
+)
+
+// Seed modes of Options.Seed.
+const (
+	SeedNone = "none"
+	SeedDemo = "demo"
+)
+
+// ErrOptions is wrapped by Start's errors about its options.
+var ErrOptions = errors.New("keyline local: invalid options")
+
+// Options configure Start.
+type Options struct {
+	// DataDir holds all local state (default .keyline).
+	DataDir string
+	// Addr is the AWS-compatible endpoint's loopback address (default 127.0.0.1:4566; port 0 picks one).
+	Addr string
+	// ConsoleAddr is the console API's loopback address (default 127.0.0.1:8080; port 0 picks one).
+	ConsoleAddr string
+	// Seed is SeedDemo or SeedNone (default).
+	Seed string
+	// SeedSize overrides the demo data's size (zero: the default demo).
+	SeedSize SeedSize
+	// OperatorToken is the console's operator token (empty: a new one is generated).
+	OperatorToken string
+	// Clock drives KMS deletion windows, schedules, Wait states and handlers (default real).
+	Clock clock.Clock
+	// Logger receives the stack's logs (default: discard).
+	Logger *slog.Logger
+	// Progress receives the seed's progress lines (default: discard).
+	Progress io.Writer
+	// CloudTrailDelay delays each KMS CloudTrail event by this long on Clock.
+	CloudTrailDelay time.Duration
+	// CloudTrailDrop loses the CloudTrail events of the KMS operations it returns true for.
+	CloudTrailDrop func(eventName string) bool
+	// DynamoDBJarDir is where DynamoDB Local is installed (default: <repo>/.local/dynamodb).
+	DynamoDBJarDir string
+}
+
+// stackState is <data dir>/stack.json: the local deployment's resource names and each
+// function's environment, so that `keyline invoke` builds handlers as the stack does.
+type stackState struct {
+	Region            string                       `json:"region"`
+	Account           string                       `json:"account"`
+	TableName         string                       `json:"tableName"`
+	DataBucket        string                       `json:"dataBucket"`
+	BackupBucket      string                       `json:"backupBucket"`
+	EventBusName      string                       `json:"eventBusName"`
+	ProviderKeyARN    string                       `json:"providerKeyArn"`
+	OperatorTokenHash string                       `json:"operatorTokenHash"`
+	Endpoint          string                       `json:"endpoint,omitempty"`
+	StateMachines     map[string]string            `json:"stateMachines"`
+	Functions         map[string]map[string]string `json:"functions"`
+}
+
+// Stack is a running local deployment: the AWS-compatible endpoint with every service,
+// the deployment's functions, state machines, rules and schedules on it, and the console.
+type Stack struct {
+	// Endpoint is the AWS-compatible endpoint's URL (http://127.0.0.1:port).
+	Endpoint string
+	// Console is the console API's URL.
+	Console string
+	// OperatorToken is the console's operator token.
+	OperatorToken string
+	// DataDir is where the stack's state lives.
+	DataDir string
+
+	// Bus is the local EventBridge.
+	Bus *eventbridge.Bus
+	// SFN is the local Step Functions service.
+	SFN *stepfunctions.Service
+	// Lambda is the registry of the deployment's functions.
+	Lambda *lambda.Registry
+	// KMS is the local KMS with its fidelity layer.
+	KMS *localkms.Service
+	// Store is the lineage store on the local table.
+	Store *lineage.Store
+	// Machines maps each state machine's name to its ARN.
+	Machines map[string]string
+
+	state  stackState
+	clock  clock.Clock
+	logger *slog.Logger
+
+	router  *endpoint.Server
+	ddb     *localddb.Process
+	console *http.Server
+	cancel  context.CancelFunc
+
+	closeOnce sync.Once
+}
+
+// TableName is the lineage table's name.
+func (s *Stack) TableName() string { return s.state.TableName }
+
+// DataBucket is the bucket of the apps' sealed objects.
+func (s *Stack) DataBucket() string { return s.state.DataBucket }
+
+// BackupBucket is the bucket of the sealed backups.
+func (s *Stack) BackupBucket() string { return s.state.BackupBucket }
+
+// EventBusName is keyline's event bus (audit events, `source: keyline`).
+func (s *Stack) EventBusName() string { return s.state.EventBusName }
+
+// ProviderKeyARN is the provider's KMS key (created once per data directory).
+func (s *Stack) ProviderKeyARN() string { return s.state.ProviderKeyARN }
+
+// AWSConfig returns an SDK configuration for the stack's endpoint (region us-east-1,
+// static credentials, checksums only when required).
+func (s *Stack) AWSConfig() aws.Config { return localAWSConfig(s.Endpoint) }
+
+// localAWSConfig is the configuration every in-process client of the stack uses.
+func localAWSConfig(endpoint string) aws.Config {
+	return aws.Config{
+		Region:                     localRegion,
+		Credentials:                credentials.NewStaticCredentialsProvider(localAccessKey, "keyline-local-secret", ""),
+		BaseEndpoint:               aws.String(endpoint),
+		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
+		ResponseChecksumValidation: aws.ResponseChecksumValidationWhenRequired,
+	}
+}
+
+// s3Client returns a path-style S3 client for cfg.
+func s3Client(cfg aws.Config) *awss3.Client {
+	return awss3.NewFromConfig(cfg, func(o *awss3.Options) { o.UsePathStyle = true })
+}
+
+// Start starts the whole local deployment and returns when it serves. On error,
+// whatever was started is stopped again.
+func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
+	if opts.DataDir == "" {
+		opts.DataDir = ".keyline"
+	}
+	if opts.Addr == "" {
+		opts.Addr = endpoint.DefaultAddr
+	}
+	if opts.ConsoleAddr == "" {
+		opts.ConsoleAddr = "127.0.0.1:8080"
+	}
+	switch opts.Seed {
+	case "":
+		opts.Seed = SeedNone
+	case SeedNone, SeedDemo:
+	default:
+		return nil, fmt.Errorf("%w: --seed %q: want demo or none", ErrOptions, opts.Seed)
+	}
+	for _, a := range []string{opts.Addr, opts.ConsoleAddr} {
+		if err := endpoint.CheckLoopback(a); err != nil {
+			return nil, fmt.Errorf("%w: %s: %w", ErrOptions, a, err)
+		}
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.Real()
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Progress == nil {
+		opts.Progress = io.Discard
+	}
+	if opts.OperatorToken == "" {
+		opts.OperatorToken = console.NewToken("klop_")
+	}
+	dir, err := filepath.Abs(opts.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	log := opts.Logger
+	st := &Stack{DataDir: dir, OperatorToken: opts.OperatorToken, clock: opts.Clock, logger: log, Machines: map[string]string{}}
+	// Long-lived background work (the scheduler, resumed executions) lives until Close,
+	// not until the caller's start-up context ends.
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	st.cancel = cancel
+	defer func() {
+		if err != nil {
+			st.Close()
+		}
+	}()
+
+	prev, err := readStackState(dir)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	st.state = stackState{
+		Region: localRegion, Account: endpoint.DefaultAccountID,
+		TableName: localTable, DataBucket: localDataBucket, BackupBucket: localBackupBucket, EventBusName: localEventBus,
+		ProviderKeyARN:    prev.ProviderKeyARN,
+		OperatorTokenHash: console.HashToken(opts.OperatorToken),
+		StateMachines:     map[string]string{}, Functions: map[string]map[string]string{},
+	}
+
+	// DynamoDB Local is the slow part: start it first, and the rest meanwhile.
+	type ddbResult struct {
+		p   *localddb.Process
+		err error
+	}
+	ddbDone := make(chan ddbResult, 1)
+	go func() {
+		p, err := localddb.Start(ctx, localddb.Options{DataDir: dir, JarDir: opts.DynamoDBJarDir, Logger: log.With("service", "dynamodb")})
+		ddbDone <- ddbResult{p, err}
+	}()
+	ddbReceived := false
+	defer func() {
+		// If start-up failed before DynamoDB Local was taken over, stop it when it arrives.
+		if !ddbReceived {
+			go func() {
+				if r := <-ddbDone; r.p != nil {
+					_ = r.p.Stop()
+				}
+			}()
+		}
+	}()
+
+	dep := infra.Description()
+	st.Lambda = lambda.New(lambda.Options{Region: localRegion, AccountID: endpoint.DefaultAccountID, Logger: log.With("service", "lambda")})
+
+	// The bus starts executions through the Step Functions service, created once the
+	// functions are registered (it resumes interrupted executions as it starts).
+	var sfnMu sync.RWMutex
+	startExecution := func(ctx context.Context, arn string, input []byte) error {
+		sfnMu.RLock()
+		svc := st.SFN
+		sfnMu.RUnlock()
+		if svc == nil {
+			return errors.New("step functions not started yet")
+		}
+		_, err := svc.StartExecution(ctx, arn, "", input)
+		return err
+	}
+	st.Bus, err = eventbridge.Open(eventbridge.Options{
+		Clock: opts.Clock, Invoker: st.Lambda, StartExecution: startExecution,
+		Logger: log.With("service", "events"), Region: localRegion, Account: endpoint.DefaultAccountID,
+		StateFile: filepath.Join(dir, "events.json"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("event bus: %w", err)
+	}
+
+	st.KMS, err = localkms.New(localkms.Options{
+		DataDir: dir, Region: localRegion, AccountID: endpoint.DefaultAccountID, Clock: opts.Clock,
+		Sink: localkms.EventSinkFunc(func(ctx context.Context, ev localkms.CloudTrailEvent) error {
+			raw, err := json.Marshal(ev)
+			if err != nil {
+				return err
+			}
+			return st.Bus.PublishEnvelope(ctx, "", raw)
+		}),
+		CloudTrailDelay: opts.CloudTrailDelay, CloudTrailDrop: opts.CloudTrailDrop,
+		Logger: log.With("service", "kms"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("kms: %w", err)
+	}
+
+	s3svc, err := locals3.New(locals3.Options{DataDir: dir, Logger: log.With("service", "s3")})
+	if err != nil {
+		return nil, fmt.Errorf("s3: %w", err)
+	}
+
+	st.router = endpoint.New(endpoint.Options{Addr: opts.Addr, AccountID: endpoint.DefaultAccountID, Logger: log.With("service", "endpoint")})
+	st.router.Register(endpoint.ServiceKMS, st.KMS)
+	st.router.Register(endpoint.ServiceS3, s3svc)
+	st.router.Register(endpoint.ServiceEvents, st.Bus)
+	st.router.Register(endpoint.ServiceLambda, st.Lambda)
+	st.router.Register(endpoint.ServiceDynamoDB, unavailable("DynamoDB Local is starting"))
+	st.router.Register(endpoint.ServiceStates, unavailable("Step Functions is starting"))
+	if err := st.router.Start(runCtx); err != nil {
+		return nil, fmt.Errorf("endpoint: %w", err)
+	}
+	st.Endpoint = st.router.URL()
+	st.state.Endpoint = st.Endpoint
+	cfg := st.AWSConfig()
+	log.Info("endpoint listening", "url", st.Endpoint)
+
+	// What needs only KMS and S3.
+	s3c := s3Client(cfg)
+	for _, b := range []string{st.state.DataBucket, st.state.BackupBucket} {
+		if err := ensureBucket(ctx, s3c, b); err != nil {
+			return nil, err
+		}
+	}
+	kmsc := awskms.NewFromConfig(cfg)
+	if st.state.ProviderKeyARN == "" {
+		arn, err := createKey(ctx, kmsc, "keyline provider key (managed-scope data)")
+		if err != nil {
+			return nil, fmt.Errorf("provider key: %w", err)
+		}
+		st.state.ProviderKeyARN = arn
+	}
+	if _, err := st.Bus.CreateEventBus(st.state.EventBusName); err != nil && !errors.Is(err, eventbridge.ErrAlreadyExists) {
+		return nil, fmt.Errorf("event bus %s: %w", st.state.EventBusName, err)
+	}
+
+	// The state machines' ARNs are known before they exist: the functions' environment needs them.
+	for _, m := range dep.StateMachines {
+		st.Machines[m.Name] = fmt.Sprintf("arn:aws:states:%s:%s:stateMachine:%s", localRegion, endpoint.DefaultAccountID, m.Name)
+		st.state.StateMachines[m.Name] = st.Machines[m.Name]
+	}
+	for _, f := range dep.Functions {
+		st.state.Functions[f.Name] = functionEnv(f, st.state)
+	}
+
+	// DynamoDB Local, then the table.
+	var r ddbResult
+	select {
+	case r = <-ddbDone:
+		ddbReceived = true
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	st.ddb = r.p
+	st.router.Register(endpoint.ServiceDynamoDB, st.ddb)
+	ddbc := awsddb.NewFromConfig(cfg)
+	if err := lineage.CreateTable(ctx, ddbc, st.state.TableName); err != nil {
+		return nil, fmt.Errorf("lineage table: %w", err)
+	}
+	st.Store = lineage.New(ddbc, st.state.TableName, lineage.Options{Clock: opts.Clock, Logger: log.With("component", "lineage")})
+
+	// The functions, built in process exactly as Lambda builds them.
+	if err := registerFunctions(ctx, st.Lambda, dep, st.state, cfg, opts.Clock, log); err != nil {
+		return nil, err
+	}
+
+	// Step Functions: resumes what was running, then the deployment's machines.
+	svc, err := stepfunctions.New(stepfunctions.Options{
+		Dir: filepath.Join(dir, "stepfunctions"), Clock: opts.Clock,
+		Invoker: st.Lambda, Events: busPutter{st.Bus}, DynamoDB: ddbCaller{st.ddb},
+		Items:  s3Items{s3c},
+		Logger: log.With("service", "states"), Region: localRegion, Account: endpoint.DefaultAccountID,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("step functions: %w", err)
+	}
+	sfnMu.Lock()
+	st.SFN = svc
+	sfnMu.Unlock()
+	st.router.Register(endpoint.ServiceStates, svc)
+	if err := registerMachines(dep, st.state, st.Lambda, svc); err != nil {
+		return nil, err
+	}
+	if err := wireEvents(runCtx, dep, st.Bus, st.Lambda, st.Machines); err != nil {
+		return nil, err
+	}
+	if err := writeStackState(dir, st.state); err != nil {
+		return nil, err
+	}
+	st.Bus.Start(runCtx)
+
+	// The console.
+	if err := st.startConsole(opts.ConsoleAddr, cfg); err != nil {
+		return nil, err
+	}
+
+	if opts.Seed == SeedDemo {
+		if err := st.seedDemo(ctx, opts.SeedSize, opts.Progress); err != nil {
+			return nil, fmt.Errorf("seed: %w", err)
+		}
+	}
+	log.Info("stack ready", "endpoint", st.Endpoint, "console", st.Console, "dataDir", dir)
+	return st, nil
+}
+
+// Close stops the console, the bus, Step Functions (running executions resume at the next
+// start), the endpoint, KMS and DynamoDB Local, in that order. It is safe to call twice.
+func (s *Stack) Close() {
+	s.closeOnce.Do(func() {
+		if s.console != nil {
+			sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
+			if err := s.console.Shutdown(sctx); err != nil {
+				s.logger.Warn("console shutdown", "error", err)
+			}
+			c()
+		}
+		// The bus and Step Functions (running executions stay RUNNING on disk) before the
+		// endpoint, the endpoint before KMS and DynamoDB Local.
+		order := []func() error{}
+		if s.cancel != nil {
+			order = append(order, func() error { s.cancel(); return nil })
+		}
+		if s.Bus != nil {
+			order = append(order, s.Bus.Close)
+		}
+		if s.SFN != nil {
+			order = append(order, s.SFN.Close)
+		}
+		if s.router != nil {
+			order = append(order, func() error {
+				sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
+				defer c()
+				return s.router.Shutdown(sctx)
+			})
+		}
+		if s.KMS != nil {
+			order = append(order, s.KMS.Close)
+		}
+		if s.ddb != nil {
+			order = append(order, s.ddb.Stop)
+		}
+		for _, f := range order {
+			if err := f(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.logger.Warn("stop", "error", err)
+			}
+		}
+	})
+}
+
+// WaitIdle waits until the bus has delivered every event and no execution of the
+// deployment's machines is running, and stays so across one more round (a finished
+// execution may have emitted events that start others).
+func (s *Stack) WaitIdle(ctx context.Context) error {
+	client := sfn.NewFromConfig(s.AWSConfig())
+	names := make([]string, 0, len(s.Machines))
+	for n := range s.Machines {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	quiet := 0
+	for {
+		if err := s.Bus.Drain(ctx); err != nil {
+			return fmt.Errorf("drain bus: %w", err)
+		}
+		var running []string
+		for _, n := range names {
+			p := sfn.NewListExecutionsPaginator(client, &sfn.ListExecutionsInput{
+				StateMachineArn: aws.String(s.Machines[n]), StatusFilter: sfntypes.ExecutionStatusRunning,
+			})
+			for p.HasMorePages() {
+				out, err := p.NextPage(ctx)
+				if err != nil {
+					return fmt.Errorf("list executions of %s: %w", n, err)
+				}
+				for _, e := range out.Executions {
+					running = append(running, aws.ToString(e.ExecutionArn))
+				}
+			}
+		}
+		if len(running) == 0 {
+			// Idle twice in a row: nothing delivered in between started anything.
+			if quiet++; quiet == 2 {
+				return nil
+			}
+			continue
+		}
+		quiet = 0
+		for _, arn := range running {
+			if _, err := s.SFN.WaitExecution(ctx, arn); err != nil {
+				return fmt.Errorf("wait for %s: %w", arn, err)
+			}
+		}
+	}
+}
+
+// startConsole serves the console API on addr: the console-api function's own server
+// (handlers.NewConsole), built from that function's environment, over plain HTTP.
+func (s *Stack) startConsole(addr string, cfg aws.Config) error {
+	env := s.state.Functions[consoleFunction]
+	api, err := handlers.NewConsole(handlers.Deps{AWS: cfg, Env: func(k string) string { return env[k] },
+		Logger: s.logger.With("component", "console"), Clock: s.clock})
+	if err != nil {
+		return fmt.Errorf("console: %w", err)
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("console: %w", err)
+	}
+	s.console = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn)}
+	go func() {
+		if err := s.console.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.logger.Error("console stopped", "error", err)
+		}
+	}()
+	s.Console = "http://" + ln.Addr().String()
+	return nil
+}
+
+// functionEnv is a function's environment: its own settings, the resource names, every
+// state machine's ARN and the local S3 addressing.
+func functionEnv(f infra.Function, st stackState) map[string]string {
+	env := map[string]string{}
+	for k, v := range f.Env {
+		env[k] = v
+	}
+	env[infra.EnvTableName] = st.TableName
+	env[infra.EnvDataBucket] = st.DataBucket
+	env[infra.EnvBackupBucket] = st.BackupBucket
+	env[infra.EnvProviderKeyARN] = st.ProviderKeyARN
+	env[infra.EnvEventBusName] = st.EventBusName
+	env[infra.EnvOperatorTokenHash] = st.OperatorTokenHash
+	for name, arn := range st.StateMachines {
+		env[handlers.StateMachineEnv(name)] = arn
+	}
+	env[envS3PathStyle] = "true"
+	return env
+}
+
+// registerFunctions builds every function of the deployment that has a handler and
+// registers it with its timeout and reserved concurrency.
+func registerFunctions(ctx context.Context, reg *lambda.Registry, dep infra.Deployment, st stackState, cfg aws.Config, clk clock.Clock, log *slog.Logger) error {
+	ctors := handlers.Constructors()
+	for _, f := range dep.Functions {
+		if _, ok := ctors[f.Name]; !ok {
+			log.Warn("function has no handler yet; not registered", "function", f.Name)
+			continue
+		}
+		h, err := buildHandler(ctx, f.Name, st.Functions[f.Name], cfg, clk, log)
+		if err != nil {
+			return err
+		}
+		reg.RegisterFunction(lambda.Function{Name: f.Name, Handler: h, Timeout: f.Timeout, ReservedConcurrency: f.ReservedConcurrency})
+	}
+	return nil
+}
+
+// buildHandler builds one function's handler from its recorded environment.
+func buildHandler(ctx context.Context, name string, env map[string]string, cfg aws.Config, clk clock.Clock, log *slog.Logger) (any, error) {
+	return handlers.Build(ctx, name, func(context.Context) (handlers.Deps, error) {
+		return handlers.Deps{AWS: cfg, Env: func(k string) string { return env[k] }, Logger: log.With("function", name), Clock: clk}, nil
+	})
+}
+
+// machineVars are the values of the ASL placeholders locally.
+func machineVars(dep infra.Deployment, st stackState, reg *lambda.Registry) map[string]string {
+	vars := map[string]string{
+		"TableName": st.TableName, "EventBusName": st.EventBusName,
+		"DataBucket": st.DataBucket, "BackupBucket": st.BackupBucket,
+	}
+	for _, f := range dep.Functions {
+		vars["Fn_"+f.Name] = reg.ARN(f.Name)
+	}
+	for name, arn := range st.StateMachines {
+		vars["SM_"+name] = arn
+	}
+	return vars
+}
+
+// registerMachines creates (or updates) every state machine from its ASL.
+func registerMachines(dep infra.Deployment, st stackState, reg *lambda.Registry, svc *stepfunctions.Service) error {
+	vars := machineVars(dep, st, reg)
+	role := fmt.Sprintf("arn:aws:iam::%s:role/keyline-states", endpoint.DefaultAccountID)
+	for _, m := range dep.StateMachines {
+		raw, err := infra.ASL(m)
+		if err != nil {
+			return err
+		}
+		def, err := infra.Substitute(raw, vars)
+		if err != nil {
+			return fmt.Errorf("state machine %s: %w", m.Name, err)
+		}
+		arn, err := svc.RegisterStateMachine(m.Name, string(def), role)
+		if err != nil {
+			return fmt.Errorf("state machine %s: %w", m.Name, err)
+		}
+		if arn != st.StateMachines[m.Name] {
+			return fmt.Errorf("state machine %s: ARN %s, expected %s", m.Name, arn, st.StateMachines[m.Name])
+		}
+	}
+	return nil
+}
+
+// targetARN is the ARN a rule or schedule target names.
+func targetARN(t infra.Target, reg *lambda.Registry, machines map[string]string) (string, error) {
+	switch {
+	case t.Function != "" && t.StateMachine == "":
+		return reg.ARN(t.Function), nil
+	case t.StateMachine != "" && t.Function == "":
+		arn, ok := machines[t.StateMachine]
+		if !ok {
+			return "", fmt.Errorf("no state machine %q", t.StateMachine)
+		}
+		return arn, nil
+	}
+	return "", errors.New("a target names exactly one of function and state machine")
+}
+
+// wireEvents puts the deployment's rules (on the default bus, where CloudTrail events
+// arrive) and schedules on the bus. Both replace what a previous start stored.
+func wireEvents(ctx context.Context, dep infra.Deployment, bus *eventbridge.Bus, reg *lambda.Registry, machines map[string]string) error {
+	for _, r := range dep.Rules {
+		arn, err := targetARN(r.Target, reg, machines)
+		if err != nil {
+			return fmt.Errorf("rule %s: %w", r.Name, err)
+		}
+		if _, err := bus.PutRule(ctx, eventbridge.RuleInput{Name: r.Name, EventPattern: string(r.EventPattern), Description: r.Description}); err != nil {
+			return fmt.Errorf("rule %s: %w", r.Name, err)
+		}
+		tgt := eventbridge.Target{ID: "target", Arn: arn}
+		if len(r.Target.Input) > 0 {
+			tgt.Input = string(r.Target.Input)
+		}
+		if err := bus.PutTargets(ctx, eventbridge.DefaultBusName, r.Name, []eventbridge.Target{tgt}); err != nil {
+			return fmt.Errorf("rule %s targets: %w", r.Name, err)
+		}
+	}
+	for _, sc := range dep.Schedules {
+		arn, err := targetARN(sc.Target, reg, machines)
+		if err != nil {
+			return fmt.Errorf("schedule %s: %w", sc.Name, err)
+		}
+		if err := bus.PutSchedule(sc.Name, sc.Expression, sc.Timezone, arn, sc.Target.Input); err != nil {
+			return fmt.Errorf("schedule %s: %w", sc.Name, err)
+		}
+	}
+	return nil
+}
+
+func readStackState(dir string) (stackState, error) {
+	var st stackState
+	b, err := os.ReadFile(filepath.Join(dir, stackFile))
+	if err != nil {
+		return st, err
+	}
+	if err := json.Unmarshal(b, &st); err != nil {
+		return st, fmt.Errorf("%s: %w", filepath.Join(dir, stackFile), err)
+	}
+	return st, nil
+}
+
+func writeStackState(dir string, st stackState) error {
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(dir, stackFile+".tmp")
+	if err := os.WriteFile(tmp, append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("write stack state: %w", err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, stackFile)); err != nil {
+		return fmt.Errorf("write stack state: %w", err)
+	}
+	return nil
+}
+
+// unavailable answers a service that is not up yet.
+func unavailable(msg string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/x-amz-json-1.0")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintf(w, `{"__type":"ServiceUnavailableException","message":%q}`, msg)
+	})
+}

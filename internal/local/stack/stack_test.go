@@ -1,0 +1,399 @@
+package stack
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	awsddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
+	kmstypes "github.com/aws/aws-sdk-go-v2/service/kms/types"
+	awss3 "github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sfn"
+
+	"github.com/keyline/keyline/infra"
+	"github.com/keyline/keyline/internal/lineage"
+)
+
+// testToken is the operator token the tests start the stack with (so a restart keeps it).
+const testToken = "klop_test-operator-token"
+
+func startTestStack(t *testing.T, ctx context.Context, dir, seed string, progress io.Writer, dropCloudTrail *atomic.Bool) *Stack {
+	t.Helper()
+	level := slog.LevelWarn
+	if testing.Verbose() {
+		level = slog.LevelInfo
+	}
+	st, err := Start(ctx, Options{
+		DataDir: dir, Addr: "127.0.0.1:0", ConsoleAddr: "127.0.0.1:0", Seed: seed, OperatorToken: testToken,
+		Logger:         slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level})),
+		Progress:       progress,
+		CloudTrailDrop: func(string) bool { return dropCloudTrail.Load() },
+	})
+	if err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	return st
+}
+
+// testWriter sends logs to t.Log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// callConsole calls the console API with the operator token and decodes a JSON answer into out.
+func callConsole(t *testing.T, st *Stack, method, path string, body io.Reader, want int, out any) []byte {
+	t.Helper()
+	req, err := http.NewRequest(method, st.Console+path, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+st.OperatorToken)
+	if method == http.MethodPut {
+		req.Header.Set("X-Keyline-Scope", "cmk")
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode != want {
+		t.Fatalf("%s %s: status %d, want %d: %s", method, path, res.StatusCode, want, b)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("%s %s: decode %s: %v", method, path, b, err)
+		}
+	}
+	return b
+}
+
+func jsonBody(v any) io.Reader {
+	b, _ := json.Marshal(v)
+	return bytes.NewReader(b)
+}
+
+// waitExecution polls GET /v1/executions/{arn} until the execution is no longer RUNNING.
+func waitExecution(t *testing.T, ctx context.Context, st *Stack, arn string) map[string]any {
+	t.Helper()
+	for {
+		var ex map[string]any
+		callConsole(t, st, http.MethodGet, "/v1/executions/"+url.PathEscape(arn), nil, http.StatusOK, &ex)
+		if ex["status"] != "RUNNING" {
+			return ex
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("execution %s still running: %v", arn, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+type backupRow struct {
+	BackupID   string `json:"backupId"`
+	Generation int    `json:"generation"`
+	KeyARN     string `json:"keyArn"`
+	SizeBytes  int64  `json:"sizeBytes"`
+	Restorable bool   `json:"restorable"`
+	Reason     string `json:"reason"`
+}
+
+type appView struct {
+	AppID            string `json:"appId"`
+	OrgID            string `json:"orgId"`
+	KeyModel         string `json:"keyModel"`
+	Status           string `json:"status"`
+	ActiveGeneration int    `json:"activeGeneration"`
+}
+
+// TestStack runs the whole local deployment: a backup and a restore through the console
+// API and the state machines, a KMS DisableKey whose CloudTrail event reaches the
+// key-event function through the bus, `keyline invoke`, and a restart on the same data.
+func TestStack(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	var drop atomic.Bool
+	st := startTestStack(t, ctx, dir, SeedNone, nil, &drop)
+	defer func() { st.Close() }()
+
+	// The deployment is on the endpoint: every machine, and every function.
+	sfnc := sfn.NewFromConfig(st.AWSConfig())
+	for _, m := range infra.Description().StateMachines {
+		if _, err := sfnc.ListExecutions(ctx, &sfn.ListExecutionsInput{StateMachineArn: aws.String(st.Machines[m.Name])}); err != nil {
+			t.Fatalf("state machine %s: %v", m.Name, err)
+		}
+	}
+	if got, want := len(st.Lambda.Names()), len(infra.Description().Functions); got != want {
+		t.Errorf("%d functions registered (%v), the deployment has %d", got, st.Lambda.Names(), want)
+	}
+
+	cfg := st.AWSConfig()
+	// Any credentials and region see the same tables, as in one AWS account (-sharedDb).
+	other := cfg.Copy()
+	other.Region = "eu-west-3"
+	other.Credentials = credentials.NewStaticCredentialsProvider("SOMEONEELSE", "secret", "")
+	tables, err := awsddb.NewFromConfig(other).ListTables(ctx, &awsddb.ListTablesInput{})
+	if err != nil || !slices.Contains(tables.TableNames, st.TableName()) {
+		t.Fatalf("another caller's view of DynamoDB: %v, %v; want %s", tables, err, st.TableName())
+	}
+	kmsc := awskms.NewFromConfig(cfg)
+	key, err := kmsc.CreateKey(ctx, &awskms.CreateKeyInput{Description: aws.String("acme's key")})
+	if err != nil {
+		t.Fatalf("CreateKey: %v", err)
+	}
+	keyARN := aws.ToString(key.KeyMetadata.Arn)
+
+	original := bytes.Repeat([]byte("keyline local stack test\n"), 400)
+	var backupID string
+	t.Run("backup and restore through the console", func(t *testing.T) {
+		callConsole(t, st, http.MethodPost, "/v1/orgs", jsonBody(map[string]string{"orgId": "acme", "name": "Acme"}), http.StatusCreated, nil)
+		var app appView
+		callConsole(t, st, http.MethodPost, "/v1/apps", jsonBody(map[string]string{"appId": "acme-1", "orgId": "acme", "keyModel": "cmk", "keyArn": keyARN}),
+			http.StatusCreated, &app)
+		if app.Status != string(lineage.AppActive) || app.ActiveGeneration != 1 {
+			t.Fatalf("new app: %+v", app)
+		}
+		callConsole(t, st, http.MethodPut, "/v1/apps/acme-1/objects/docs/a.txt", bytes.NewReader(original), http.StatusCreated, nil)
+
+		// The object is sealed at rest: its plaintext is nowhere in the data bucket.
+		s3c := s3Client(cfg)
+		obj, err := s3c.GetObject(ctx, &awss3.GetObjectInput{Bucket: aws.String(st.DataBucket()), Key: aws.String("apps/acme-1/cmk/docs/a.txt")})
+		if err != nil {
+			t.Fatalf("the object is not in the data bucket: %v", err)
+		}
+		raw, _ := io.ReadAll(obj.Body)
+		obj.Body.Close()
+		if bytes.Contains(raw, []byte("keyline local stack test")) {
+			t.Fatal("the object is stored in plaintext")
+		}
+
+		var started struct {
+			ExecutionArn string `json:"executionArn"`
+		}
+		callConsole(t, st, http.MethodPost, "/v1/apps/acme-1/backups", jsonBody(map[string]any{}), http.StatusAccepted, &started)
+		if ex := waitExecution(t, ctx, st, started.ExecutionArn); ex["status"] != "SUCCEEDED" {
+			t.Fatalf("backup execution: %v", ex)
+		}
+		var backups []backupRow
+		callConsole(t, st, http.MethodGet, "/v1/apps/acme-1/backups", nil, http.StatusOK, &backups)
+		if len(backups) != 1 || !backups[0].Restorable || backups[0].KeyARN != keyARN || backups[0].Generation != 1 || backups[0].SizeBytes <= 0 {
+			t.Fatalf("backups after one backup: %+v", backups)
+		}
+		backupID = backups[0].BackupID
+
+		// Change the object, restore the backup, and read the original back.
+		callConsole(t, st, http.MethodPut, "/v1/apps/acme-1/objects/docs/a.txt", strings.NewReader("changed"), http.StatusCreated, nil)
+		callConsole(t, st, http.MethodPost, "/v1/apps/acme-1/restores", jsonBody(map[string]string{"backupId": backupID}), http.StatusAccepted, &started)
+		if ex := waitExecution(t, ctx, st, started.ExecutionArn); ex["status"] != "SUCCEEDED" {
+			t.Fatalf("restore execution: %v", ex)
+		}
+		got := callConsole(t, st, http.MethodGet, "/v1/apps/acme-1/objects/docs/a.txt", nil, http.StatusOK, nil)
+		if !bytes.Equal(got, original) {
+			t.Fatalf("after the restore the object is %q…, want the backed-up content", got[:min(len(got), 40)])
+		}
+	})
+	if t.Failed() {
+		return
+	}
+
+	t.Run("DisableKey reaches the key-event function through CloudTrail and the bus", func(t *testing.T) {
+		if _, err := kmsc.DisableKey(ctx, &awskms.DisableKeyInput{KeyId: aws.String(keyARN)}); err != nil {
+			t.Fatalf("DisableKey: %v", err)
+		}
+		if err := st.WaitIdle(ctx); err != nil {
+			t.Fatalf("WaitIdle: %v", err)
+		}
+		var app appView
+		callConsole(t, st, http.MethodGet, "/v1/apps/acme-1", nil, http.StatusOK, &app)
+		if app.Status != string(lineage.AppDeactivated) {
+			t.Fatalf("after DisableKey the app is %q, want %s", app.Status, lineage.AppDeactivated)
+		}
+		var backups []backupRow
+		callConsole(t, st, http.MethodGet, "/v1/apps/acme-1/backups", nil, http.StatusOK, &backups)
+		if len(backups) != 1 || backups[0].Restorable || backups[0].Reason == "" {
+			t.Fatalf("after DisableKey the backup should be unrestorable with a reason: %+v", backups)
+		}
+		if dl := st.Bus.DeadLetters(); len(dl) != 0 {
+			t.Fatalf("dead letters: %+v", dl)
+		}
+	})
+
+	t.Run("a lost CloudTrail event is caught by the key-health function", func(t *testing.T) {
+		k, err := kmsc.CreateKey(ctx, &awskms.CreateKeyInput{Description: aws.String("acme's second key")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		arn := aws.ToString(k.KeyMetadata.Arn)
+		callConsole(t, st, http.MethodPost, "/v1/apps", jsonBody(map[string]string{"appId": "acme-2", "orgId": "acme", "keyModel": "cmk", "keyArn": arn}),
+			http.StatusCreated, nil)
+		drop.Store(true)
+		_, err = kmsc.DisableKey(ctx, &awskms.DisableKeyInput{KeyId: aws.String(arn)})
+		drop.Store(false)
+		if err != nil {
+			t.Fatalf("DisableKey: %v", err)
+		}
+		if err := st.WaitIdle(ctx); err != nil {
+			t.Fatal(err)
+		}
+		var app appView
+		callConsole(t, st, http.MethodGet, "/v1/apps/acme-2", nil, http.StatusOK, &app)
+		if app.Status != string(lineage.AppActive) {
+			t.Fatalf("the CloudTrail event was dropped, yet the app is %s", app.Status)
+		}
+		// The key-health schedule's target, run through the Lambda registry.
+		if out, err := st.Lambda.Invoke(ctx, infra.FnKeyHealth, []byte(`{}`)); err != nil {
+			t.Fatalf("key health: %v (%s)", err, out)
+		}
+		callConsole(t, st, http.MethodGet, "/v1/apps/acme-2", nil, http.StatusOK, &app)
+		if app.Status != string(lineage.AppDeactivated) {
+			t.Fatalf("after the key-health check the app is %s, want %s", app.Status, lineage.AppDeactivated)
+		}
+	})
+
+	t.Run("demo seed", func(t *testing.T) {
+		var progress bytes.Buffer
+		size := SeedSize{SmallObjects: 24, LargeObjects: 1, LargeBytes: 1 << 20, Concurrency: 4}
+		if err := st.seedDemo(ctx, size, &progress); err != nil {
+			t.Fatalf("seed: %v\n%s", err, progress.String())
+		}
+		if !strings.Contains(progress.String(), "25/25 objects") {
+			t.Fatalf("seed progress: %s", progress.String())
+		}
+		if err := st.WaitIdle(ctx); err != nil {
+			t.Fatalf("WaitIdle: %v", err)
+		}
+		s3c := s3Client(st.AWSConfig())
+		for app, wantObjects := range map[string]int{demoManagedApp: 9, demoCMKApp1: 8, demoCMKApp2: 8} {
+			var v appView
+			callConsole(t, st, http.MethodGet, "/v1/apps/"+app, nil, http.StatusOK, &v)
+			if v.OrgID != demoOrg || v.Status != string(lineage.AppActive) {
+				t.Fatalf("seeded app %s: %+v", app, v)
+			}
+			out, err := s3c.ListObjectsV2(ctx, &awss3.ListObjectsV2Input{Bucket: aws.String(st.DataBucket()), Prefix: aws.String("apps/" + app + "/")})
+			if err != nil || len(out.Contents) != wantObjects {
+				t.Fatalf("seeded app %s has %d objects (err %v), want %d", app, len(out.Contents), err, wantObjects)
+			}
+			var backups []backupRow
+			callConsole(t, st, http.MethodGet, "/v1/apps/"+app+"/backups", nil, http.StatusOK, &backups)
+			if len(backups) != 1 || !backups[0].Restorable {
+				t.Fatalf("seeded app %s backups: %+v", app, backups)
+			}
+		}
+		// The two CMK apps are on their own customer keys, the managed one on the provider key.
+		keyOf := func(app string) string {
+			var gens []struct {
+				KeyARN string `json:"keyArn"`
+			}
+			callConsole(t, st, http.MethodGet, "/v1/apps/"+app+"/keys", nil, http.StatusOK, &gens)
+			if len(gens) != 1 {
+				t.Fatalf("app %s lineage: %+v", app, gens)
+			}
+			return gens[0].KeyARN
+		}
+		k0, k1, k2 := keyOf(demoManagedApp), keyOf(demoCMKApp1), keyOf(demoCMKApp2)
+		if k0 != st.ProviderKeyARN() || k1 == k2 || k1 == k0 || k2 == k0 {
+			t.Fatalf("seeded keys: managed %s, cmk %s and %s (provider %s)", k0, k1, k2, st.ProviderKeyARN())
+		}
+		progress.Reset()
+		if err := st.seedDemo(ctx, size, &progress); err != nil || !strings.Contains(progress.String(), "nothing to do") {
+			t.Fatalf("second seed: %v, %s", err, progress.String())
+		}
+	})
+
+	t.Run("restart keeps the state", func(t *testing.T) {
+		st.Close()
+		var progress bytes.Buffer
+		st = startTestStack(t, ctx, dir, SeedDemo, &progress, &drop)
+		if !strings.Contains(progress.String(), "nothing to do") {
+			t.Fatalf("a restart with --seed demo seeded again: %s", progress.String())
+		}
+		var demo appView
+		callConsole(t, st, http.MethodGet, "/v1/apps/"+demoCMKApp1, nil, http.StatusOK, &demo)
+		if demo.OrgID != demoOrg {
+			t.Fatalf("after a restart the demo app is %+v", demo)
+		}
+		var app appView
+		callConsole(t, st, http.MethodGet, "/v1/apps/acme-1", nil, http.StatusOK, &app)
+		if app.OrgID != "acme" || app.Status != string(lineage.AppDeactivated) {
+			t.Fatalf("after a restart the app is %+v", app)
+		}
+		var backups []backupRow
+		callConsole(t, st, http.MethodGet, "/v1/apps/acme-1/backups", nil, http.StatusOK, &backups)
+		if len(backups) != 1 || backups[0].BackupID != backupID {
+			t.Fatalf("after a restart the backups are %+v, want %s", backups, backupID)
+		}
+		d, err := awskms.NewFromConfig(st.AWSConfig()).DescribeKey(ctx, &awskms.DescribeKeyInput{KeyId: aws.String(keyARN)})
+		if err != nil || d.KeyMetadata.KeyState != kmstypes.KeyStateDisabled {
+			t.Fatalf("after a restart the key: %v %v", d, err)
+		}
+		prev, err := readStackState(dir)
+		if err != nil || prev.ProviderKeyARN != st.ProviderKeyARN() {
+			t.Fatalf("provider key not kept: %v %v", prev.ProviderKeyARN, err)
+		}
+		// The rule is still wired: EnableKey reactivates the app (B1).
+		if _, err := awskms.NewFromConfig(st.AWSConfig()).EnableKey(ctx, &awskms.EnableKeyInput{KeyId: aws.String(keyARN)}); err != nil {
+			t.Fatalf("EnableKey: %v", err)
+		}
+		if err := st.WaitIdle(ctx); err != nil {
+			t.Fatalf("WaitIdle: %v", err)
+		}
+		callConsole(t, st, http.MethodGet, "/v1/apps/acme-1", nil, http.StatusOK, &app)
+		if app.Status != string(lineage.AppActive) {
+			t.Fatalf("after EnableKey the app is %q, want %s", app.Status, lineage.AppActive)
+		}
+	})
+}
+
+// repoRoot finds the module root (the directory with keyline's go.mod).
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && strings.Contains(string(b), "module github.com/keyline/keyline\n") {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("no keyline go.mod above the test's directory")
+		}
+		dir = parent
+	}
+}
+
+func TestStartStackRefusesBadOptions(t *testing.T) {
+	ctx := context.Background()
+	for _, o := range []Options{
+		{DataDir: t.TempDir(), Addr: "0.0.0.0:0", ConsoleAddr: "127.0.0.1:0"},
+		{DataDir: t.TempDir(), Addr: "127.0.0.1:0", ConsoleAddr: "192.0.2.1:8080"},
+		{DataDir: t.TempDir(), Addr: "127.0.0.1:0", ConsoleAddr: "127.0.0.1:0", Seed: "lots"},
+	} {
+		if st, err := Start(ctx, o); err == nil {
+			st.Close()
+			t.Fatalf("Start(%+v) succeeded", o)
+		} else if !strings.Contains(err.Error(), ErrOptions.Error()) {
+			t.Fatalf("Start(%+v): %v, want %v", o, err, ErrOptions)
+		}
+	}
+}
