@@ -15,17 +15,17 @@
 //     account (a Deny to an account applies to every principal in it).
 //  2. Otherwise an Allow is needed:
 //     - Same account: an identity-based policy allows, or the resource
-//       policy allows the caller directly (its ARN, its role for a role
-//       session, "*", or its service principal). A resource policy that names
-//       only the account ("arn:aws:iam::ACCT:root" or "ACCT") delegates to
-//       IAM and grants nothing on its own.
+//     policy allows the caller directly (its ARN, its role for a role
+//     session, "*", or its service principal). A resource policy that names
+//     only the account ("arn:aws:iam::ACCT:root" or "ACCT") delegates to
+//     IAM and grants nothing on its own.
 //     - Cross account: the caller's identity-based policies must allow, AND
-//       the resource policy must allow the caller or the caller's account.
+//     the resource policy must allow the caller or the caller's account.
 //     - KMS keys: the key policy is required. Identity-based policies count,
-//       even in the key's own account, only where a key policy statement that
-//       applies to the request names the account (delegates to the root).
+//     even in the key's own account, only where a key policy statement that
+//     applies to the request names the account (delegates to the root).
 //     - Service principals ("events.amazonaws.com") have no identity
-//       policies: only a resource policy naming the service allows them.
+//     policies: only a resource policy naming the service allows them.
 //  3. Otherwise the request is implicitly denied.
 //
 // The account root user is allowed everything by identity in its own account
