@@ -101,7 +101,8 @@ async function main() {
       rec = JSON.parse(line)
     } catch (e) {
       console.error(`line ${lineNo}: not JSON: ${e.message}`)
-      process.exit(2)
+      process.exitCode = 2
+      return
     }
     n++
     const sim = simulation(rec)
@@ -129,7 +130,8 @@ async function main() {
     console.log(`note: the validated path would have dropped context keys in ${droppedRecords} records: ${keys}`)
   }
   console.log(`iam decisions: ${n} compared, ${disagreements.length} disagree`)
-  process.exit(disagreements.length === 0 ? 0 : 1)
+  // exitCode, not exit(): exit() would drop output still queued for a pipe.
+  process.exitCode = disagreements.length === 0 ? 0 : 1
 }
 
 await main()

@@ -47,7 +47,7 @@ func newGenerator(seed uint64) *generator {
 }
 
 func (g *generator) pick(xs []string) string { return xs[g.r.IntN(len(xs))] }
-func (g *generator) chance(p float64) bool  { return g.r.Float64() < p }
+func (g *generator) chance(p float64) bool   { return g.r.Float64() < p }
 
 func keyARN(account string, n int) string {
 	return fmt.Sprintf("arn:aws:kms:%s:%s:key/%08d-1111-2222-3333-444444444444", region, account, n)
