@@ -343,12 +343,16 @@ func parsePrefix(s string) (netip.Prefix, error) {
 //   - ForAllValues holds when every value in the request satisfies the
 //     operator; it is true when the key is absent or has no values.
 //   - ForAnyValue holds when at least one request value satisfies the
-//     operator; it is false when the key is absent — unless the operator
-//     has the IfExists suffix, which AWS documents as "if the key is not
-//     present, evaluate the condition element as true" for every operator.
-//     (The independent simulator we compare with returns false for
-//     ForAnyValue:...IfExists over an absent key; AWS's documented rule is
-//     the one implemented here.)
+//     operator; it is false when the key is absent or has no values, also
+//     with the IfExists suffix. The general IfExists rule ("if the key is not
+//     present, evaluate the condition as true") reads as if it applied here
+//     too, but AWS does not apply it to ForAnyValue: a role allowed only
+//     under ForAnyValue:StringEqualsIfExists on aws:TagKeys is refused
+//     sqs:ListQueues, whose requests carry no tag keys, with "no
+//     identity-based policy allows" (reported on AWS re:Post, "ForAnyValue:
+//     StringEqualsIfExists behaving unexpectedly"). IfExists only affects
+//     each value inside the set loop, where every value exists. The
+//     independent simulator we compare with implements the same.
 //   - Several values for one key are OR'd: a positive operator matches when
 //     any policy value matches; a negated one when no policy value matches.
 func (c *condition) eval(ctx Context) bool {
@@ -378,7 +382,7 @@ func (c *condition) eval(ctx Context) bool {
 		return true
 	case setForAnyValue:
 		if !present {
-			return c.ifExists
+			return false
 		}
 		for _, rv := range v.values {
 			if c.matchValue(rv) {

@@ -107,7 +107,8 @@ func TestConditionOperators(t *testing.T) {
 		{"ForAnyValue none match", `{"ForAnyValue:StringEquals":{"kms:EncryptionContextKeys":"keyline:app"}}`, keys("keyline:org"), false},
 		{"ForAnyValue absent", `{"ForAnyValue:StringEquals":{"kms:EncryptionContextKeys":"keyline:app"}}`, none, false},
 		{"ForAnyValue empty set", `{"ForAnyValue:StringEquals":{"kms:EncryptionContextKeys":"keyline:app"}}`, keys(), false},
-		{"ForAnyValue IfExists absent (AWS: IfExists makes an absent key true)", `{"ForAnyValue:StringEqualsIfExists":{"kms:EncryptionContextKeys":"keyline:app"}}`, none, true},
+		{"ForAnyValue IfExists absent is still false (AWS ignores IfExists here)", `{"ForAnyValue:StringEqualsIfExists":{"kms:EncryptionContextKeys":"keyline:app"}}`, none, false},
+		{"ForAllValues IfExists absent", `{"ForAllValues:StringEqualsIfExists":{"kms:EncryptionContextKeys":"keyline:app"}}`, none, true},
 		{"ForAnyValue IfExists present", `{"ForAnyValue:StringEqualsIfExists":{"kms:EncryptionContextKeys":"keyline:app"}}`, keys("x"), false},
 		// Several keys and operators are AND'd.
 		{"two keys both hold", `{"StringEquals":{"kms:EncryptionContext:keyline:org":"org-1","kms:EncryptionContext:keyline:app":"a"}}`, Context{ctxOrg: String("org-1"), ctxApp: String("a")}, true},

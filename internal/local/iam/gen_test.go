@@ -40,7 +40,11 @@ var (
 	genServices  = []string{"events.amazonaws.com", "lambda.amazonaws.com", "s3.amazonaws.com"}
 )
 
-type generator struct{ r *rand.Rand }
+type generator struct {
+	r *rand.Rand
+	// The request being generated, so that some statements target it.
+	hintAction, hintResource, hintRole, hintAccount string
+}
 
 func newGenerator(seed uint64) *generator {
 	return &generator{r: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
@@ -91,7 +95,7 @@ func (g *generator) some(xs []string, max int) []string {
 func (g *generator) kmsCondition() string {
 	var parts []string
 	add := func(op, key, vals string) { parts = append(parts, fmt.Sprintf("%q:{%q:%s}", op, key, vals)) }
-	switch g.r.IntN(14) {
+	switch g.r.IntN(16) {
 	case 0, 1:
 		add("StringEquals", ctxOrg, g.jsonList(g.some(genOrgs, 2)...))
 	case 2:
@@ -116,6 +120,8 @@ func (g *generator) kmsCondition() string {
 		add("StringEquals", "kms:CallerAccount", g.jsonList(g.some(genAccounts, 2)...))
 	case 12:
 		add("ForAllValues:StringLike", ctxKeys, g.jsonList("keyline:*"))
+	case 13:
+		add(g.pick([]string{"ForAnyValue:StringEqualsIfExists", "ForAnyValue:StringNotEqualsIfExists", "ForAllValues:StringEqualsIfExists"}), ctxKeys, g.jsonList("keyline:org"))
 	}
 	if g.chance(0.3) {
 		add("StringEquals", "aws:ResourceAccount", g.jsonList(g.pick(genAccounts)))
@@ -182,6 +188,10 @@ func (g *generator) identityPolicy(name string) *Policy {
 			sid = ""
 		}
 		var body string
+		if g.hintAction != "" && g.chance(0.25) {
+			stmts = append(stmts, "{"+sid+g.targeted(true)+"}")
+			continue
+		}
 		switch g.r.IntN(9) {
 		case 0, 1, 2:
 			res := g.pick([]string{keyARN(g.pick(genAccounts), g.r.IntN(3)), "arn:aws:kms:*:" + g.pick(genAccounts) + ":key/*", "*", "arn:aws:kms:us-east-1:*:key/0000000?-*"})
@@ -219,8 +229,68 @@ func (g *generator) identityPolicy(name string) *Policy {
 	return MustParsePolicy(name, `{"Version":"2012-10-17","Statement":[`+strings.Join(stmts, ",")+`]}`)
 }
 
+// targeted renders a statement body aimed at the request being generated:
+// its action (or a wildcard over it), its resource or "*", and a condition
+// of the kind the service uses.
+func (g *generator) targeted(identity bool) string {
+	action := g.hintAction
+	svc, name, _ := strings.Cut(action, ":")
+	switch g.r.IntN(5) {
+	case 0:
+		action = svc + ":*"
+	case 1:
+		action = strings.ToLower(action)
+	case 2:
+		action = svc + ":" + name[:len(name)/2] + "*"
+	}
+	resource := g.hintResource
+	if g.chance(0.4) {
+		resource = "*"
+	}
+	eff := "Allow"
+	if g.chance(0.15) {
+		eff = "Deny"
+	}
+	cond := ""
+	switch svc {
+	case "kms":
+		cond = g.kmsCondition()
+	case "s3":
+		if g.chance(0.5) {
+			cond = fmt.Sprintf(`,"Condition":{"StringLikeIfExists":{"s3:prefix":%s}}`, g.jsonList("org/"+g.pick(genOrgs)+"/*"))
+		}
+	case "dynamodb":
+		switch g.r.IntN(4) {
+		case 0:
+			cond = fmt.Sprintf(`,"Condition":{"ForAllValues:StringLike":{"dynamodb:LeadingKeys":%s}}`, g.jsonList("ORG#"+g.pick(genOrgs)+"*"))
+		case 1:
+			cond = fmt.Sprintf(`,"Condition":{"ForAnyValue:StringEqualsIfExists":{"dynamodb:LeadingKeys":%s}}`, g.jsonList("ORG#"+g.pick(genOrgs), "APP#x"))
+		case 2:
+			cond = fmt.Sprintf(`,"Condition":{"ForAllValues:StringNotLike":{"dynamodb:LeadingKeys":%s}}`, g.jsonList("APP#*"))
+		}
+	default:
+		if g.chance(0.4) {
+			cond = fmt.Sprintf(`,"Condition":{"StringEqualsIfExists":{"aws:SourceAccount":%s}}`, g.jsonList(g.some(genAccounts, 2)...))
+		}
+	}
+	principal := ""
+	if !identity {
+		principal = `"Principal":` + g.principal() + ","
+	}
+	return fmt.Sprintf(`"Effect":%q,%s"Action":%q,"Resource":%q%s`, eff, principal, action, resource, cond)
+}
+
 // principal renders a Principal element.
 func (g *generator) principal() string {
+	if g.hintRole != "" && g.chance(0.3) {
+		if strings.HasSuffix(g.hintRole, servicePrincipalTL) {
+			return fmt.Sprintf(`{"Service":%s}`, g.jsonList(g.hintRole))
+		}
+		return fmt.Sprintf(`{"AWS":%s}`, g.jsonList(g.hintRole))
+	}
+	if g.hintAccount != "" && g.chance(0.15) {
+		return fmt.Sprintf(`{"AWS":%s}`, g.jsonList("arn:aws:iam::"+g.hintAccount+":root"))
+	}
 	switch g.r.IntN(8) {
 	case 0:
 		return `"*"`
@@ -252,6 +322,10 @@ func (g *generator) keyPolicy(account string) *Policy {
 	}
 	n := g.r.IntN(4)
 	for i := 0; i < n; i++ {
+		if g.chance(0.3) {
+			stmts = append(stmts, fmt.Sprintf(`{"Sid":"T%d",`, i)+g.targeted(false)+"}")
+			continue
+		}
 		eff := g.effect()
 		princ := g.principal()
 		elem := "Principal"
@@ -285,6 +359,10 @@ func (g *generator) otherResourcePolicy(resource string) *Policy {
 	n := 1 + g.r.IntN(3)
 	var stmts []string
 	for i := 0; i < n; i++ {
+		if g.chance(0.3) {
+			stmts = append(stmts, fmt.Sprintf(`{"Sid":"T%d",`, i)+g.targeted(false)+"}")
+			continue
+		}
 		cond := ""
 		switch g.r.IntN(4) {
 		case 0:
@@ -323,6 +401,14 @@ func (g *generator) next() genCase {
 		c.req.Principal = roleARN(account, g.pick(genRoles))
 	}
 	c.req.Account = account
+	g.hintAccount, g.hintRole = account, ""
+	if strings.Contains(c.req.Principal, ":assumed-role/") || strings.Contains(c.req.Principal, ":role/") {
+		role := c.req.Principal[strings.LastIndex(c.req.Principal, "role/")+len("role/"):]
+		role, _, _ = strings.Cut(role, "/")
+		g.hintRole = roleARN(account, role)
+	} else if account == "" {
+		g.hintRole = c.req.Principal // a service principal
+	}
 
 	ctx := Context{}
 	if g.chance(0.9) {
@@ -351,7 +437,7 @@ func (g *generator) next() genCase {
 		if g.chance(0.75) {
 			c.req.Action = g.pick(genKMSCrypto)
 			keys := []string{}
-			if g.chance(0.85) {
+			if g.chance(0.75) {
 				ctx[ctxOrg] = String(g.pick(genOrgs))
 				keys = append(keys, "keyline:org")
 			}
@@ -363,7 +449,9 @@ func (g *generator) next() genCase {
 				ctx["kms:EncryptionContext:other"] = String("x")
 				keys = append(keys, "other")
 			}
-			if len(keys) > 0 {
+			if len(keys) > 0 || g.chance(0.5) {
+				// An encryption context with no pairs has no keys; the
+				// Recorder leaves the empty key out of the request.
 				ctx[ctxKeys] = Strings(keys...)
 			}
 			if g.chance(0.4) {
@@ -375,6 +463,7 @@ func (g *generator) next() genCase {
 		if account != "" {
 			ctx["kms:CallerAccount"] = String(account)
 		}
+		g.hintAction, g.hintResource = c.req.Action, c.req.Resource
 		if g.chance(0.95) {
 			c.resource = g.keyPolicy(keyAccount)
 		}
@@ -393,6 +482,7 @@ func (g *generator) next() genCase {
 				ctx["s3:max-keys"] = String(g.pick([]string{"10", "1000", "5000"}))
 			}
 		}
+		g.hintAction, g.hintResource = c.req.Action, c.req.Resource
 		if g.chance(0.5) {
 			c.resource = g.otherResourcePolicy(c.req.Resource)
 		}
@@ -400,10 +490,11 @@ func (g *generator) next() genCase {
 		c.req.ResourceAccount = platformAccount
 		c.req.Action = g.pick(genDynamo)
 		c.req.Resource = lineageTable
-		if g.chance(0.9) {
+		if g.chance(0.75) {
 			lk := g.some([]string{"ORG#org-1", "ORG#org-2", "ORG#org-1#APP#a", "APP#x"}, 2)
 			ctx["dynamodb:LeadingKeys"] = Strings(lk...)
 		}
+		g.hintAction, g.hintResource = c.req.Action, c.req.Resource
 		if g.chance(0.3) {
 			c.resource = g.otherResourcePolicy(c.req.Resource)
 		}
@@ -414,6 +505,7 @@ func (g *generator) next() genCase {
 		} else {
 			c.req.Action, c.req.Resource = "lambda:InvokeFunction", keylineFunction
 		}
+		g.hintAction, g.hintResource = c.req.Action, c.req.Resource
 		if g.chance(0.7) {
 			c.resource = g.otherResourcePolicy(c.req.Resource)
 		}
