@@ -34,4 +34,14 @@
 //
 // Policy variables (${aws:username}, …) are not supported: a policy that uses
 // them is rejected when parsed rather than evaluated literally.
+//
+// # Recording and the independent yardstick
+//
+// With KEYLINE_IAM_RECORD=<file> in the environment, every decision Evaluate
+// makes is appended to the file as a JSON line (see [Record]): the request,
+// the identity-based and resource-based policies with their accounts, and the
+// decision. tools/node/iam-compare.mjs replays such a file through an
+// independent IAM simulator and prints "iam decisions: N compared, M
+// disagree". TestAgreesWithIAMSimulate does so for thousands of generated
+// decisions, and for the file named by KEYLINE_IAM_DECISIONS when set.
 package iam

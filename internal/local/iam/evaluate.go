@@ -93,6 +93,12 @@ func RootARN(account string) string {
 	return arnPrefix + ":" + defaultPartition + ":" + iamService + "::" + account + ":" + rootResourceName
 }
 
+// AssumedRoleARN returns the STS ARN of a role session, the caller
+// identity AWS names in messages for a Lambda function's role.
+func AssumedRoleARN(account, role, session string) string {
+	return arnPrefix + ":" + defaultPartition + ":" + stsService + "::" + account + ":" + assumedRolePrefix + role + "/" + session
+}
+
 // resourceAccount returns the account owning the request's resource.
 func (r *Request) resourceAccount(c *caller) string {
 	if r.ResourceAccount != "" {
@@ -199,6 +205,21 @@ type Decision struct {
 	Kind PolicyKind
 	// Missing says, for an ImplicitDeny, what allow was missing.
 	Missing string
+}
+
+// String summarises the decision for a log line: what allowed or denied
+// the request, or what allow was missing.
+func (d Decision) String() string {
+	switch d.Reason {
+	case Allowed:
+		if !d.Grant.IsZero() {
+			return "Allowed by " + d.Statement.String() + " (" + d.Statement.Kind.String() + ") with " + d.Grant.String() + " (" + d.Grant.Kind.String() + ")"
+		}
+		return "Allowed by " + d.Statement.String() + " (" + d.Statement.Kind.String() + ")"
+	case ExplicitDeny:
+		return "ExplicitDeny by " + d.Statement.String() + " (" + d.Kind.String() + ")"
+	}
+	return "ImplicitDeny: " + d.Missing
 }
 
 // AccessDeniedMessage renders AWS's AccessDeniedException message for a

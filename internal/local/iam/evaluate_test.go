@@ -265,7 +265,7 @@ func TestEvaluate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d := evaluate(tt.req, tt.identity, tt.resource)
+			d := Evaluate(tt.req, tt.identity, tt.resource)
 			if d.Reason != tt.want || d.Allowed != (tt.want == Allowed) {
 				t.Fatalf("decision %+v, want %v", d, tt.want)
 			}
@@ -335,7 +335,7 @@ func TestAccessDeniedMessage(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			d := evaluate(tt.req, tt.identity, tt.resource)
+			d := Evaluate(tt.req, tt.identity, tt.resource)
 			if got := d.AccessDeniedMessage(tt.req); got != tt.want {
 				t.Errorf("message\n got %q\nwant %q", got, tt.want)
 			}
@@ -390,6 +390,32 @@ func TestRecorder(t *testing.T) {
 		}
 		if !r.Decision.Allowed || r.Decision.Reason != "Allowed" || r.Decision.Grant != "key-policy/EnableIAMUserPermissions" {
 			t.Fatalf("decision %+v", r.Decision)
+		}
+	}
+}
+
+func TestDecisionString(t *testing.T) {
+	if got := AssumedRoleARN("000000000000", "keyline-backupupload", "keyline-backupupload"); got != backupSession {
+		t.Errorf("AssumedRoleARN = %q, want %q", got, backupSession)
+	}
+	tests := []struct {
+		req      *Request
+		identity []*Policy
+		resource *Policy
+		want     string
+	}{
+		{kmsRequest(backupSession, "kms:Decrypt", customerKey, "org-1"), []*Policy{roleKMSPolicy}, keyPolicyNamesRole,
+			"Allowed by backupupload/DataKeysForOrg (identity-based) with key-policy/KeylineBackup (resource-based)"},
+		{kmsRequest(backupSession, "kms:Decrypt", platformKey, "org-1"), nil, keyPolicyNamesRole,
+			"Allowed by key-policy/KeylineBackup (resource-based)"},
+		{kmsRequest(backupSession, "kms:Decrypt", customerKey, "org-2"), []*Policy{roleKMSPolicy}, keyPolicyDelegatesToPlatform,
+			"ExplicitDeny by key-policy/PinOrg (resource-based)"},
+		{&Request{Principal: backupRole, Action: "dynamodb:Query", Resource: tableA}, nil, nil,
+			"ImplicitDeny: no identity-based policy allows the action dynamodb:Query"},
+	}
+	for _, tt := range tests {
+		if got := Evaluate(tt.req, tt.identity, tt.resource).String(); got != tt.want {
+			t.Errorf("decision %q, want %q", got, tt.want)
 		}
 	}
 }
