@@ -111,7 +111,9 @@ func (r *Request) resourceAccount(c *caller) string {
 }
 
 // isKMSKey reports whether the request is a KMS action on a KMS key, where
-// the key policy is the primary access control.
+// the key policy is the primary access control. A request that names a key
+// by alias must be evaluated against the key's ARN, as AWS authorizes it
+// against the key.
 func isKMSKey(action, resource string) bool {
 	svc, _, _ := strings.Cut(action, ":")
 	if !strings.EqualFold(svc, kmsService) {
