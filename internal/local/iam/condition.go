@@ -78,8 +78,13 @@ func (v *Value) UnmarshalJSON(b []byte) error {
 // matched case-insensitively, as AWS matches condition key names.
 type Context map[string]Value
 
-// lookup finds key (already lower case) in the context, ignoring case.
-func (c Context) lookup(lowerKey string) (Value, bool) {
+// lookup finds a key in the context, ignoring case. asWritten is the key
+// as the policy spells it, usually also the caller's spelling, so it is
+// tried first; lowerKey is the same key in lower case.
+func (c Context) lookup(asWritten, lowerKey string) (Value, bool) {
+	if v, ok := c[asWritten]; ok {
+		return v, v.present()
+	}
 	if v, ok := c[lowerKey]; ok {
 		return v, v.present()
 	}
@@ -169,6 +174,7 @@ type condition struct {
 	set      setOp
 	ifExists bool
 	key      string // lower case
+	keyAsIs  string // as written in the policy
 	values   []string
 	arns     []arnPattern   // for Arn operators
 	nums     []float64      // for Numeric operators (NaN when not a number)
@@ -197,7 +203,7 @@ func parseConditionBlock(raw json.RawMessage) ([]condition, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%s %s: %w", opName, key, err)
 			}
-			c := condition{op: opName, base: base, set: set, ifExists: ifExists, key: strings.ToLower(key), values: values}
+			c := condition{op: opName, base: base, set: set, ifExists: ifExists, key: strings.ToLower(key), keyAsIs: key, values: values}
 			if err := c.compile(); err != nil {
 				return nil, fmt.Errorf("%s %s: %w", opName, key, err)
 			}
@@ -356,7 +362,7 @@ func parsePrefix(s string) (netip.Prefix, error) {
 //   - Several values for one key are OR'd: a positive operator matches when
 //     any policy value matches; a negated one when no policy value matches.
 func (c *condition) eval(ctx Context) bool {
-	v, present := ctx.lookup(c.key)
+	v, present := ctx.lookup(c.keyAsIs, c.key)
 	if c.base == opNull {
 		want := boolFalse
 		if !present {
