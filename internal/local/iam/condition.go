@@ -169,7 +169,6 @@ const (
 
 // condition is one (operator, key, values) triple of a Condition block.
 type condition struct {
-	op       string // as written, for messages
 	base     baseOp
 	set      setOp
 	ifExists bool
@@ -203,7 +202,7 @@ func parseConditionBlock(raw json.RawMessage) ([]condition, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%s %s: %w", opName, key, err)
 			}
-			c := condition{op: opName, base: base, set: set, ifExists: ifExists, key: strings.ToLower(key), keyAsIs: key, values: values}
+			c := condition{base: base, set: set, ifExists: ifExists, key: strings.ToLower(key), keyAsIs: key, values: values}
 			if err := c.compile(); err != nil {
 				return nil, fmt.Errorf("%s %s: %w", opName, key, err)
 			}
