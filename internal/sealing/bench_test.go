@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"runtime/metrics"
@@ -207,5 +209,25 @@ func TestOpensslRowParse(t *testing.T) {
 	}
 	if strings.Contains(fmt.Sprint(m), "type") {
 		t.Fatal("matched the header")
+	}
+}
+
+// esdkFrame is the ESDK peer benchmark's frame length declaration (bench/esdk, its own module).
+var esdkFrame = regexp.MustCompile(`(?m)^const frameLength = 1<<20 - (\d+)$`)
+
+// TestESDKPeerFrameLength guards the peer's "same frame size": the ESDK benchmark frames
+// its plaintext in keyline's plaintext per segment, SegmentSize less the GCM tag.
+func TestESDKPeerFrameLength(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join("..", "..", "bench", "esdk", "esdk_test.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := esdkFrame.FindSubmatch(src)
+	if m == nil {
+		t.Fatal("bench/esdk/esdk_test.go declares no `const frameLength = 1<<20 - <tag>`")
+	}
+	tag, _ := strconv.Atoi(string(m[1]))
+	if got, want := 1<<20-tag, SegmentSize-tagLen; got != want {
+		t.Fatalf("the ESDK peer frames %d plaintext bytes, keyline seals %d per segment", got, want)
 	}
 }
