@@ -17,7 +17,7 @@ help: ## list the targets
 
 deps: .local/deps.stamp ## install everything the other targets need (Go modules, node tools, Java 17, DynamoDB Local, Chromium for the browser tests)
 
-.local/deps.stamp: go.mod go.sum $(wildcard infra/cdk/go.mod infra/cdk/go.sum tools/node/package-lock.json) scripts/install-dynamodb-local.sh scripts/ensure-chromium.sh
+.local/deps.stamp: go.mod go.sum $(wildcard infra/cdk/go.mod infra/cdk/go.sum tools/node/package-lock.json) scripts/install-dynamodb-local.sh scripts/ensure-java.sh internal/local/dynamodb/LoopbackDynamoDBLocal.java scripts/ensure-chromium.sh
 	@mkdir -p .local
 	@go mod download
 	@if [ -f infra/cdk/go.mod ]; then (cd infra/cdk && go mod download); fi

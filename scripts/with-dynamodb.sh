@@ -15,8 +15,10 @@ done
 [ -n "$port" ] || { echo "with-dynamodb: no free port found" >&2; exit 1; }
 
 log=$(mktemp)
-(cd "$dir" && exec java -Djava.library.path=DynamoDBLocal_lib -jar DynamoDBLocal.jar \
-  -port "$port" -disableTelemetry -inMemory) >"$log" 2>&1 &
+# Through the loopback launcher: DynamoDB Local listens on 127.0.0.1 only.
+launcher="$dir/loopback-$(sha256sum "$root/internal/local/dynamodb/LoopbackDynamoDBLocal.java" | cut -c1-16)"
+(cd "$dir" && exec java -Djava.library.path=DynamoDBLocal_lib -cp "$launcher:DynamoDBLocal.jar:DynamoDBLocal_lib/*" \
+  LoopbackDynamoDBLocal -port "$port" -disableTelemetry -inMemory) >"$log" 2>&1 &
 pid=$!
 cleanup() { kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -f "$log"; }
 trap cleanup EXIT INT TERM

@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
+	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/keyline/keyline/internal/console/api"
 )
 
@@ -55,15 +56,17 @@ func ruleChecks() []ruleCheck {
 
 // demoRun holds the clients of one run and the org every check works in.
 type demoRun struct {
-	sys    demoSystem
-	op     *api.Client
-	org    *api.Client
-	orgID  string
-	kms    *kms.Client
-	s3     *s3.Client
-	sfn    *sfn.Client
-	lambda *lambda.Client
-	seq    atomic.Int64
+	sys   demoSystem
+	op    *api.Client
+	org   *api.Client
+	orgID string
+	// account is the customer's AWS account, enrolled by the demo org.
+	account string
+	kms     *kms.Client
+	s3      *s3.Client
+	sfn     *sfn.Client
+	lambda  *lambda.Client
+	seq     atomic.Int64
 
 	eventsMu sync.Mutex
 	events   []json.RawMessage
@@ -79,7 +82,14 @@ func newDemoRun(ctx context.Context, sys demoSystem) (*demoRun, error) {
 		lambda: lambda.NewFromConfig(sys.AWS),
 		orgID:  fmt.Sprintf("demo-%d", time.Now().UnixNano()%1e9),
 	}
-	if err := r.op.Expect(ctx, 201, "POST", "/v1/orgs", map[string]string{"orgId": r.orgID, "name": "Demo customer"}, nil); err != nil {
+	// The customer enrols the AWS account its keys live in (B10): the account of the
+	// credentials the demo creates its keys with.
+	who, err := sts.NewFromConfig(sys.AWS).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	if err != nil {
+		return nil, fmt.Errorf("the customer's account: %w", err)
+	}
+	r.account = aws.ToString(who.Account)
+	if err := r.op.Expect(ctx, 201, "POST", "/v1/orgs", map[string]any{"orgId": r.orgID, "name": "Demo customer", "accounts": []string{r.account}}, nil); err != nil {
 		return nil, err
 	}
 	var tok struct{ Token string }

@@ -156,7 +156,7 @@ func (s *Server) route(pattern string, h handlerFunc) {
 			if ae.status >= 500 {
 				log.Error("request failed", "error", err, "actor", who.Actor())
 			} else {
-				log.Info("request refused", "status", ae.status, "code", ae.code, "reason", ae.message, "actor", who.Actor())
+				log.Info("request refused", "status", ae.status, "code", ae.code, "reason", ae.message, "cause", err.Error(), "actor", who.Actor())
 			}
 			writeError(w, ae)
 			return
@@ -210,7 +210,10 @@ func (s *Server) mapError(err error) *apiError {
 		return &apiError{http.StatusBadRequest, "BadRequest", err.Error()}
 	case errors.Is(err, lineage.ErrNotFound), errors.Is(err, objects.ErrNotFound):
 		return &apiError{http.StatusNotFound, "NotFound", err.Error()}
-	case errors.Is(err, provision.ErrKeyUnusable), errors.Is(err, objects.ErrScopeNotAllowed):
+	case errors.Is(err, provision.ErrKeyUnusable), errors.Is(err, lineage.ErrKeyNotEnrolled):
+		// One generic answer: nothing about the key, no KMS error text (B10).
+		return &apiError{http.StatusUnprocessableEntity, "KeyRefused", lineage.KeyRefusedMessage}
+	case errors.Is(err, objects.ErrScopeNotAllowed):
 		return &apiError{http.StatusUnprocessableEntity, "Unprocessable", err.Error()}
 	case errors.Is(err, lineage.ErrDuplicate), errors.Is(err, lineage.ErrConflict),
 		errors.Is(err, lineage.ErrAppDeactivated), errors.Is(err, lineage.ErrReencrypting),
@@ -292,8 +295,10 @@ func (s *Server) createOrg(w http.ResponseWriter, r *request) error {
 		return forbidden("only the operator creates orgs")
 	}
 	var body struct {
-		OrgID string `json:"orgId"`
-		Name  string `json:"name"`
+		OrgID    string   `json:"orgId"`
+		Name     string   `json:"name"`
+		Accounts []string `json:"accounts"`
+		KeyARNs  []string `json:"keyArns"`
 	}
 	if err := decode(r, &body); err != nil {
 		return err
@@ -304,7 +309,17 @@ func (s *Server) createOrg(w http.ResponseWriter, r *request) error {
 	if strings.TrimSpace(body.Name) == "" {
 		return badRequest("name is required")
 	}
-	org, err := s.o.Store.CreateOrg(r.Context(), lineage.Org{ID: body.OrgID, Name: body.Name})
+	for _, a := range body.Accounts {
+		if !lineage.ValidAccountID(a) {
+			return badRequest("accounts: %q is not an AWS account id (12 digits)", a)
+		}
+	}
+	for _, k := range body.KeyARNs {
+		if err := checkKeyARN(k); err != nil {
+			return err
+		}
+	}
+	org, err := s.o.Store.CreateOrg(r.Context(), lineage.Org{ID: body.OrgID, Name: body.Name, Accounts: body.Accounts, KeyARNs: body.KeyARNs})
 	if err != nil {
 		return err
 	}
@@ -640,6 +655,15 @@ func (s *Server) startReencrypt(w http.ResponseWriter, r *request) error {
 		return conflict("app %s is already re-encrypting to generation %d; wait for it to finish", app.ID, app.PendingGeneration)
 	case lineage.AppDeactivated:
 		return conflict("app %s is deactivated (%s); re-enable its key first", app.ID, app.StatusReason)
+	}
+	// B10: a key outside the org's enrolment is refused before anything starts (the
+	// re-encryption's own validation checks it again, with the key's round trip).
+	org, err := s.o.Store.GetOrg(r.Context(), app.OrgID)
+	if err != nil {
+		return err
+	}
+	if err := org.CheckKey(body.KeyARN); err != nil {
+		return err
 	}
 	input, _ := json.Marshal(map[string]any{"appId": app.ID, "keyArn": body.KeyARN, "requestedBy": r.who.Actor(), "requestId": r.id})
 	return s.start(w, r, s.o.Machines.Reencrypt, "reencrypt-"+app.ID, input)

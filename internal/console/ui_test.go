@@ -324,10 +324,11 @@ func TestUIOperator(t *testing.T) {
 
 	// A new org and a token for it.
 	u.do("creating an org", chromedp.WaitVisible(chromedp.ID("org-id")), u.typeInto("#org-id", "initech"), u.typeInto("#org-name", "Initech"),
+		u.typeInto("#org-accounts", testenv.KMSAccountID),
 		chromedp.Click(chromedp.ID("create-org")))
 	u.waitText("#notice", "Org initech created.")
-	if _, err := e.store.GetOrg(context.Background(), "initech"); err != nil {
-		t.Fatalf("the page's org: %v", err)
+	if org, err := e.store.GetOrg(context.Background(), "initech"); err != nil || len(org.Accounts) != 1 || org.Accounts[0] != testenv.KMSAccountID {
+		t.Fatalf("the page's org: %+v, %v", org, err)
 	}
 	u.do("creating it again", chromedp.Click(chromedp.ID("create-org")))
 	u.waitText("#error", "Conflict")

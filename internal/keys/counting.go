@@ -40,9 +40,9 @@ func (c *CountingProvider) Decrypt(ctx context.Context, keyARN string, wrapped [
 }
 
 // Check implements Provider.
-func (c *CountingProvider) Check(ctx context.Context, keyARN string) error {
+func (c *CountingProvider) Check(ctx context.Context, orgID, keyARN string) error {
 	c.check.Add(1)
-	return c.p.Check(ctx, keyARN)
+	return c.p.Check(ctx, orgID, keyARN)
 }
 
 // Counts returns the calls so far.

@@ -58,15 +58,28 @@ const (
 // Encryption-context key names. Customers' key policies condition on these
 // (kms:EncryptionContextKeys / kms:EncryptionContext:<key>): they are stable, never rename them.
 const (
+	// ContextKeyOrg names the org: a customer's key policy pins it
+	// (kms:EncryptionContext:keyline:org) so that keyline may use the key for that org alone.
+	ContextKeyOrg        = "keyline:org"
 	ContextKeyApp        = "keyline:app"
 	ContextKeyGeneration = "keyline:generation"
 	ContextKeyPurpose    = "keyline:purpose"
 )
 
-// EncryptionContext returns the encryption context of a KMS call for an app, a key generation
-// and a purpose. The map is new on every call; callers may add entries (for example a backup id).
-func EncryptionContext(appID string, generation int, purpose Purpose) map[string]string {
+// ContextKeys are the encryption-context keys keyline sets on every KMS call (other keys may be
+// added per purpose, such as keyline:backup or keyline:scope).
+var ContextKeys = []string{ContextKeyOrg, ContextKeyApp, ContextKeyGeneration, ContextKeyPurpose}
+
+// KeyCheckApp is the app named in the context of a key check (key validation, key health,
+// reactivation), which concerns a key and an org, not one app.
+const KeyCheckApp = "keyline-key-check"
+
+// EncryptionContext returns the encryption context of a KMS call for an org's app, a key
+// generation and a purpose: the one place it is built. The map is new on every call; callers
+// may add entries (for example a backup id).
+func EncryptionContext(orgID, appID string, generation int, purpose Purpose) map[string]string {
 	return map[string]string{
+		ContextKeyOrg:        orgID,
 		ContextKeyApp:        appID,
 		ContextKeyGeneration: strconv.Itoa(generation),
 		ContextKeyPurpose:    string(purpose),
@@ -181,7 +194,8 @@ type Provider interface {
 	GenerateDataKey(ctx context.Context, keyARN string, encCtx map[string]string) (*DataKey, error)
 	// Decrypt unwraps a data key wrapped under keyARN with encCtx. keyARN is always passed to KMS.
 	Decrypt(ctx context.Context, keyARN string, wrapped []byte, encCtx map[string]string) (*DataKey, error)
-	// Check verifies that keyARN is usable now: DescribeKey says Enabled, and a test
-	// GenerateDataKey/Decrypt round trip with a PurposeKeyCheck context succeeds.
-	Check(ctx context.Context, keyARN string) error
+	// Check verifies that keyARN is usable for orgID now: DescribeKey says Enabled, and a test
+	// GenerateDataKey/Decrypt round trip in the org's PurposeKeyCheck context succeeds (so a
+	// key policy pinned to the org admits it).
+	Check(ctx context.Context, orgID, keyARN string) error
 }

@@ -13,8 +13,8 @@ import (
 )
 
 func TestEncryptionContext(t *testing.T) {
-	got := keys.EncryptionContext("app-1", 3, keys.PurposeBackup)
-	want := map[string]string{"keyline:app": "app-1", "keyline:generation": "3", "keyline:purpose": "backup"}
+	got := keys.EncryptionContext("org-1", "app-1", 3, keys.PurposeBackup)
+	want := map[string]string{"keyline:org": "org-1", "keyline:app": "app-1", "keyline:generation": "3", "keyline:purpose": "backup"}
 	if len(got) != len(want) {
 		t.Fatalf("got %v, want %v", got, want)
 	}
@@ -25,7 +25,7 @@ func TestEncryptionContext(t *testing.T) {
 	}
 	// Fresh map per call.
 	got["x"] = "y"
-	if _, ok := keys.EncryptionContext("app-1", 3, keys.PurposeBackup)["x"]; ok {
+	if _, ok := keys.EncryptionContext("org-1", "app-1", 3, keys.PurposeBackup)["x"]; ok {
 		t.Fatal("EncryptionContext returned a shared map")
 	}
 }

@@ -145,12 +145,15 @@ func (p *KMSProvider) Decrypt(ctx context.Context, keyARN string, wrapped []byte
 }
 
 // Check implements Provider: DescribeKey must say Enabled, then a GenerateDataKey/Decrypt round
-// trip under a PurposeKeyCheck context must return the same key. A key in another state gives a
+// trip under the org's PurposeKeyCheck context must return the same key. A key in another state gives a
 // *KeyError with Code "KeyState:<state>": ClassRevoked, except Creating/Updating (transient).
-func (p *KMSProvider) Check(ctx context.Context, keyARN string) error {
+func (p *KMSProvider) Check(ctx context.Context, orgID, keyARN string) error {
 	const op = "DescribeKey"
 	if keyARN == "" {
 		return &KeyError{Class: ClassBadRequest, Op: op, Code: "MissingKeyId", Err: errors.New("no key ARN")}
+	}
+	if orgID == "" {
+		return &KeyError{Class: ClassBadRequest, Op: op, KeyARN: keyARN, Code: "MissingOrg", Err: errors.New("a key check runs in an org's context: no org given")}
 	}
 	var out *kms.DescribeKeyOutput
 	err := p.retry(ctx, op, keyARN, func(ctx context.Context) error {
@@ -174,7 +177,7 @@ func (p *KMSProvider) Check(ctx context.Context, keyARN string) error {
 		return &KeyError{Class: ClassRevoked, Op: op, KeyARN: keyARN, Code: "KeyState:" + string(st),
 			Err: fmt.Errorf("key state is %s", st)}
 	}
-	encCtx := EncryptionContext("keyline-key-check", 0, PurposeKeyCheck)
+	encCtx := EncryptionContext(orgID, KeyCheckApp, 0, PurposeKeyCheck)
 	dk, err := p.GenerateDataKey(ctx, keyARN, encCtx)
 	if err != nil {
 		return err

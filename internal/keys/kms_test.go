@@ -50,7 +50,7 @@ func TestKMSEnabledRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	c, arn := newKey(t)
 	p := keys.NewKMS(c, fastOpts)
-	encCtx := keys.EncryptionContext("app-1", 1, keys.PurposeData)
+	encCtx := keys.EncryptionContext("org-1", "app-1", 1, keys.PurposeData)
 	dk, err := p.GenerateDataKey(ctx, arn, encCtx)
 	if err != nil {
 		t.Fatal(err)
@@ -65,14 +65,15 @@ func TestKMSEnabledRoundTrip(t *testing.T) {
 	if !bytes.Equal(back.Plaintext(), dk.Plaintext()) {
 		t.Fatal("Decrypt returned another key")
 	}
-	if err := p.Check(ctx, arn); err != nil {
+	if err := p.Check(ctx, "org-1", arn); err != nil {
 		t.Fatalf("Check of an enabled key: %v", err)
 	}
-	// The context is bound: another app, generation or purpose cannot unwrap it.
+	// The context is bound: another org, app, generation or purpose cannot unwrap it.
 	for _, other := range []map[string]string{
-		keys.EncryptionContext("app-2", 1, keys.PurposeData),
-		keys.EncryptionContext("app-1", 2, keys.PurposeData),
-		keys.EncryptionContext("app-1", 1, keys.PurposeBackup),
+		keys.EncryptionContext("org-2", "app-1", 1, keys.PurposeData),
+		keys.EncryptionContext("org-1", "app-2", 1, keys.PurposeData),
+		keys.EncryptionContext("org-1", "app-1", 2, keys.PurposeData),
+		keys.EncryptionContext("org-1", "app-1", 1, keys.PurposeBackup),
 	} {
 		_, err := p.Decrypt(ctx, arn, dk.Wrapped, other)
 		wantClass(t, err, keys.ErrBadRequest, "InvalidCiphertextException")
@@ -97,7 +98,7 @@ func TestKMSKeyStates(t *testing.T) {
 	proxy := newFaultProxy(t, 0, 0, "")
 	pc := kms.NewFromConfig(testenv.KMSConfig(t, proxy.url))
 	p := keys.NewKMS(pc, fastOpts)
-	encCtx := keys.EncryptionContext("app-1", 1, keys.PurposeData)
+	encCtx := keys.EncryptionContext("org-1", "app-1", 1, keys.PurposeData)
 	dk, err := p.GenerateDataKey(ctx, arn, encCtx)
 	if err != nil {
 		t.Fatal(err)
@@ -113,7 +114,7 @@ func TestKMSKeyStates(t *testing.T) {
 		}
 		_, err = p.Decrypt(ctx, arn, dk.Wrapped, encCtx)
 		wantClass(t, err, keys.ErrRevoked, code)
-		err = p.Check(ctx, arn)
+		err = p.Check(ctx, "org-1", arn)
 		wantClass(t, err, keys.ErrRevoked, "KeyState:"+state)
 	}
 
@@ -125,7 +126,7 @@ func TestKMSKeyStates(t *testing.T) {
 	if _, err := c.EnableKey(ctx, &kms.EnableKeyInput{KeyId: aws.String(arn)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Check(ctx, arn); err != nil {
+	if err := p.Check(ctx, "org-1", arn); err != nil {
 		t.Fatalf("Check after EnableKey: %v", err)
 	}
 	back, err := p.Decrypt(ctx, arn, dk.Wrapped, encCtx)
@@ -143,7 +144,7 @@ func TestKMSKeyStates(t *testing.T) {
 	wantClass(t, err, keys.ErrRevoked, "NotFoundException")
 	_, err = p.Decrypt(ctx, missing, dk.Wrapped, encCtx)
 	wantClass(t, err, keys.ErrRevoked, "NotFoundException")
-	err = p.Check(ctx, missing)
+	err = p.Check(ctx, "org-1", missing)
 	wantClass(t, err, keys.ErrRevoked, "NotFoundException")
 }
 
@@ -183,7 +184,7 @@ func newFaultProxy(t *testing.T, fail int64, status int, body string) *faultProx
 func TestKMSTransientRetried(t *testing.T) {
 	ctx := context.Background()
 	_, arn := newKey(t)
-	encCtx := keys.EncryptionContext("app-1", 1, keys.PurposeBackup)
+	encCtx := keys.EncryptionContext("org-1", "app-1", 1, keys.PurposeBackup)
 	faults := []struct {
 		status int
 		code   string
@@ -292,7 +293,7 @@ func TestCounting(t *testing.T) {
 	ctx := context.Background()
 	c, arn := newKey(t)
 	p := keys.Counting(keys.NewKMS(c, fastOpts))
-	encCtx := keys.EncryptionContext("app-1", 1, keys.PurposeData)
+	encCtx := keys.EncryptionContext("org-1", "app-1", 1, keys.PurposeData)
 	dk, err := p.GenerateDataKey(ctx, arn, encCtx)
 	if err != nil {
 		t.Fatal(err)
@@ -302,7 +303,7 @@ func TestCounting(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := p.Check(ctx, arn); err != nil {
+	if err := p.Check(ctx, "org-1", arn); err != nil {
 		t.Fatal(err)
 	}
 	got := p.Counts()
@@ -312,5 +313,19 @@ func TestCounting(t *testing.T) {
 	p.Reset()
 	if p.Counts().Total() != 0 {
 		t.Fatal("Reset did not reset")
+	}
+}
+
+// TestCheckRunsInTheOrgsContext: the key check is made in the org's encryption context, and a
+// check without an org is refused before any KMS call.
+func TestCheckRunsInTheOrgsContext(t *testing.T) {
+	ctx := context.Background()
+	kc, arn := newKey(t)
+	p := keys.NewKMS(kc, keys.Options{})
+	if err := p.Check(ctx, "", arn); !errors.Is(err, keys.ErrBadRequest) {
+		t.Fatalf("Check without an org: %v, want a bad-request error", err)
+	}
+	if err := p.Check(ctx, "org-1", arn); err != nil {
+		t.Fatalf("Check in org-1's context: %v", err)
 	}
 }

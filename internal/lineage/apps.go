@@ -15,9 +15,13 @@ import (
 
 const defaultPageSize = 100
 
-// CreateOrg creates an org (ID required; CreatedAt defaults to now). ErrDuplicate if it exists.
+// CreateOrg creates an org (ID required; CreatedAt defaults to now) with its enrolled accounts
+// and optional key ARNs (validated, see Org). ErrDuplicate if it exists.
 func (s *Store) CreateOrg(ctx context.Context, org Org) (Org, error) {
 	if err := validID("org", org.ID); err != nil {
+		return Org{}, err
+	}
+	if err := validateEnrolment(&org); err != nil {
 		return Org{}, err
 	}
 	if org.CreatedAt.IsZero() {

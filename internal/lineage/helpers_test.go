@@ -48,7 +48,7 @@ func ctxT(t testing.TB) context.Context {
 
 func mustOrg(t testing.TB, s *lineage.Store, id string) {
 	t.Helper()
-	if _, err := s.CreateOrg(ctxT(t), lineage.Org{ID: id, Name: "Org " + id, ContextTag: id}); err != nil {
+	if _, err := s.CreateOrg(ctxT(t), lineage.Org{ID: id, Name: "Org " + id}); err != nil {
 		t.Fatalf("CreateOrg %s: %v", id, err)
 	}
 }

@@ -88,15 +88,17 @@ func (s RestoreStatus) Terminal() bool {
 	return s == RestoreSucceeded || s == RestoreFailed || s == RestoreRefused
 }
 
-// Org is a customer.
+// Org is a customer. Its id is in the encryption context of every KMS call made for it
+// (keys.ContextKeyOrg), so a customer's key policy can admit keyline for that org alone.
 type Org struct {
 	ID   string `json:"orgId"`
 	Name string `json:"name"`
-	// ContextTag goes into every KMS encryption context for the org's apps.
-	ContextTag string `json:"contextTag,omitempty"`
-	// KeyARNs are the org's customer-managed key ARNs by region (optional).
-	KeyARNs   map[string]string `json:"keyArns,omitempty"`
-	CreatedAt time.Time         `json:"createdAt"`
+	// Accounts are the AWS account ids the org enrolled: its apps may use customer-managed
+	// keys in these accounts only, and only key events from them count (B10).
+	Accounts []string `json:"accounts"`
+	// KeyARNs, when not empty, narrow that further to these keys (each in an enrolled account).
+	KeyARNs   []string  `json:"keyArns,omitempty"`
+	CreatedAt time.Time `json:"createdAt"`
 }
 
 // Lease is the backup lease of an app: while an unexpired lease is held, no re-encryption

@@ -19,24 +19,24 @@ import (
 const ContextKeyScope = "keyline:scope"
 
 // GenerationContext is the encryption context of an app generation's data key
-// (Generation.WrappedDataKey): app, generation, purpose "data".
-func GenerationContext(appID string, generation int) map[string]string {
-	return keys.EncryptionContext(appID, generation, keys.PurposeData)
+// (Generation.WrappedDataKey): org, app, generation, purpose "data".
+func GenerationContext(orgID, appID string, generation int) map[string]string {
+	return keys.EncryptionContext(orgID, appID, generation, keys.PurposeData)
 }
 
 // ManagedScopeContext is the encryption context of an app's managed-scope data key (wrapped
 // under the provider key).
-func ManagedScopeContext(appID string) map[string]string {
-	c := keys.EncryptionContext(appID, 0, keys.PurposeData)
+func ManagedScopeContext(orgID, appID string) map[string]string {
+	c := keys.EncryptionContext(orgID, appID, 0, keys.PurposeData)
 	c[ContextKeyScope] = string(ScopeManaged)
 	return c
 }
 
-// NewGenerationKey generates the data key of an app generation under keyARN (one KMS call)
-// and returns it wrapped, for lineage.Store.CreateApp and BeginReencrypt. The plaintext is
-// destroyed before returning.
-func NewGenerationKey(ctx context.Context, p keys.Provider, appID string, generation int, keyARN string) ([]byte, error) {
-	dk, err := p.GenerateDataKey(ctx, keyARN, GenerationContext(appID, generation))
+// NewGenerationKey generates the data key of an org's app generation under keyARN (one KMS
+// call) and returns it wrapped, for lineage.Store.CreateApp and BeginReencrypt. The plaintext
+// is destroyed before returning.
+func NewGenerationKey(ctx context.Context, p keys.Provider, orgID, appID string, generation int, keyARN string) ([]byte, error) {
+	dk, err := p.GenerateDataKey(ctx, keyARN, GenerationContext(orgID, appID, generation))
 	if err != nil {
 		return nil, err
 	}
@@ -69,14 +69,14 @@ type scopeKeys struct {
 	cache map[string]wrappedKey
 }
 
-func (s *scopeKeys) get(ctx context.Context, appID string, create bool) (wrappedKey, error) {
+func (s *scopeKeys) get(ctx context.Context, orgID, appID string, create bool) (wrappedKey, error) {
 	s.mu.Lock()
 	k, ok := s.cache[appID]
 	s.mu.Unlock()
 	if ok {
 		return k, nil
 	}
-	k, found, err := s.read(ctx, appID)
+	k, found, err := s.read(ctx, orgID, appID)
 	if err != nil {
 		return wrappedKey{}, err
 	}
@@ -84,7 +84,7 @@ func (s *scopeKeys) get(ctx context.Context, appID string, create bool) (wrapped
 		if !create {
 			return wrappedKey{}, fmt.Errorf("%w: app %s has no managed-scope key", ErrNotFound, appID)
 		}
-		if k, err = s.create(ctx, appID); err != nil {
+		if k, err = s.create(ctx, orgID, appID); err != nil {
 			return wrappedKey{}, err
 		}
 	}
@@ -101,7 +101,7 @@ func scopeKeyItemKey(appID string) map[string]ddbtypes.AttributeValue {
 	}
 }
 
-func (s *scopeKeys) read(ctx context.Context, appID string) (wrappedKey, bool, error) {
+func (s *scopeKeys) read(ctx context.Context, orgID, appID string) (wrappedKey, bool, error) {
 	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
 		TableName: aws.String(s.table), Key: scopeKeyItemKey(appID), ConsistentRead: aws.Bool(true),
 	})
@@ -116,14 +116,14 @@ func (s *scopeKeys) read(ctx context.Context, appID string) (wrappedKey, bool, e
 	if arn == nil || wr == nil {
 		return wrappedKey{}, false, fmt.Errorf("objects: managed-scope key item of %s is malformed", appID)
 	}
-	return wrappedKey{KeyARN: arn.Value, Context: ManagedScopeContext(appID), Wrapped: wr.Value}, true, nil
+	return wrappedKey{KeyARN: arn.Value, Context: ManagedScopeContext(orgID, appID), Wrapped: wr.Value}, true, nil
 }
 
-func (s *scopeKeys) create(ctx context.Context, appID string) (wrappedKey, error) {
+func (s *scopeKeys) create(ctx context.Context, orgID, appID string) (wrappedKey, error) {
 	if s.providerKey == "" {
 		return wrappedKey{}, errors.New("objects: no provider key ARN configured for managed-scope data")
 	}
-	encCtx := ManagedScopeContext(appID)
+	encCtx := ManagedScopeContext(orgID, appID)
 	dk, err := s.keys.GenerateDataKey(ctx, s.providerKey, encCtx)
 	if err != nil {
 		return wrappedKey{}, err
@@ -142,7 +142,7 @@ func (s *scopeKeys) create(ctx context.Context, appID string) (wrappedKey, error
 	var ccf *ddbtypes.ConditionalCheckFailedException
 	if errors.As(err, &ccf) {
 		// Someone else created it first: use theirs.
-		k, found, err := s.read(ctx, appID)
+		k, found, err := s.read(ctx, orgID, appID)
 		if err != nil {
 			return wrappedKey{}, err
 		}
@@ -155,4 +155,29 @@ func (s *scopeKeys) create(ctx context.Context, appID string) (wrappedKey, error
 		return wrappedKey{}, fmt.Errorf("objects: store managed-scope key of %s: %w", appID, err)
 	}
 	return wrappedKey{KeyARN: s.providerKey, Context: encCtx, Wrapped: wrapped}, nil
+}
+
+// orgCache remembers each app's org (an app never changes org), so reads of managed-scope
+// objects need no app lookup after the first.
+type orgCache struct {
+	mu   sync.Mutex
+	orgs map[string]string
+}
+
+// orgOf returns the org of appID.
+func (s *S3Source) orgOf(ctx context.Context, appID string) (string, error) {
+	s.orgs.mu.Lock()
+	org, ok := s.orgs.orgs[appID]
+	s.orgs.mu.Unlock()
+	if ok {
+		return org, nil
+	}
+	app, err := s.cfg.Lineage.GetApp(ctx, appID)
+	if err != nil {
+		return "", mapLineage(err)
+	}
+	s.orgs.mu.Lock()
+	s.orgs.orgs[appID] = app.OrgID
+	s.orgs.mu.Unlock()
+	return app.OrgID, nil
 }

@@ -64,6 +64,7 @@ type S3Source struct {
 	tm     *transfermanager.Client
 	cache  *sealing.CachingUnwrapper
 	scopes *scopeKeys
+	orgs   *orgCache
 	log    *slog.Logger
 	clock  clock.Clock
 }
@@ -101,6 +102,7 @@ func NewS3(cfg Config) (*S3Source, error) {
 		log:   cfg.Logger,
 		clock: cfg.Clock,
 	}
+	src.orgs = &orgCache{orgs: map[string]string{}}
 	src.scopes = &scopeKeys{db: cfg.DynamoDB, table: cfg.Table, providerKey: cfg.ProviderKeyARN, keys: cfg.Keys,
 		now: cfg.Clock.Now, cache: map[string]wrappedKey{}}
 	src.tm = newTransfer(cfg.S3, cfg.PartSize, cfg.Concurrency)
@@ -204,7 +206,7 @@ func (s *S3Source) writeKey(ctx context.Context, appID string, scope Scope) (wra
 	}
 	switch scope {
 	case ScopeManaged:
-		return s.scopes.get(ctx, appID, true)
+		return s.scopes.get(ctx, app.OrgID, appID, true)
 	case ScopeCMK:
 		if app.KeyModel != lineage.KeyModelCMK {
 			return wrappedKey{}, fmt.Errorf("%w: app %s uses the provider-managed key model and has no CMK scope", ErrScopeNotAllowed, appID)
@@ -230,7 +232,7 @@ func (s *S3Source) generationKey(ctx context.Context, appID string, n int, forWr
 	if len(gen.WrappedDataKey) == 0 {
 		return wrappedKey{}, fmt.Errorf("%w: generation %d of app %s has no data key", ErrGenerationNotUsable, n, appID)
 	}
-	return wrappedKey{KeyARN: gen.KeyARN, Context: GenerationContext(appID, n), Wrapped: gen.WrappedDataKey, Generation: n}, nil
+	return wrappedKey{KeyARN: gen.KeyARN, Context: GenerationContext(gen.OrgID, appID, n), Wrapped: gen.WrappedDataKey, Generation: n}, nil
 }
 
 func mapLineage(err error) error {
@@ -244,7 +246,11 @@ func mapLineage(err error) error {
 func (s *S3Source) expectFor(ctx context.Context, appID string, scope Scope, h *sealing.Header) (sealing.Expect, error) {
 	switch scope {
 	case ScopeManaged:
-		return sealing.Expect{KeyARN: s.cfg.ProviderKeyARN, EncryptionContext: ManagedScopeContext(appID)}, nil
+		org, err := s.orgOf(ctx, appID)
+		if err != nil {
+			return sealing.Expect{}, err
+		}
+		return sealing.Expect{KeyARN: s.cfg.ProviderKeyARN, EncryptionContext: ManagedScopeContext(org, appID)}, nil
 	default:
 		if h.Generation < 1 {
 			return sealing.Expect{}, fmt.Errorf("%w: CMK-scope object names generation %d", sealing.ErrWrongContext, h.Generation)
@@ -253,7 +259,7 @@ func (s *S3Source) expectFor(ctx context.Context, appID string, scope Scope, h *
 		if err != nil {
 			return sealing.Expect{}, mapLineage(err)
 		}
-		return sealing.Expect{KeyARN: gen.KeyARN, Generation: h.Generation, EncryptionContext: GenerationContext(appID, h.Generation)}, nil
+		return sealing.Expect{KeyARN: gen.KeyARN, Generation: h.Generation, EncryptionContext: GenerationContext(gen.OrgID, appID, h.Generation)}, nil
 	}
 }
 
@@ -646,14 +652,18 @@ func (s *S3Source) restoreOne(ctx context.Context, source, target string, tk *ta
 	if h.EncryptionContext[keys.ContextKeyApp] != source {
 		return false, fmt.Errorf("%w: record sealed for app %q inside a snapshot of %q", ErrCorruptSnapshot, h.EncryptionContext[keys.ContextKeyApp], source)
 	}
+	sourceOrg, err := s.orgOf(ctx, source)
+	if err != nil {
+		return false, err
+	}
 	var want sealing.Expect
 	var slot **wrappedKey
 	switch rec.Scope {
 	case ScopeManaged:
-		want = sealing.Expect{KeyARN: h.KeyARN, EncryptionContext: ManagedScopeContext(source)}
+		want = sealing.Expect{KeyARN: h.KeyARN, EncryptionContext: ManagedScopeContext(sourceOrg, source)}
 		slot = &tk.managed
 	default:
-		want = sealing.Expect{KeyARN: h.KeyARN, Generation: h.Generation, EncryptionContext: GenerationContext(source, h.Generation)}
+		want = sealing.Expect{KeyARN: h.KeyARN, Generation: h.Generation, EncryptionContext: GenerationContext(sourceOrg, source, h.Generation)}
 		slot = &tk.cmk
 	}
 	if *slot == nil {
@@ -691,6 +701,10 @@ func (s *S3Source) VerifySnapshot(ctx context.Context, r io.Reader) (SnapshotSta
 		return SnapshotStats{}, err
 	}
 	source := sr.AppID()
+	sourceOrg, err := s.orgOf(ctx, source)
+	if err != nil {
+		return SnapshotStats{}, err
+	}
 	for {
 		rec, body, err := sr.Next()
 		if err == io.EOF {
@@ -702,9 +716,9 @@ func (s *S3Source) VerifySnapshot(ctx context.Context, r io.Reader) (SnapshotSta
 		var want sealing.Expect
 		switch rec.Scope {
 		case ScopeManaged:
-			want = sealing.Expect{EncryptionContext: ManagedScopeContext(source)}
+			want = sealing.Expect{EncryptionContext: ManagedScopeContext(sourceOrg, source)}
 		default:
-			want = sealing.Expect{Generation: rec.Generation, EncryptionContext: GenerationContext(source, rec.Generation)}
+			want = sealing.Expect{Generation: rec.Generation, EncryptionContext: GenerationContext(sourceOrg, source, rec.Generation)}
 		}
 		plain, _, err := sealing.NewReader(ctx, body, s.cache, want)
 		if err == nil {

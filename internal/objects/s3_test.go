@@ -243,7 +243,7 @@ func TestReencryptObject(t *testing.T) {
 	e.Put(t, "app1", objects.ScopeCMK, "x", d)
 	e.Put(t, "app1", objects.ScopeManaged, "m", []byte("keep"))
 	newKey := e.CMKApp(t, "org1", "other") // any key
-	wrapped, err := objects.NewGenerationKey(ctx, e.Keys, "app1", 2, newKey)
+	wrapped, err := objects.NewGenerationKey(ctx, e.Keys, "org1", "app1", 2, newKey)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,7 @@ func beginTo2(t *testing.T, e *objectstest.Env) string {
 	t.Helper()
 	ctx := context.Background()
 	newKey := e.CMKApp(t, "org1", "keyholder") // any customer key
-	wrapped, err := objects.NewGenerationKey(ctx, e.Keys, "app1", 2, newKey)
+	wrapped, err := objects.NewGenerationKey(ctx, e.Keys, "org1", "app1", 2, newKey)
 	if err != nil {
 		t.Fatal(err)
 	}

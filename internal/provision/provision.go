@@ -13,8 +13,22 @@ import (
 	"github.com/keyline/keyline/internal/objects"
 )
 
-// ErrKeyUnusable is returned when a customer's key fails the describe + round-trip check.
+// ErrKeyUnusable is returned when an org may not or cannot use a customer's key: it is outside
+// the org's enrolled accounts (or key ARNs), or it fails the describe + round-trip check in the
+// org's encryption context. Its text is lineage.KeyRefusedMessage, the same whatever the cause;
+// the cause is wrapped for logs.
 var ErrKeyUnusable = errors.New("provision: key is not usable")
+
+// keyRefused is ErrKeyUnusable with its cause, for logs; its message is the generic one.
+type keyRefused struct{ cause error }
+
+func (e *keyRefused) Error() string { return lineage.KeyRefusedMessage }
+
+// Unwrap returns ErrKeyUnusable and the cause.
+func (e *keyRefused) Unwrap() []error { return []error{ErrKeyUnusable, e.cause} }
+
+// Cause is the reason behind the refusal, for logs only.
+func (e *keyRefused) Cause() error { return e.cause }
 
 // Provisioner creates apps.
 type Provisioner struct {
@@ -56,12 +70,26 @@ func (p *Provisioner) CreateApp(ctx context.Context, req Request, cause lineage.
 	} else if !errors.Is(err, lineage.ErrNotFound) {
 		return lineage.App{}, err
 	}
+	org, err := p.Store.GetOrg(ctx, req.OrgID)
+	if err != nil {
+		return lineage.App{}, err
+	}
 	if model == keys.ModelCustomer {
-		if err := p.Keys.Check(ctx, ref.KeyARN); err != nil {
-			return lineage.App{}, fmt.Errorf("%w: %s: %w", ErrKeyUnusable, ref.KeyARN, err)
+		// B10: only a key in the org's enrolled accounts, checked in the org's context.
+		if err := org.CheckKey(ref.KeyARN); err != nil {
+			return lineage.App{}, &keyRefused{cause: err}
+		}
+		if err := p.Keys.Check(ctx, org.ID, ref.KeyARN); err != nil {
+			if errors.Is(err, keys.ErrTransient) {
+				return lineage.App{}, fmt.Errorf("provision: checking the key: %w", err)
+			}
+			return lineage.App{}, &keyRefused{cause: err}
 		}
 	}
-	wrapped, err := objects.NewGenerationKey(ctx, p.Keys, req.AppID, 1, ref.KeyARN)
+	wrapped, err := objects.NewGenerationKey(ctx, p.Keys, org.ID, req.AppID, 1, ref.KeyARN)
+	if err != nil && model == keys.ModelCustomer && !errors.Is(err, keys.ErrTransient) {
+		return lineage.App{}, &keyRefused{cause: err}
+	}
 	if err != nil {
 		return lineage.App{}, fmt.Errorf("generate the data key of generation 1 under %s: %w", ref.KeyARN, err)
 	}

@@ -32,7 +32,7 @@ func benchKey() *keys.DataKey {
 		pt[i] = byte(i * 7)
 	}
 	return keys.NewDataKey("arn:aws:kms:us-east-1:111122223333:key/bench",
-		keys.EncryptionContext("bench", 1, keys.PurposeBackup), []byte("wrapped-key-for-benchmarks"), pt)
+		keys.EncryptionContext("org-1", "bench", 1, keys.PurposeBackup), []byte("wrapped-key-for-benchmarks"), pt)
 }
 
 // benchChunk is a random 1 MiB plaintext block written repeatedly (cheap to produce, so the

@@ -93,7 +93,7 @@ func open(t testing.TB, sealed []byte, u Unwrapper, e Expect) ([]byte, error) {
 func TestRoundTripSizes(t *testing.T) {
 	env := newKMSEnv(t)
 	ctx := context.Background()
-	encCtx := keys.EncryptionContext("app-1", 1, keys.PurposeData)
+	encCtx := keys.EncryptionContext("org-1", "app-1", 1, keys.PurposeData)
 	var sealed bytes.Buffer
 	w, dk, err := Seal(ctx, &sealed, env.provider, env.keyARN, 1, encCtx)
 	if err != nil {
@@ -144,7 +144,7 @@ func TestRoundTrip100MiB(t *testing.T) {
 	env := newKMSEnv(t)
 	ctx := context.Background()
 	const n = 100 << 20
-	encCtx := keys.EncryptionContext("app-big", 2, keys.PurposeBackup)
+	encCtx := keys.EncryptionContext("org-1", "app-big", 2, keys.PurposeBackup)
 	pr, pw := io.Pipe()
 	var want [32]byte
 	done := make(chan error, 1)
@@ -189,7 +189,7 @@ func TestRoundTrip100MiB(t *testing.T) {
 // sealedSample seals a little over two segments under a fresh KMS data key.
 func sealedSample(t *testing.T, env *kmsEnv, appID string, generation int) ([]byte, *keys.DataKey, Expect) {
 	t.Helper()
-	encCtx := keys.EncryptionContext(appID, generation, keys.PurposeData)
+	encCtx := keys.EncryptionContext("org-1", appID, generation, keys.PurposeData)
 	dk, err := env.provider.GenerateDataKey(context.Background(), env.keyARN, encCtx)
 	if err != nil {
 		t.Fatal(err)
@@ -299,8 +299,8 @@ func TestWrongContext(t *testing.T) {
 	env := newKMSEnv(t)
 	ct, dk, expect := sealedSample(t, env, "app-1", 1)
 	for _, e := range []Expect{
-		{KeyARN: expect.KeyARN, EncryptionContext: keys.EncryptionContext("app-2", 1, keys.PurposeData)},
-		{KeyARN: expect.KeyARN, EncryptionContext: keys.EncryptionContext("app-1", 1, keys.PurposeBackup)},
+		{KeyARN: expect.KeyARN, EncryptionContext: keys.EncryptionContext("org-1", "app-2", 1, keys.PurposeData)},
+		{KeyARN: expect.KeyARN, EncryptionContext: keys.EncryptionContext("org-1", "app-1", 1, keys.PurposeBackup)},
 		{KeyARN: expect.KeyARN, Generation: 2},
 	} {
 		before := env.provider.Counts().Decrypt
@@ -313,7 +313,7 @@ func TestWrongContext(t *testing.T) {
 		}
 	}
 	// A header rewritten to another app's context (valid checksum): KMS refuses the wrapped key.
-	forged := forge(t, ct, env.keyARN, 1, keys.EncryptionContext("app-2", 1, keys.PurposeData), dk.Wrapped)
+	forged := forge(t, ct, env.keyARN, 1, keys.EncryptionContext("org-1", "app-2", 1, keys.PurposeData), dk.Wrapped)
 	_, err := open(t, forged, ProviderUnwrapper(env.provider), Expect{})
 	if !errors.Is(err, ErrTampered) || errors.Is(err, keys.ErrRevoked) {
 		t.Fatalf("forged context: %v, want ErrTampered", err)
@@ -423,7 +423,7 @@ func TestWriterRefusesBadInput(t *testing.T) {
 
 func TestCachingUnwrapperOneDecrypt(t *testing.T) {
 	env := newKMSEnv(t)
-	encCtx := keys.EncryptionContext("app-1", 1, keys.PurposeData)
+	encCtx := keys.EncryptionContext("org-1", "app-1", 1, keys.PurposeData)
 	dk, err := env.provider.GenerateDataKey(context.Background(), env.keyARN, encCtx)
 	if err != nil {
 		t.Fatal(err)
@@ -497,7 +497,7 @@ func (u fixedKey) Unwrap(context.Context, *Header) (*keys.DataKey, error) {
 
 func TestCachingUnwrapperConcurrent(t *testing.T) {
 	env := newKMSEnv(t)
-	encCtx := keys.EncryptionContext("app-c", 1, keys.PurposeData)
+	encCtx := keys.EncryptionContext("org-1", "app-c", 1, keys.PurposeData)
 	dk, err := env.provider.GenerateDataKey(context.Background(), env.keyARN, encCtx)
 	if err != nil {
 		t.Fatal(err)

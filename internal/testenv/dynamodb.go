@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,6 +28,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/keyline/keyline/internal/lineage"
+	ddblocal "github.com/keyline/keyline/internal/local/dynamodb"
 )
 
 // DynamoDBEndpointEnv names the environment variable through which `make test` hands every
@@ -204,9 +206,14 @@ func ddbStart() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("java not found on PATH (DynamoDB Local needs Java 17+; scripts/ensure-java.sh installs it): %w", err)
 	}
+	// DynamoDB Local listens on 127.0.0.1 only, through keyline's loopback launcher.
+	launcherDir, err := ddblocal.EnsureLauncher(dir)
+	if err != nil {
+		return "", err
+	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		ep, err := ddbLaunch(java, dir)
+		ep, err := ddbLaunch(java, dir, launcherDir)
 		if err == nil {
 			return ep, nil
 		}
@@ -216,7 +223,7 @@ func ddbStart() (string, error) {
 }
 
 // ddbLaunch starts DynamoDB Local on a free loopback port and waits until it answers.
-func ddbLaunch(java, dir string) (string, error) {
+func ddbLaunch(java, dir, launcherDir string) (string, error) {
 	port, err := ddbFreePort()
 	if err != nil {
 		return "", err
@@ -229,8 +236,7 @@ func ddbLaunch(java, dir string) (string, error) {
 	// it from a goroutine locked to its thread that lives as long as the child.
 	go func() {
 		runtime.LockOSThread()
-		cmd = exec.Command(java, "-Djava.library.path=DynamoDBLocal_lib", "-jar", "DynamoDBLocal.jar",
-			"-port", strconv.Itoa(port), "-disableTelemetry", "-inMemory")
+		cmd = exec.Command(java, ddblocal.LaunchArgs(dir, launcherDir, port, "-inMemory")...)
 		cmd.Dir = dir
 		cmd.Stdout = out
 		cmd.Stderr = out
@@ -308,4 +314,32 @@ func (b *ddbBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
+}
+
+// DynamoDBLocalDir is the directory holding DynamoDBLocal.jar (<repo>/.local/dynamodb).
+func DynamoDBLocalDir(t testing.TB) string {
+	t.Helper()
+	root, err := ddbRepoRoot()
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	dir := filepath.Join(root, ".local", "dynamodb")
+	if _, err := os.Stat(filepath.Join(dir, "DynamoDBLocal.jar")); err != nil {
+		t.Fatalf("testenv: DynamoDB Local is not installed (run `make deps`): %v", err)
+	}
+	return dir
+}
+
+// DynamoDBPort is the loopback port of the tests' DynamoDB Local.
+func DynamoDBPort(t testing.TB) int {
+	t.Helper()
+	u, err := url.Parse(DynamoDBEndpoint(t))
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	port, err := strconv.Atoi(u.Port())
+	if err != nil {
+		t.Fatalf("testenv: endpoint %s has no port: %v", u, err)
+	}
+	return port
 }

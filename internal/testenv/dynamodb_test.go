@@ -68,3 +68,16 @@ func TestDynamoDBEndpointFromEnvironment(t *testing.T) {
 		t.Fatalf("endpoint %q, want the one from %s", got, testenv.DynamoDBEndpointEnv)
 	}
 }
+
+// TestDynamoDBLoopbackOnly: the tests' DynamoDB Local (started here or by
+// scripts/with-dynamodb.sh) is reachable from loopback only.
+func TestDynamoDBLoopbackOnly(t *testing.T) {
+	port := testenv.DynamoDBPort(t)
+	problems, err := testenv.LoopbackOnlyProblems(port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("the tests' DynamoDB Local is reachable beyond loopback: %s", p)
+	}
+}

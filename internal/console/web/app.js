@@ -174,8 +174,9 @@
     ev.preventDefault();
     const orgId = $("org-id").value.trim();
     const name = $("org-name").value.trim() || orgId;
+    const accounts = $("org-accounts").value.split(",").map((s) => s.trim()).filter((s) => s !== "");
     try {
-      await api("POST", "/v1/orgs", { orgId, name });
+      await api("POST", "/v1/orgs", { orgId, name, accounts });
       notice("Org " + orgId + " created.");
     } catch (e) { showError(e); }
   });

@@ -95,11 +95,13 @@ func Start(ctx context.Context, opts Options) (*Process, error) {
 			return nil, fmt.Errorf("dynamodb: %w", err)
 		}
 	}
-	args := []string{"-Djava.library.path=" + filepath.Join(jarDir, "DynamoDBLocal_lib"), "-jar", filepath.Join(jarDir, "DynamoDBLocal.jar"),
-		"-port", strconv.Itoa(port), "-disableTelemetry",
-		// One database whatever the caller's access key and region, as one AWS account
-		// would have: `keyline invoke`, the AWS CLI and the stack all see the same tables.
-		"-sharedDb"}
+	launcherDir, err := EnsureLauncher(jarDir)
+	if err != nil {
+		return nil, err
+	}
+	// One database whatever the caller's access key and region, as one AWS account
+	// would have: `keyline invoke`, the AWS CLI and the stack all see the same tables.
+	args := LaunchArgs(jarDir, launcherDir, port, "-sharedDb")
 	switch {
 	case opts.InMemory:
 		args = append(args, "-inMemory")
@@ -117,7 +119,7 @@ func Start(ctx context.Context, opts Options) (*Process, error) {
 	cmd.SysProcAttr = sysProcAttr()
 	out := &tailBuffer{max: 16 << 10}
 	cmd.Stdout, cmd.Stderr = out, out
-	endpoint := &url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
+	endpoint := &url.URL{Scheme: "http", Host: net.JoinHostPort(LoopbackHost, strconv.Itoa(port))}
 	p := &Process{cmd: cmd, endpoint: endpoint, log: opts.Logger, exited: make(chan struct{}), output: out}
 	// Pdeathsig fires when the OS thread that started the child exits, not the process:
 	// start and wait on one locked thread, so that thread outlives the child.

@@ -253,6 +253,10 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"duration", time.Since(start), "request_id", reqID)
 	}()
 
+	if p := GuardProblem(r); p != "" {
+		writeError(sw, service, http.StatusForbidden, "AccessDeniedException", p, reqID)
+		return
+	}
 	if h == nil {
 		name := service
 		if name == "" {

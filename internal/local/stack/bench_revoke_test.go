@@ -57,7 +57,7 @@ func setupRevoke(ctx context.Context, e *benchEnv, tag string, n, backups int, p
 	kp := keys.NewKMS(awskms.NewFromConfig(e.st.AWSConfig()), keys.Options{})
 	viaStore := func(ctx context.Context, i int) error {
 		app := s.apps[i]
-		wrapped, err := objects.NewGenerationKey(ctx, kp, app, 1, key)
+		wrapped, err := objects.NewGenerationKey(ctx, kp, e.orgs, app, 1, key)
 		if err != nil {
 			return err
 		}

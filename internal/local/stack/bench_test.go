@@ -87,7 +87,7 @@ func startBench(ctx context.Context) (*benchEnv, error) {
 	st.router.Register(endpoint.ServiceKMS, e.kms)
 	e.op = &api.Client{Base: st.Console, Token: st.OperatorToken, HTTP: &http.Client{Timeout: 10 * time.Minute}}
 	e.orgs = fmt.Sprintf("bench-%d", time.Now().UnixNano()%1e9)
-	if err := e.op.Expect(ctx, 201, "POST", "/v1/orgs", map[string]string{"orgId": e.orgs, "name": "Bench"}, nil); err != nil {
+	if err := e.op.Expect(ctx, 201, "POST", "/v1/orgs", map[string]any{"orgId": e.orgs, "name": "Bench", "accounts": []string{endpoint.DefaultAccountID}}, nil); err != nil {
 		st.Close()
 		return nil, err
 	}

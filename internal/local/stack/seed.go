@@ -19,6 +19,7 @@ import (
 	"github.com/keyline/keyline/infra"
 	"github.com/keyline/keyline/internal/keys"
 	"github.com/keyline/keyline/internal/lineage"
+	"github.com/keyline/keyline/internal/local/endpoint"
 	"github.com/keyline/keyline/internal/objects"
 	"github.com/keyline/keyline/internal/provision"
 )
@@ -91,7 +92,7 @@ func (s *Stack) seedDemo(ctx context.Context, size SeedSize, progress io.Writer)
 	kp := keys.NewKMS(kmsc, keys.Options{Clock: s.clock, Logger: s.logger.With("component", "keys")})
 	prov := &provision.Provisioner{Store: s.Store, Keys: kp, ProviderKeyARN: s.state.ProviderKeyARN}
 
-	if _, err := s.Store.CreateOrg(ctx, lineage.Org{ID: demoOrg, Name: "Demo Org"}); err != nil && !errors.Is(err, lineage.ErrDuplicate) {
+	if _, err := s.Store.CreateOrg(ctx, lineage.Org{ID: demoOrg, Name: "Demo Org", Accounts: []string{endpoint.DefaultAccountID}}); err != nil && !errors.Is(err, lineage.ErrDuplicate) {
 		return fmt.Errorf("create org %s: %w", demoOrg, err)
 	}
 	for _, a := range apps {

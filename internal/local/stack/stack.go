@@ -523,7 +523,8 @@ func (s *Stack) startConsole(addr string, cfg aws.Config) error {
 	if err != nil {
 		return fmt.Errorf("console: %w", err)
 	}
-	s.console = &http.Server{Handler: api, ReadHeaderTimeout: 10 * time.Second,
+	// Loopback host names and the console's own origin only (DNS rebinding, cross-site requests).
+	s.console = &http.Server{Handler: endpoint.LoopbackGuard(api), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: slog.NewLogLogger(s.logger.Handler(), slog.LevelWarn)}
 	go func() {
 		if err := s.console.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -26,6 +26,7 @@ import (
 
 	"github.com/keyline/keyline/infra"
 	"github.com/keyline/keyline/internal/lineage"
+	"github.com/keyline/keyline/internal/local/endpoint"
 )
 
 // testToken is the operator token the tests start the stack with (so a restart keeps it).
@@ -165,7 +166,7 @@ func TestStack(t *testing.T) {
 	original := bytes.Repeat([]byte("keyline local stack test\n"), 400)
 	var backupID string
 	t.Run("backup and restore through the console", func(t *testing.T) {
-		callConsole(t, st, http.MethodPost, "/v1/orgs", jsonBody(map[string]string{"orgId": "acme", "name": "Acme"}), http.StatusCreated, nil)
+		callConsole(t, st, http.MethodPost, "/v1/orgs", jsonBody(map[string]any{"orgId": "acme", "name": "Acme", "accounts": []string{endpoint.DefaultAccountID}}), http.StatusCreated, nil)
 		var app appView
 		callConsole(t, st, http.MethodPost, "/v1/apps", jsonBody(map[string]string{"appId": "acme-1", "orgId": "acme", "keyModel": "cmk", "keyArn": keyARN}),
 			http.StatusCreated, &app)

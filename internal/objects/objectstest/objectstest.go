@@ -64,7 +64,7 @@ func New(t testing.TB) *Env {
 // Org creates an org.
 func (e *Env) Org(t testing.TB, orgID string) {
 	t.Helper()
-	if _, err := e.Store.CreateOrg(context.Background(), lineage.Org{ID: orgID, Name: orgID}); err != nil {
+	if _, err := e.Store.CreateOrg(context.Background(), lineage.Org{ID: orgID, Name: orgID, Accounts: []string{testenv.KMSAccountID}}); err != nil {
 		t.Fatalf("create org %s: %v", orgID, err)
 	}
 }
@@ -86,7 +86,7 @@ func (e *Env) ManagedApp(t testing.TB, orgID, appID string) {
 func (e *Env) app(t testing.TB, orgID, appID string, model lineage.KeyModel, keyARN string) {
 	t.Helper()
 	ctx := context.Background()
-	wrapped, err := objects.NewGenerationKey(ctx, e.Keys, appID, 1, keyARN)
+	wrapped, err := objects.NewGenerationKey(ctx, e.Keys, orgID, appID, 1, keyARN)
 	if err != nil {
 		t.Fatalf("generation key of %s: %v", appID, err)
 	}

@@ -36,10 +36,10 @@ import (
 // ContextKeyBackup is the encryption-context entry naming the backup a backup key seals.
 const ContextKeyBackup = "keyline:backup"
 
-// Context is the encryption context of a backup's data key: app, generation, purpose
+// Context is the encryption context of a backup's data key: org, app, generation, purpose
 // "backup" and the backup id.
-func Context(appID string, generation int, backupID string) map[string]string {
-	c := keys.EncryptionContext(appID, generation, keys.PurposeBackup)
+func Context(orgID, appID string, generation int, backupID string) map[string]string {
+	c := keys.EncryptionContext(orgID, appID, generation, keys.PurposeBackup)
 	c[ContextKeyBackup] = backupID
 	return c
 }
@@ -411,7 +411,7 @@ func (b *Backups) sealAndUpload(ctx context.Context, it Item, gen lineage.Genera
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	start := b.cfg.Clock.Now()
-	encCtx := Context(it.AppID, gen.Number, it.BackupID)
+	encCtx := Context(gen.OrgID, it.AppID, gen.Number, it.BackupID)
 	pr, pw := io.Pipe()
 	hasher := sha256.New()
 	type result struct {

@@ -184,7 +184,7 @@ func TestSkipWhileReencrypting(t *testing.T) {
 	f.Put(t, "app1", objects.ScopeCMK, "a", []byte("x"))
 	ctx := context.Background()
 	newKey := f.CMKApp(t, "org1", "other")
-	wrapped, err := objects.NewGenerationKey(ctx, f.Keys, "app1", 2, newKey)
+	wrapped, err := objects.NewGenerationKey(ctx, f.Keys, "org1", "app1", 2, newKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,7 +258,7 @@ func TestRecordRefusedWhenGenerationChanged(t *testing.T) {
 	// The lease expires, a re-encryption runs to its end: generation 2 is now active.
 	time.Sleep(80 * time.Millisecond)
 	newKey := f.CMKApp(t, "org1", "other")
-	wrapped, err := objects.NewGenerationKey(ctx, f.Keys, "app1", 2, newKey)
+	wrapped, err := objects.NewGenerationKey(ctx, f.Keys, "org1", "app1", 2, newKey)
 	if err != nil {
 		t.Fatal(err)
 	}

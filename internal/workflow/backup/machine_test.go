@@ -35,7 +35,7 @@ func TestBackupMachine(t *testing.T) {
 	}
 	ctx := context.Background()
 	newKey := f.CMKApp(t, "org1", "spare")
-	wrapped, err := objects.NewGenerationKey(ctx, f.Keys, "reenc", 2, newKey)
+	wrapped, err := objects.NewGenerationKey(ctx, f.Keys, "org1", "reenc", 2, newKey)
 	if err != nil {
 		t.Fatal(err)
 	}

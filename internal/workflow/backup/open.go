@@ -17,8 +17,8 @@ import (
 // backup's key, generation and encryption context (checked before any KMS call), the data key
 // is unwrapped through unwrap (one Decrypt, or none with a warm cache). The returned reader
 // yields the snapshot plaintext; body errors surface from Read as sealing.ErrTampered or
-// sealing.ErrTruncated. Close releases the download.
-func Open(ctx context.Context, client *s3.Client, bucket string, unwrap sealing.Unwrapper, b lineage.Backup) (io.Reader, io.Closer, error) {
+// sealing.ErrTruncated. Close releases the download. orgID is the org of the backup's app.
+func Open(ctx context.Context, client *s3.Client, bucket string, unwrap sealing.Unwrapper, orgID string, b lineage.Backup) (io.Reader, io.Closer, error) {
 	key := b.ObjectKey
 	if key == "" {
 		key = ObjectKey(b.AppID, b.ID)
@@ -31,7 +31,7 @@ func Open(ctx context.Context, client *s3.Client, bucket string, unwrap sealing.
 		return nil, nil, fmt.Errorf("backup: download %s: %w", key, err)
 	}
 	r, _, err := sealing.NewReader(ctx, out.Body, unwrap, sealing.Expect{
-		KeyARN: b.KeyARN, Generation: b.Generation, EncryptionContext: Context(b.AppID, b.Generation, b.ID),
+		KeyARN: b.KeyARN, Generation: b.Generation, EncryptionContext: Context(orgID, b.AppID, b.Generation, b.ID),
 	})
 	if err != nil {
 		out.Body.Close()

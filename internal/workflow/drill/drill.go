@@ -42,6 +42,7 @@ const (
 // Store is what drills need of the lineage store (*lineage.Store satisfies it).
 type Store interface {
 	ListApps(ctx context.Context, cursor string, limit int) (lineage.Page[lineage.App], error)
+	GetApp(ctx context.Context, appID string) (lineage.App, error)
 	ListBackups(ctx context.Context, appID string) ([]lineage.BackupView, error)
 	GetBackup(ctx context.Context, appID, backupID string) (lineage.BackupView, error)
 	AppendAudit(ctx context.Context, e lineage.AuditEntry) (lineage.AuditEntry, error)
@@ -220,7 +221,11 @@ func (d *Drills) Run(ctx context.Context, t Target) (Outcome, error) {
 
 func (d *Drills) drill(ctx context.Context, scratch *objects.S3Source, t Target, b lineage.Backup) (Outcome, error) {
 	// Pass 1: restore from the backup into scratch, hashing the stream.
-	pr, closer, err := backup.Open(ctx, d.cfg.S3, d.cfg.Bucket, d.unwrap, b)
+	app, err := d.cfg.Store.GetApp(ctx, t.AppID)
+	if err != nil {
+		return Outcome{}, fmt.Errorf("drill: app %s: %w", t.AppID, err)
+	}
+	pr, closer, err := backup.Open(ctx, d.cfg.S3, d.cfg.Bucket, d.unwrap, app.OrgID, b)
 	if err != nil {
 		return Outcome{}, err
 	}

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 
@@ -102,7 +103,7 @@ type Report struct {
 // "key-health". It returns the report and the errors met (a failed listing or revocation);
 // transient key errors are reported, not returned.
 func (c *Checker) Run(ctx context.Context) (Report, error) {
-	keySet, revokedSet, apps, err := c.activeKeys(ctx)
+	keySet, revokedSet, keyOrgs, apps, err := c.activeKeys(ctx)
 	if err != nil {
 		return Report{}, err
 	}
@@ -131,7 +132,7 @@ func (c *Checker) Run(ctx context.Context) (Report, error) {
 			defer wg.Done()
 			defer func() { <-sem }()
 			if i < active {
-				results[i], errs[i] = c.checkKey(ctx, arn)
+				results[i], errs[i] = c.checkKey(ctx, arn, keyOrgs[arn])
 			} else {
 				results[i], errs[i] = c.checkRevokedKey(ctx, arn)
 			}
@@ -157,9 +158,11 @@ func (c *Checker) Run(ctx context.Context) (Report, error) {
 	return rep, errors.Join(errs...)
 }
 
-func (c *Checker) checkKey(ctx context.Context, arn string) (KeyResult, error) {
+// checkKey checks arn in the context of each org with apps on it (B10: a key policy pinned to
+// the org admits that context, so the check never mistakes the pin for a revocation).
+func (c *Checker) checkKey(ctx context.Context, arn string, orgs []string) (KeyResult, error) {
 	r := KeyResult{KeyARN: arn, Status: "healthy"}
-	err := c.cfg.Keys.Check(ctx, arn)
+	err := revocation.CheckInOrgs(ctx, c.cfg.Keys, orgs, arn)
 	if err == nil {
 		return r, nil
 	}
@@ -220,13 +223,14 @@ func codeOr(code, def string) string {
 
 // activeKeys lists all apps and returns the distinct keys of the ACTIVE and REENCRYPTING
 // ones (active and pending generations), the keys of the apps deactivated by a revocation
-// that no operator is awaited for, and how many active apps there are.
-func (c *Checker) activeKeys(ctx context.Context) (map[string]bool, map[string]bool, int, error) {
+// that no operator is awaited for, the orgs of the apps on each active key, and how many
+// active apps there are.
+func (c *Checker) activeKeys(ctx context.Context) (map[string]bool, map[string]bool, map[string][]string, int, error) {
 	var ids, deactivated []lineage.App
 	for cursor := ""; ; {
 		page, err := c.cfg.Store.ListApps(ctx, cursor, 100)
 		if err != nil {
-			return nil, nil, 0, fmt.Errorf("keyhealth: list apps: %w", err)
+			return nil, nil, nil, 0, fmt.Errorf("keyhealth: list apps: %w", err)
 		}
 		for _, a := range page.Items {
 			switch a.Status {
@@ -244,6 +248,7 @@ func (c *Checker) activeKeys(ctx context.Context) (map[string]bool, map[string]b
 	var (
 		mu      sync.Mutex
 		set     = map[string]bool{}
+		orgs    = map[string][]string{}
 		revoked = map[string]bool{}
 		errs    []error
 		wg      sync.WaitGroup
@@ -275,6 +280,9 @@ func (c *Checker) activeKeys(ctx context.Context) (map[string]bool, map[string]b
 			for _, k := range found {
 				if k != "" {
 					set[k] = true
+					if !slices.Contains(orgs[k], a.OrgID) {
+						orgs[k] = append(orgs[k], a.OrgID)
+					}
 				}
 			}
 		}()
@@ -298,7 +306,10 @@ func (c *Checker) activeKeys(ctx context.Context) (map[string]bool, map[string]b
 	}
 	wg.Wait()
 	if len(errs) > 0 {
-		return nil, nil, 0, fmt.Errorf("keyhealth: read active keys: %w", errors.Join(errs...))
+		return nil, nil, nil, 0, fmt.Errorf("keyhealth: read active keys: %w", errors.Join(errs...))
 	}
-	return set, revoked, len(ids), nil
+	for _, o := range orgs {
+		slices.Sort(o)
+	}
+	return set, revoked, orgs, len(ids), nil
 }

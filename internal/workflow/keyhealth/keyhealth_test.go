@@ -44,7 +44,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.CreateOrg(ctx, lineage.Org{ID: "org-1", Name: "Org"}); err != nil {
+	if _, err := store.CreateOrg(ctx, lineage.Org{ID: "org-1", Name: "Org", Accounts: []string{testenv.KMSAccountID}}); err != nil {
 		t.Fatal(err)
 	}
 	return &env{ctx: ctx, store: store, kms: kc, keys: kp, rec: rec, rev: rev, clk: clk}
@@ -52,7 +52,7 @@ func newEnv(t *testing.T) *env {
 
 func (e *env) app(t *testing.T, id, keyARN string) {
 	t.Helper()
-	wrapped, err := objects.NewGenerationKey(e.ctx, e.keys, id, 1, keyARN)
+	wrapped, err := objects.NewGenerationKey(e.ctx, e.keys, "org-1", id, 1, keyARN)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,11 +77,11 @@ type countingChecks struct {
 	calls map[string]int
 }
 
-func (c *countingChecks) Check(ctx context.Context, arn string) error {
+func (c *countingChecks) Check(ctx context.Context, org, arn string) error {
 	c.mu.Lock()
 	c.calls[arn]++
 	c.mu.Unlock()
-	return c.Provider.Check(ctx, arn)
+	return c.Provider.Check(ctx, org, arn)
 }
 
 func TestDisabledKeyDeactivatesItsAppsOnly(t *testing.T) {
@@ -194,14 +194,14 @@ func TestKeyBackPastWindowAwaitsOperatorOnce(t *testing.T) {
 // throttling answers every Check with a throttling error, as KMS does under load.
 type throttling struct{ keys.Provider }
 
-func (throttling) Check(_ context.Context, arn string) error {
+func (throttling) Check(_ context.Context, _, arn string) error {
 	return &keys.KeyError{Class: keys.ClassTransient, Op: "DescribeKey", KeyARN: arn, Code: "ThrottlingException"}
 }
 
 // internalError answers with a KMS 5xx.
 type internalError struct{ keys.Provider }
 
-func (internalError) Check(_ context.Context, arn string) error {
+func (internalError) Check(_ context.Context, _, arn string) error {
 	return &keys.KeyError{Class: keys.ClassTransient, Op: "GenerateDataKey", KeyARN: arn, Code: "KMSInternalException"}
 }
 

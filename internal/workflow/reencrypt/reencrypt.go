@@ -27,6 +27,7 @@ import (
 
 // Store is what re-encryption needs of the lineage store (*lineage.Store satisfies it).
 type Store interface {
+	GetOrg(ctx context.Context, orgID string) (lineage.Org, error)
 	GetApp(ctx context.Context, appID string) (lineage.App, error)
 	ActiveKey(ctx context.Context, appID string) (lineage.App, lineage.Generation, error)
 	GetGeneration(ctx context.Context, appID string, n int) (lineage.Generation, error)
@@ -202,13 +203,22 @@ func (s *Service) Validate(ctx context.Context, req Request) (State, error) {
 	if gen.KeyARN == req.KeyARN {
 		return State{}, refused("unprocessable", "key %s is already the active key of app %s (generation %d)", req.KeyARN, req.AppID, gen.Number)
 	}
-	if err := s.cfg.Keys.Check(ctx, req.KeyARN); err != nil {
-		switch {
-		case errors.Is(err, keys.ErrTransient):
-			return State{}, &wferr.Transient{Msg: "checking the new key: " + err.Error()}
-		default:
-			return State{}, refused("unprocessable", "the new key %s is not usable (DescribeKey and a test round trip must succeed; grant keyline's role kms:DescribeKey, kms:GenerateDataKey and kms:Decrypt): %v", req.KeyARN, err)
+	// B10: only a key in the org's enrolled accounts, checked in the org's context; one generic
+	// answer whatever the reason, so that the answer reveals nothing about the key.
+	org, err := s.cfg.Store.GetOrg(ctx, app.OrgID)
+	if err != nil {
+		return State{}, wferr.From(fmt.Errorf("reencrypt: org %s of app %s: %w", app.OrgID, req.AppID, err))
+	}
+	if err := org.CheckKey(req.KeyARN); err != nil {
+		s.cfg.Logger.InfoContext(ctx, "re-encryption refused: key outside the org's enrolment", slog.String("app_id", req.AppID), slog.String("org_id", app.OrgID))
+		return State{}, refused("unprocessable", "%s", lineage.KeyRefusedMessage)
+	}
+	if err := s.cfg.Keys.Check(ctx, app.OrgID, req.KeyARN); err != nil {
+		if errors.Is(err, keys.ErrTransient) {
+			return State{}, &wferr.Transient{Msg: "checking the new key: a transient key service error; retrying"}
 		}
+		s.cfg.Logger.InfoContext(ctx, "re-encryption refused: the new key failed its check", slog.String("app_id", req.AppID), slog.String("org_id", app.OrgID), slog.Any("error", err))
+		return State{}, refused("unprocessable", "%s", lineage.KeyRefusedMessage)
 	}
 	return State{Request: req, OldKeyARN: gen.KeyARN, FromGeneration: gen.Number,
 		Prefix: s.cfg.Prefix + req.AppID + "/" + string(objects.ScopeCMK) + "/"}, nil
@@ -245,7 +255,7 @@ func (s *Service) Begin(ctx context.Context, st State) (State, error) {
 		return st, refused("conflict", "the active generation of app %s changed since validation (%d, was %d)", st.AppID, app.ActiveGeneration, st.FromGeneration)
 	}
 	to := app.LatestGeneration + 1
-	wrapped, err := objects.NewGenerationKey(ctx, s.cfg.Keys, st.AppID, to, st.KeyARN)
+	wrapped, err := objects.NewGenerationKey(ctx, s.cfg.Keys, app.OrgID, st.AppID, to, st.KeyARN)
 	if err != nil {
 		return st, keyError(err, "generating the data key of generation "+fmt.Sprint(to))
 	}

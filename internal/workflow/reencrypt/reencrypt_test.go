@@ -72,7 +72,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.store.CreateOrg(e.ctx, lineage.Org{ID: "org-1", Name: "Org"}); err != nil {
+	if _, err := e.store.CreateOrg(e.ctx, lineage.Org{ID: "org-1", Name: "Org", Accounts: []string{testenv.KMSAccountID}}); err != nil {
 		t.Fatal(err)
 	}
 	return e
@@ -97,7 +97,7 @@ func (e *env) app(id string, model lineage.KeyModel) {
 	if model == lineage.KeyModelManaged {
 		key = e.provider
 	}
-	wrapped, err := objects.NewGenerationKey(e.ctx, e.keys, id, 1, key)
+	wrapped, err := objects.NewGenerationKey(e.ctx, e.keys, "org-1", id, 1, key)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -376,6 +376,7 @@ func TestValidateRefuses(t *testing.T) {
 		{"unknown key", reencrypt.Request{AppID: "cmk", KeyARN: "arn:aws:kms:us-east-1:111122223333:key/00000000-0000-0000-0000-000000000000"}, "unprocessable", nil},
 		{"unknown app", reencrypt.Request{AppID: "nope", KeyARN: e.k2}, "", &wferr.NotFound{}},
 		{"no key", reencrypt.Request{AppID: "cmk"}, "", &wferr.Invalid{}},
+		{"key outside the org's accounts", reencrypt.Request{AppID: "cmk", KeyARN: "arn:aws:kms:us-east-1:444455556666:key/00000000-0000-0000-0000-000000000000"}, "unprocessable", nil},
 	}
 	for _, c := range cases {
 		_, err := e.svc.Validate(e.ctx, c.req)
@@ -389,6 +390,16 @@ func TestValidateRefuses(t *testing.T) {
 			if fmt.Sprintf("%T", err) != fmt.Sprintf("%T", c.want) {
 				t.Errorf("%s: err = %T %v, want %T", c.name, err, err, c.want)
 			}
+		}
+	}
+	// B10: a key outside the org's accounts, a disabled and an unknown key all get the one
+	// generic answer, with nothing of KMS's error in it.
+	for _, k := range []string{disabled, "arn:aws:kms:us-east-1:111122223333:key/00000000-0000-0000-0000-000000000000",
+		"arn:aws:kms:us-east-1:444455556666:key/00000000-0000-0000-0000-000000000000"} {
+		_, err := e.svc.Validate(e.ctx, reencrypt.Request{AppID: "cmk", KeyARN: k})
+		var rf *wferr.Refused
+		if !errors.As(err, &rf) || rf.Msg != lineage.KeyRefusedMessage {
+			t.Errorf("key %s: %v, want the generic refusal", k, err)
 		}
 	}
 	// A running re-encryption refuses a second one (409).

@@ -123,7 +123,7 @@ func Check(ctx context.Context, store Store, kp keys.Provider, req Request) (lin
 		}
 		return lineage.BackupView{}, refuse(code, "backup %s cannot be restored: %s (R7)", req.BackupID, reason)
 	}
-	if err := kp.Check(ctx, gen.KeyARN); err != nil {
+	if err := kp.Check(ctx, gen.OrgID, gen.KeyARN); err != nil {
 		if errors.Is(err, keys.ErrRevoked) {
 			return lineage.BackupView{}, &keyRefusal{Refusal: *refuse(CodeConflict,
 				"the key of backup %s (%s) is not usable right now (%s): enable the key or restore keyline's access to it, then retry (R7)",
@@ -342,7 +342,11 @@ func (r *Restores) Run(ctx context.Context, st Step) (Step, error) {
 
 // pass streams the backup through consume and returns the sha256 of the snapshot plaintext.
 func (r *Restores) pass(ctx context.Context, b lineage.Backup, consume func(io.Reader) (objects.RestoreStats, error)) (string, objects.RestoreStats, error) {
-	pr, closer, err := backup.Open(ctx, r.cfg.S3, r.cfg.Bucket, r.unwrap, b)
+	source, err := r.cfg.Store.GetApp(ctx, b.AppID)
+	if err != nil {
+		return "", objects.RestoreStats{}, fmt.Errorf("restore: app %s of backup %s: %w", b.AppID, b.ID, err)
+	}
+	pr, closer, err := backup.Open(ctx, r.cfg.S3, r.cfg.Bucket, r.unwrap, source.OrgID, b)
 	if err != nil {
 		return "", objects.RestoreStats{}, err
 	}

@@ -279,7 +279,7 @@ func TestRefusalR7RevokedAndRetiredGeneration(t *testing.T) {
 	ctx := context.Background()
 	// Retired by re-encryption: 422 for good (R6).
 	newKey := f.CMKApp(t, "org1", "other")
-	wrapped, err := objects.NewGenerationKey(ctx, f.Keys, "app1", 2, newKey)
+	wrapped, err := objects.NewGenerationKey(ctx, f.Keys, "org1", "app1", 2, newKey)
 	if err != nil {
 		t.Fatal(err)
 	}

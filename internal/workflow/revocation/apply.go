@@ -67,7 +67,7 @@ func (s *Service) RevokeFromKMSError(ctx context.Context, keyARN string, kmsErr 
 	if errors.As(kmsErr, &ke) {
 		code = ke.Code
 	}
-	checkErr := s.keys.Check(ctx, keyARN)
+	checkErr := s.checkKey(ctx, keyARN)
 	switch {
 	case checkErr == nil:
 		s.log.WarnContext(ctx, "revoked-class KMS error, but the key checks out: nothing deactivated",
@@ -104,7 +104,7 @@ func (s *Service) ReactivateKey(ctx context.Context, keyARN string, cause lineag
 
 func (s *Service) reactivate(ctx context.Context, keyARN string, cause lineage.Cause) (Result, error) {
 	res := Result{KeyARN: keyARN}
-	if err := s.keys.Check(ctx, keyARN); err != nil {
+	if err := s.checkKey(ctx, keyARN); err != nil {
 		if errors.Is(err, keys.ErrRevoked) {
 			res.Outcome, res.Reason = OutcomeNotVerified, "the key failed its test round trip: "+err.Error()
 			s.log.WarnContext(ctx, "key enabled but not usable yet: nothing reactivated", slog.String("key_arn", keyARN), slog.Any("error", err))
@@ -183,7 +183,7 @@ func (s *Service) ReactivateApp(ctx context.Context, appID, operator string) (li
 	if app.Status != lineage.AppDeactivated || gen.State != lineage.GenRevoked {
 		return app, fmt.Errorf("%w: app %s is %s and its generation %d is %s", ErrNotDeactivated, appID, app.Status, gen.Number, gen.State)
 	}
-	if err := s.keys.Check(ctx, gen.KeyARN); err != nil {
+	if err := s.keys.Check(ctx, app.OrgID, gen.KeyARN); err != nil {
 		if errors.Is(err, keys.ErrRevoked) {
 			return app, fmt.Errorf("%w: key %s of app %s fails its test round trip; enable it first: %w", ErrKeyNotUsable, gen.KeyARN, appID, err)
 		}

@@ -55,7 +55,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.CreateOrg(ctx, lineage.Org{ID: "org-1", Name: "Org One"}); err != nil {
+	if _, err := store.CreateOrg(ctx, lineage.Org{ID: "org-1", Name: "Org One", Accounts: []string{testenv.KMSAccountID}}); err != nil {
 		t.Fatal(err)
 	}
 	return &env{t: t, ctx: ctx, store: store, kms: kc, keys: kp, rec: rec, clk: clk, svc: svc, org: "org-1"}
@@ -66,7 +66,7 @@ func (e *env) newKey() string { return testenv.NewKMSKey(e.t, e.kms) }
 // app creates a CMK app on keyARN (generation 1 with a real wrapped data key).
 func (e *env) app(id, keyARN string) {
 	e.t.Helper()
-	wrapped, err := objects.NewGenerationKey(e.ctx, e.keys, id, 1, keyARN)
+	wrapped, err := objects.NewGenerationKey(e.ctx, e.keys, e.org, id, 1, keyARN)
 	if err != nil {
 		e.t.Fatalf("data key for %s: %v", id, err)
 	}

@@ -278,7 +278,7 @@ type failing struct {
 	err error
 }
 
-func (f failing) Check(context.Context, string) error { return f.err }
+func (f failing) Check(context.Context, string, string) error { return f.err }
 
 func TestRevokeFromKMSError(t *testing.T) {
 	e := newEnv(t)

@@ -1,0 +1,109 @@
+package console_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+
+	"github.com/keyline/keyline/internal/lineage"
+	"github.com/keyline/keyline/internal/testenv"
+)
+
+// otherAccount is an AWS account no key of the tests' KMS lives in.
+const otherAccount = "444455556666"
+
+// keyRefused asserts the one generic 422 answer to a key an org may not or cannot use: the
+// same text whatever the reason, naming nothing about the key and passing no KMS error through.
+func keyRefused(t *testing.T, r resp, keyARN string) {
+	t.Helper()
+	if r.status != 422 {
+		t.Fatalf("status %d, want 422: %s", r.status, r.body)
+	}
+	var e struct {
+		Error struct{ Code, Message string } `json:"error"`
+	}
+	r.json(t, &e)
+	if e.Error.Message != lineage.KeyRefusedMessage {
+		t.Fatalf("message %q, want the generic one %q", e.Error.Message, lineage.KeyRefusedMessage)
+	}
+	for _, leak := range []string{keyARN, keyARN[strings.LastIndex(keyARN, "/")+1:], "Disabled", "Exception", "KeyState", "NotFound"} {
+		if strings.Contains(string(r.body), leak) {
+			t.Fatalf("the refusal reveals %q: %s", leak, r.body)
+		}
+	}
+}
+
+// TestOrgEnrolment: POST /v1/orgs takes 12-digit account ids and key ARNs in them; anything
+// else is a 400 that creates nothing.
+func TestOrgEnrolment(t *testing.T) {
+	e := setup(t)
+	for _, bad := range []map[string]any{
+		{"orgId": "o1", "name": "x", "accounts": []string{"12345"}},
+		{"orgId": "o1", "name": "x", "accounts": []string{"12345678901a"}},
+		{"orgId": "o1", "name": "x", "accounts": []string{"111122223333"}, "keyArns": []string{"arn:aws:kms:us-east-1:444455556666:key/abc"}},
+		{"orgId": "o1", "name": "x", "accounts": []string{"111122223333"}, "keyArns": []string{"alias/mine"}},
+	} {
+		e.must(400, e.do("POST", "/v1/orgs", operatorToken, bad))
+	}
+	if _, err := e.store.GetOrg(context.Background(), "o1"); err == nil {
+		t.Fatal("a refused org was created")
+	}
+	var org struct {
+		Accounts []string `json:"accounts"`
+		KeyARNs  []string `json:"keyArns"`
+	}
+	e.must(201, e.do("POST", "/v1/orgs", operatorToken, map[string]any{"orgId": "o1", "name": "x", "accounts": []string{"111122223333", "111122223333"}})).json(t, &org)
+	if len(org.Accounts) != 1 || org.Accounts[0] != "111122223333" {
+		t.Fatalf("enrolled accounts %v", org.Accounts)
+	}
+}
+
+// TestKeyOutsideTheOrgIsRefused (B10): an org naming a key in an account it did not enrol —
+// another org's key — is refused with the generic answer, at app creation and at re-encryption,
+// and nothing is created or started; the org that enrolled the key's account uses it.
+func TestKeyOutsideTheOrgIsRefused(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	owner := e.org("owner") // enrols the tests' KMS account
+	intruder := e.orgWith("intruder", map[string]any{"accounts": []string{otherAccount}})
+	ownersKey := testenv.NewKMSKey(t, e.kms)
+
+	keyRefused(t, e.do("POST", "/v1/apps", intruder, map[string]string{"appId": "stolen", "orgId": "intruder", "keyModel": "cmk", "keyArn": ownersKey}), ownersKey)
+	if _, err := e.store.GetApp(ctx, "stolen"); err == nil {
+		t.Fatal("the refused app exists")
+	}
+	// The operator gets the same answer for the intruder org.
+	keyRefused(t, e.do("POST", "/v1/apps", operatorToken, map[string]string{"appId": "stolen", "orgId": "intruder", "keyModel": "cmk", "keyArn": ownersKey}), ownersKey)
+
+	// The owner uses its key.
+	e.must(201, e.do("POST", "/v1/apps", owner, map[string]string{"appId": "mine", "orgId": "owner", "keyModel": "cmk", "keyArn": ownersKey}))
+
+	// Re-encryption: the intruder's own CMK app (on a key in its own account: the intruder
+	// enrols the tests' account too, but lists only its own key ARN) cannot move to the owner's key.
+	intruderKey := testenv.NewKMSKey(t, e.kms)
+	listed := e.orgWith("listed", map[string]any{"accounts": []string{testenv.KMSAccountID}, "keyArns": []string{intruderKey}})
+	keyRefused(t, e.do("POST", "/v1/apps", listed, map[string]string{"appId": "l1", "orgId": "listed", "keyModel": "cmk", "keyArn": ownersKey}), ownersKey)
+	e.must(201, e.do("POST", "/v1/apps", listed, map[string]string{"appId": "l1", "orgId": "listed", "keyModel": "cmk", "keyArn": intruderKey}))
+	before := len(e.execs.started)
+	keyRefused(t, e.do("POST", "/v1/apps/l1/reencryptions", listed, map[string]string{"keyArn": ownersKey}), ownersKey)
+	if len(e.execs.started) != before {
+		t.Fatal("a refused re-encryption was started")
+	}
+}
+
+// TestUnusableKeyAnswerIsGeneric: a disabled or unknown key in the org's own account gets the
+// same answer as a key outside it: KMS's error text does not pass through.
+func TestUnusableKeyAnswerIsGeneric(t *testing.T) {
+	e := setup(t)
+	tok := e.org("acme")
+	disabled := testenv.NewKMSKey(t, e.kms)
+	if _, err := e.kms.DisableKey(context.Background(), &kms.DisableKeyInput{KeyId: aws.String(disabled)}); err != nil {
+		t.Fatal(err)
+	}
+	keyRefused(t, e.do("POST", "/v1/apps", tok, map[string]string{"appId": "a1", "orgId": "acme", "keyModel": "cmk", "keyArn": disabled}), disabled)
+	missing := "arn:aws:kms:us-east-1:" + testenv.KMSAccountID + ":key/00000000-1111-2222-3333-444444444444"
+	keyRefused(t, e.do("POST", "/v1/apps", tok, map[string]string{"appId": "a1", "orgId": "acme", "keyModel": "cmk", "keyArn": missing}), missing)
+}
