@@ -7,10 +7,13 @@
 # error, never skipped.
 #
 # Usage: scripts/build-functions.sh [name...]   (default: every function in the description)
+# KEYLINE_FUNCTIONS_DIR changes the output directory; KEYLINE_FUNCTIONS_GOARCH the
+# architecture (default arm64, as deployed; `make bench` builds the host's to start them).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 out="${KEYLINE_FUNCTIONS_DIR:-$root/build/functions}"
+arch="${KEYLINE_FUNCTIONS_GOARCH:-arm64}"
 
 if [ "$#" -gt 0 ]; then
   names=("$@")
@@ -36,7 +39,7 @@ trap 'rm -rf "$stage"' EXIT
 pkgs=()
 for n in "${names[@]}"; do pkgs+=("./functions/$n"); done
 if [ "${#pkgs[@]}" -gt 0 ]; then
-  CGO_ENABLED=0 GOOS=linux GOARCH=arm64 go build -trimpath -tags lambda.norpc \
+  CGO_ENABLED=0 GOOS=linux GOARCH="$arch" go build -trimpath -tags lambda.norpc \
     -ldflags='-s -w -buildid=' -o "$stage/" "${pkgs[@]}"
 fi
 for n in "${names[@]}"; do
@@ -44,4 +47,4 @@ for n in "${names[@]}"; do
   mv "$stage/$n" "$out/$n/bootstrap"
   echo "build-functions: $n -> ${out#"$root"/}/$n/bootstrap"
 done
-echo "build-functions: ${#names[@]} function(s) built for linux/arm64"
+echo "build-functions: ${#names[@]} function(s) built for linux/$arch"
