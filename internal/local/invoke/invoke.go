@@ -8,6 +8,23 @@ import (
 	"fmt"
 )
 
+// Lambda's synchronous invocation quotas: the request payload may be 6 MB (6,291,456
+// bytes); a response over 6,291,556 bytes fails the invocation with
+// Function.ResponseSizeTooLarge.
+const (
+	MaxSyncRequestBytes  = 6 << 20
+	MaxSyncResponseBytes = 6<<20 + 100
+	// ResponseTooLargeType is the errorType of an invocation whose response is too large.
+	ResponseTooLargeType = "Function.ResponseSizeTooLarge"
+)
+
+// ErrRequestTooLarge is wrapped by the error of an invocation whose request payload is
+// over MaxSyncRequestBytes (Lambda's RequestTooLargeException, HTTP 413).
+var ErrRequestTooLarge = errors.New("RequestTooLargeException")
+
+// RequestTooLargeMessage is Lambda's message for ErrRequestTooLarge.
+var RequestTooLargeMessage = fmt.Sprintf("Request must be smaller than %d bytes for the InvokeFunction operation", MaxSyncRequestBytes)
+
 // Invoker runs a function by name with a JSON payload and returns its JSON result.
 // A function that returned an error yields a *FunctionError, shaped as AWS shapes it.
 type Invoker interface {

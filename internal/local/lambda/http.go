@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -14,7 +13,7 @@ import (
 )
 
 // maxPayloadBytes is Lambda's synchronous invocation payload limit.
-const maxPayloadBytes = 6 << 20
+const maxPayloadBytes = invoke.MaxSyncRequestBytes
 
 // ServeHTTP serves the Lambda Invoke API:
 // `POST /2015-03-31/functions/{FunctionName}/invocations` with X-Amz-Invocation-Type
@@ -41,8 +40,7 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	if len(body) > maxPayloadBytes {
-		writeErr(w, http.StatusRequestEntityTooLarge, "RequestTooLargeException",
-			fmt.Sprintf("Request must be smaller than %d bytes for the InvokeFunction operation", maxPayloadBytes))
+		writeErr(w, http.StatusRequestEntityTooLarge, "RequestTooLargeException", invoke.RequestTooLargeMessage)
 		return
 	}
 	if len(body) == 0 {

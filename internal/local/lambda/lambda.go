@@ -167,6 +167,9 @@ func (r *Registry) invoke(ctx context.Context, ref string, payload []byte) ([]by
 	if err != nil {
 		return nil, "", err
 	}
+	if len(payload) > invoke.MaxSyncRequestBytes {
+		return nil, "", fmt.Errorf("%w: %s", invoke.ErrRequestTooLarge, invoke.RequestTooLargeMessage)
+	}
 	if fn.sem != nil {
 		select {
 		case fn.sem <- struct{}{}:
@@ -200,6 +203,11 @@ func (r *Registry) invoke(ctx context.Context, ref string, payload []byte) ([]by
 	case res := <-done:
 		if res.err != nil {
 			return nil, reqID, functionError(res.err)
+		}
+		if len(res.out) > invoke.MaxSyncResponseBytes {
+			r.log.Warn("lambda: response over the synchronous payload quota", "function", fn.Name, "request_id", reqID, "bytes", len(res.out))
+			return nil, reqID, &invoke.FunctionError{Type: invoke.ResponseTooLargeType,
+				Message: fmt.Sprintf("Response payload size (%d bytes) exceeded maximum allowed payload size (%d bytes).", len(res.out), invoke.MaxSyncResponseBytes)}
 		}
 		return res.out, reqID, nil
 	case <-ictx.Done():

@@ -44,6 +44,19 @@ const (
 	defaultDistributedConcurrency = 40
 )
 
+// MaxHistoryEvents is the hard quota on a Standard execution's history. AWS waits for
+// event 24,999's successor: when event 25,000 is ExecutionSucceeded the execution
+// succeeds, otherwise event 25,000 is an ExecutionFailed with HistoryLimitCause and the
+// execution stops there. Distributed Map child executions have histories of their own.
+const MaxHistoryEvents = 25000
+
+// HistoryLimitCause is the cause AWS gives an execution stopped by MaxHistoryEvents
+// (error States.Runtime).
+const HistoryLimitCause = "The execution reached the maximum number of history events (25000)."
+
+// errHistoryLimit cancels an execution that reached MaxHistoryEvents.
+var errHistoryLimit = errors.New("execution reached the history quota")
+
 // ExecutionInfo is what the context object ($$) tells about the execution.
 type ExecutionInfo struct {
 	ID               string // execution ARN
@@ -135,6 +148,10 @@ type execution struct {
 	smO    map[string]any
 	log    *slog.Logger
 	quiet  bool // suppress events (distributed map children)
+	// cancel stops the execution (set by finish); histFull is set once event
+	// MaxHistoryEvents was written as the quota's ExecutionFailed.
+	cancel   context.CancelCauseFunc
+	histFull bool
 }
 
 func newExecution(m *Machine, opts Options, input any, lastID int64) *execution {
@@ -175,21 +192,36 @@ func (e *execution) emit(typ, key string, details map[string]any) int64 {
 	if e.quiet {
 		return 0
 	}
-	if e.opts.OnEvent == nil {
-		e.mu.Lock()
-		e.lastID++
-		id := e.lastID
-		e.mu.Unlock()
-		return id
-	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.lastID++
-	ev := Event{ID: e.lastID, PreviousEventID: e.lastID - 1, Timestamp: e.clk.Now(), Type: typ, DetailsKey: key, Details: details}
-	if e.opts.OnEvent != nil {
-		e.opts.OnEvent(ev)
+	if e.histFull {
+		// The history is closed: nothing more is written after the quota's failure.
+		return e.lastID
 	}
+	if e.lastID+1 >= MaxHistoryEvents && typ != "ExecutionSucceeded" {
+		// Event 25,000 can only be the success of the execution; anything else makes it
+		// the quota's ExecutionFailed, and the execution stops.
+		e.histFull = true
+		typ, key = "ExecutionFailed", "executionFailedEventDetails"
+		details = map[string]any{"error": ErrRuntime, "cause": HistoryLimitCause}
+		if e.cancel != nil {
+			e.cancel(errHistoryLimit)
+		}
+	}
+	e.lastID++
+	if e.opts.OnEvent == nil {
+		return e.lastID
+	}
+	ev := Event{ID: e.lastID, PreviousEventID: e.lastID - 1, Timestamp: e.clk.Now(), Type: typ, DetailsKey: key, Details: details}
+	e.opts.OnEvent(ev)
 	return ev.ID
+}
+
+// historyFull reports whether the execution was stopped by the history quota.
+func (e *execution) historyFull() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.histFull
 }
 
 func (e *execution) ctxObject(state string, entered time.Time, extra map[string]any) map[string]any {
@@ -244,6 +276,9 @@ var errTimedOut = errors.New("execution timed out")
 func (e *execution) finish(ctx context.Context, start string, in any) Result {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	e.mu.Lock()
+	e.cancel = cancel
+	e.mu.Unlock()
 	if e.m.TimeoutSeconds > 0 {
 		timer := e.clk.After(seconds(e.m.TimeoutSeconds))
 		go func() {
@@ -255,10 +290,15 @@ func (e *execution) finish(ctx context.Context, start string, in any) Result {
 		}()
 	}
 	out, serr := e.runMachine(ctx, e.m, start, in, true)
-	if serr == nil {
+	if serr == nil && !e.historyFull() {
 		b := encodeJSON(out)
 		e.emit("ExecutionSucceeded", "executionSucceededEventDetails", map[string]any{"output": string(b), "outputDetails": map[string]any{"truncated": false}})
-		return Result{Status: StatusSucceeded, Output: b}
+		if !e.historyFull() {
+			return Result{Status: StatusSucceeded, Output: b}
+		}
+	}
+	if e.historyFull() {
+		return Result{Status: StatusFailed, Error: ErrRuntime, Cause: HistoryLimitCause}
 	}
 	if ctx.Err() != nil {
 		if errors.Is(context.Cause(ctx), errTimedOut) {

@@ -181,6 +181,9 @@ func (in *Integrations) lambda(ctx context.Context, fn string, payload []byte, w
 		if errors.As(err, &te) {
 			return nil, te
 		}
+		if errors.Is(err, invoke.ErrRequestTooLarge) {
+			return nil, &TaskError{Name: "Lambda.RequestTooLargeException", Cause: invoke.RequestTooLargeMessage}
+		}
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 			return nil, err
 		}
