@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/gofrs/uuid"
+	"github.com/keyline/keyline/internal/local/authz"
 	"github.com/keyline/keyline/internal/local/sigv4"
 )
 
@@ -67,8 +68,11 @@ type Server struct {
 	opts Options
 	log  *slog.Logger
 
-	mu       sync.RWMutex
-	services map[string]http.Handler
+	mu         sync.RWMutex
+	services   map[string]http.Handler
+	extractors map[string]authz.Extractor
+	authorizer authz.Authorizer
+	principals *authz.Principals
 
 	srvMu sync.Mutex
 	srv   *http.Server
@@ -92,7 +96,7 @@ func New(opts Options) *Server {
 	if opts.MaxS3BodyBytes <= 0 {
 		opts.MaxS3BodyBytes = 5<<30 + 1<<20
 	}
-	s := &Server{opts: opts, log: opts.Logger, services: map[string]http.Handler{}}
+	s := &Server{opts: opts, log: opts.Logger, services: map[string]http.Handler{}, extractors: map[string]authz.Extractor{}}
 	s.services[ServiceSTS] = stsHandler{account: opts.AccountID}
 	return s
 }
@@ -283,6 +287,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if sw.Header().Get("X-Amzn-Requestid") == "" {
 		sw.Header().Set("X-Amzn-Requestid", reqID)
+	}
+	if !s.authorize(sw, r, service, reqID) {
+		return
 	}
 	h.ServeHTTP(sw, r)
 }

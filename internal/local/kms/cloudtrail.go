@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gofrs/uuid"
+	"github.com/keyline/keyline/internal/local/authz"
 	"github.com/nsmithuk/local-kms/src/handler"
 )
 
@@ -100,9 +101,13 @@ type CloudTrailResource struct {
 const cloudTrailDate = "Jan 2, 2006, 3:04:05 PM"
 
 func (s *Service) envelope(detailType string, now time.Time, d CloudTrailDetail) CloudTrailEvent {
+	account := d.RecipientAccountID
+	if account == "" {
+		account = s.opts.AccountID
+	}
 	return CloudTrailEvent{
 		Version: "0", ID: uuid.Must(uuid.NewV4()).String(), DetailType: detailType, Source: "aws.kms",
-		Account: s.opts.AccountID, Time: now.UTC().Format(time.RFC3339), Region: s.opts.Region,
+		Account: account, Time: now.UTC().Format(time.RFC3339), Region: s.opts.Region,
 		Resources: []string{}, Detail: d,
 	}
 }
@@ -111,11 +116,22 @@ func (s *Service) envelope(detailType string, now time.Time, d CloudTrailDetail)
 func (s *Service) record(r *http.Request, c *call, resp handler.Response) {
 	now := s.clk.Now()
 	akid, ip := callerOf(r)
+	caller := c.caller
+	if caller == "" {
+		caller = s.opts.AccountID
+	}
+	// The event is the key owner's (the account whose CloudTrail records it); the caller
+	// may be another account.
+	keyArn := s.externalARN(c.keyArn)
+	recipient := caller
+	if keyArn != "" {
+		recipient = authz.ARNAccount(keyArn)
+	}
 	d := CloudTrailDetail{
 		EventVersion: "1.08",
 		UserIdentity: UserIdentity{
-			Type: "Root", PrincipalID: s.opts.AccountID, Arn: "arn:aws:iam::" + s.opts.AccountID + ":root",
-			AccountID: s.opts.AccountID, AccessKeyID: akid,
+			Type: "Root", PrincipalID: caller, Arn: "arn:aws:iam::" + caller + ":root",
+			AccountID: caller, AccessKeyID: akid,
 		},
 		EventTime:          now.UTC().Format(time.RFC3339),
 		EventSource:        "kms.amazonaws.com",
@@ -123,13 +139,13 @@ func (s *Service) record(r *http.Request, c *call, resp handler.Response) {
 		AWSRegion:          s.opts.Region,
 		SourceIPAddress:    ip,
 		UserAgent:          r.UserAgent(),
-		RequestParameters:  requestParameters(c.body),
+		RequestParameters:  requestParameters([]byte(s.toExternal(string(c.body)))),
 		RequestID:          c.reqID,
 		EventID:            uuid.Must(uuid.NewV4()).String(),
 		ReadOnly:           false,
 		EventType:          "AwsApiCall",
 		ManagementEvent:    true,
-		RecipientAccountID: s.opts.AccountID,
+		RecipientAccountID: recipient,
 		EventCategory:      "Management",
 	}
 	if resp.Code != http.StatusOK {
@@ -145,8 +161,8 @@ func (s *Service) record(r *http.Request, c *call, resp handler.Response) {
 	} else {
 		d.ResponseElements = responseElements(c.op, resp.Body)
 	}
-	if c.keyArn != "" {
-		d.Resources = []CloudTrailResource{{AccountID: s.opts.AccountID, Type: "AWS::KMS::Key", ARN: c.keyArn}}
+	if keyArn != "" {
+		d.Resources = []CloudTrailResource{{AccountID: recipient, Type: "AWS::KMS::Key", ARN: keyArn}}
 	}
 	s.deliver(r.Context(), s.envelope(DetailTypeAPICall, now, d))
 }
@@ -154,10 +170,12 @@ func (s *Service) record(r *http.Request, c *call, resp handler.Response) {
 // deleteKeyEvent is the service event AWS records when a key's deletion window ends.
 func (s *Service) deleteKeyEvent(p pendingKey) CloudTrailEvent {
 	now := s.clk.Now()
+	p.Arn = s.externalARN(p.Arn)
+	owner := authz.ARNAccount(p.Arn)
 	keyID, _ := json.Marshal(map[string]string{"keyId": p.Arn})
 	d := CloudTrailDetail{
 		EventVersion:        "1.08",
-		UserIdentity:        UserIdentity{AccountID: s.opts.AccountID, InvokedBy: "kms.amazonaws.com"},
+		UserIdentity:        UserIdentity{AccountID: owner, InvokedBy: "kms.amazonaws.com"},
 		EventTime:           now.UTC().Format(time.RFC3339),
 		EventSource:         "kms.amazonaws.com",
 		EventName:           "DeleteKey",
@@ -168,10 +186,10 @@ func (s *Service) deleteKeyEvent(p pendingKey) CloudTrailEvent {
 		ResponseElements:    keyID,
 		AdditionalEventData: keyID,
 		EventID:             uuid.Must(uuid.NewV4()).String(),
-		Resources:           []CloudTrailResource{{AccountID: s.opts.AccountID, Type: "AWS::KMS::Key", ARN: p.Arn}},
+		Resources:           []CloudTrailResource{{AccountID: owner, Type: "AWS::KMS::Key", ARN: p.Arn}},
 		EventType:           "AwsServiceEvent",
 		ManagementEvent:     true,
-		RecipientAccountID:  s.opts.AccountID,
+		RecipientAccountID:  owner,
 		EventCategory:       "Management",
 	}
 	return s.envelope(DetailTypeServiceEvent, now, d)

@@ -277,6 +277,8 @@ func set(names ...string) map[string]bool {
 // call is one request passing through the layer.
 type call struct {
 	op      string
+	caller  string // the caller's account
+	asIs    bool   // the response names keys as the caller did: not rewritten
 	body    []byte
 	req     request
 	keyArn  string // the key the call concerns, when known
@@ -305,14 +307,38 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		body = []byte("{}")
 	}
 	c.body = body
+	c.caller = callerAccount(r)
 	var obj map[string]json.RawMessage
 	if err := json.Unmarshal(body, &obj); err != nil || obj == nil {
 		s.finish(w, r, c, errResponse(http.StatusBadRequest, "SerializationException", "Start of structure or map found where not expected."))
 		return
 	}
-	if err := json.Unmarshal(body, &c.req); err != nil {
+	// Keys of other accounts: local-kms sees its own ARNs (accounts.go).
+	if internal, bad := s.toInternal(body, c.caller); bad != nil {
+		c.asIs = true
+		s.finish(w, r, c, *bad)
+		return
+	} else {
+		c.body = internal
+	}
+	if c.op == "CreateKey" && c.caller != s.opts.AccountID {
+		withPolicy, err := withDefaultPolicy(c.body, c.caller)
+		if err != nil {
+			s.finish(w, r, c, errResponse(http.StatusBadRequest, "SerializationException", serializationMessage(err)))
+			return
+		}
+		c.body = withPolicy
+	}
+	if err := json.Unmarshal(c.body, &c.req); err != nil {
 		s.finish(w, r, c, errResponse(http.StatusBadRequest, "SerializationException", serializationMessage(err)))
 		return
+	}
+	for _, ref := range []*string{c.req.KeyId, c.req.SourceKeyId, c.req.DestinationKeyId, c.req.TargetKeyId} {
+		if bad := s.checkBareKeyID(ref, c.caller); bad != nil {
+			c.asIs = true
+			s.finish(w, r, c, *bad)
+			return
+		}
 	}
 	if _, ok := reflect.TypeOf(&handler.RequestHandler{}).MethodByName(c.op); !ok {
 		s.finish(w, r, c, errResponse(http.StatusBadRequest, "UnknownOperationException", ""))
@@ -339,6 +365,12 @@ func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // finish writes the response and records the CloudTrail event of a management call.
 func (s *Service) finish(w http.ResponseWriter, r *http.Request, c *call, resp handler.Response) {
+	if c.op == "CreateKey" || c.op == "DescribeKey" {
+		resp = s.fixAccountID(resp)
+	}
+	if !c.asIs {
+		resp.Body = s.toExternal(resp.Body)
+	}
 	if writeOps[c.op] {
 		s.record(r, c, resp)
 	}
@@ -404,9 +436,14 @@ func (s *Service) handle(r *http.Request, c *call) handler.Response {
 
 	switch c.op {
 	case "CreateKey":
-		var out struct{ KeyMetadata struct{ Arn string } }
+		var out struct{ KeyMetadata struct{ Arn, KeyId string } }
 		if json.Unmarshal([]byte(resp.Body), &out) == nil {
 			c.keyArn = out.KeyMetadata.Arn
+			if c.caller != s.opts.AccountID {
+				if err := s.state.setOwner(out.KeyMetadata.KeyId, c.caller); err != nil {
+					return errResponse(http.StatusInternalServerError, "KMSInternalException", err.Error())
+				}
+			}
 		}
 	case "ScheduleKeyDeletion":
 		return s.afterSchedule(c)

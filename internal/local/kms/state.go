@@ -26,16 +26,19 @@ type stateFile struct {
 
 	mu   sync.RWMutex
 	keys map[string]pendingKey
+	// owners maps the id of each key of another account than local-kms's to that account.
+	owners map[string]string
 	// wake is closed (and replaced) whenever the set of pending keys changes.
 	wake chan struct{}
 }
 
 type stateJSON struct {
-	PendingDeletion []pendingKey `json:"pendingDeletion"`
+	PendingDeletion []pendingKey      `json:"pendingDeletion"`
+	Owners          map[string]string `json:"owners,omitempty"`
 }
 
 func loadState(path string) (*stateFile, error) {
-	st := &stateFile{path: path, keys: map[string]pendingKey{}, wake: make(chan struct{})}
+	st := &stateFile{path: path, keys: map[string]pendingKey{}, owners: map[string]string{}, wake: make(chan struct{})}
 	b, err := os.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return st, nil
@@ -49,6 +52,9 @@ func loadState(path string) (*stateFile, error) {
 	}
 	for _, p := range j.PendingDeletion {
 		st.keys[p.Arn] = p
+	}
+	for id, a := range j.Owners {
+		st.owners[id] = a
 	}
 	return st, nil
 }
@@ -77,7 +83,7 @@ func (st *stateFile) next() (time.Time, bool) {
 func (st *stateFile) saveLocked() error {
 	close(st.wake)
 	st.wake = make(chan struct{})
-	j := stateJSON{PendingDeletion: make([]pendingKey, 0, len(st.keys))}
+	j := stateJSON{PendingDeletion: make([]pendingKey, 0, len(st.keys)), Owners: st.owners}
 	for _, p := range st.keys {
 		j.PendingDeletion = append(j.PendingDeletion, p)
 	}
@@ -153,4 +159,27 @@ func (st *stateFile) due(now time.Time) []pendingKey {
 	}
 	sort.Slice(out, func(a, b int) bool { return out[a].DeletionDate.Before(out[b].DeletionDate) })
 	return out
+}
+
+// owner returns the account of a key of another account, by key id.
+func (st *stateFile) owner(keyID string) (string, bool) {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	a, ok := st.owners[keyID]
+	return a, ok
+}
+
+// hasOwners reports whether any key belongs to another account.
+func (st *stateFile) hasOwners() bool {
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	return len(st.owners) > 0
+}
+
+// setOwner records the account of a new key of another account.
+func (st *stateFile) setOwner(keyID, account string) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.owners[keyID] = account
+	return st.saveLocked()
 }

@@ -99,7 +99,7 @@ func (r *Registry) RegisterFunction(f Function) {
 	if f.Timeout <= 0 {
 		f.Timeout = DefaultTimeout
 	}
-	fn := &function{Function: f, arn: r.ARN(f.Name), handler: awslambda.NewHandler(f.Handler)}
+	fn := &function{Function: f, arn: r.ARN(f.Name), handler: NewHandler(f.Handler)}
 	if f.ReservedConcurrency > 0 {
 		fn.sem = make(chan struct{}, f.ReservedConcurrency)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/keyline/keyline/infra"
 	"github.com/keyline/keyline/internal/local/invoke"
+	locallambda "github.com/keyline/keyline/internal/local/lambda"
 	"github.com/keyline/keyline/internal/local/states"
 )
 
@@ -18,7 +19,8 @@ import (
 func Invoker(handlers map[string]any) invoke.Invoker {
 	hs := map[string]lambda.Handler{}
 	for name, h := range handlers {
-		hs[name] = lambda.NewHandler(h)
+		// Safe for concurrent Map items (aws-lambda-go's own wrapper recycles its result).
+		hs[name] = locallambda.NewHandler(h)
 	}
 	return invoke.InvokerFunc(func(ctx context.Context, fn string, payload []byte) ([]byte, error) {
 		h, ok := hs[fn]

@@ -86,8 +86,13 @@ type Config struct {
 	// Revocation receives revoked-class KMS errors (B2); may be nil (then only logged).
 	Revocation wferr.RevocationReporter
 	Events     audit.Emitter
-	// Interval: an app is due when its last backup is older (default 1h).
+	// Interval: the schedule's period; an app is due when its last backup is older than
+	// Interval - DueSlack at the start of the run (default 1h).
 	Interval time.Duration
+	// DueSlack lets a backup taken late in one scheduled run still count the next run as due
+	// (default Interval/2): with an hourly schedule each app is backed up every hour as long
+	// as each run reaches it within half an hour of its start.
+	DueSlack time.Duration
 	// LeaseTTL bounds how long a crashed backup blocks re-encryption (default 20m).
 	LeaseTTL time.Duration
 	// PageSize bounds the apps listed per ListDue page (default 200), keeping the Map's results
@@ -125,6 +130,9 @@ func New(cfg Config) (*Backups, error) {
 	if cfg.Interval <= 0 {
 		cfg.Interval = time.Hour
 	}
+	if cfg.DueSlack <= 0 || cfg.DueSlack >= cfg.Interval {
+		cfg.DueSlack = cfg.Interval / dueSlackDivisor
+	}
 	if cfg.LeaseTTL <= 0 {
 		cfg.LeaseTTL = 20 * time.Minute
 	}
@@ -157,6 +165,9 @@ func New(cfg Config) (*Backups, error) {
 
 // ---- step 1: list due apps ----
 
+// dueSlackDivisor: the default DueSlack is Interval divided by it.
+const dueSlackDivisor = 2
+
 // DueInput is the input of ListDue: the execution's input (a schedule's, or an on-demand
 // `{"appIds":[...],"requestedBy":...}`), the execution ARN and the listing cursor.
 type DueInput struct {
@@ -165,7 +176,10 @@ type DueInput struct {
 		RequestedBy string   `json:"requestedBy,omitempty"`
 	} `json:"input"`
 	ExecutionArn string `json:"executionArn"`
-	Cursor       string `json:"cursor,omitempty"`
+	// StartTime is the execution's start ($$.Execution.StartTime, RFC 3339): every page
+	// of one run judges "due" against the same instant.
+	StartTime string `json:"startTime,omitempty"`
+	Cursor    string `json:"cursor,omitempty"`
 }
 
 // Item is one app to back up, as the Map passes it to the per-app steps.
@@ -217,6 +231,14 @@ func (b *Backups) ListDue(ctx context.Context, in DueInput) (DueOutput, error) {
 		return out, nil
 	}
 	now := b.cfg.Clock.Now()
+	if in.StartTime != "" {
+		t, err := time.Parse(time.RFC3339Nano, in.StartTime)
+		if err != nil {
+			return DueOutput{}, &wferr.Invalid{Msg: fmt.Sprintf("backup: ListDue startTime %q: %v", in.StartTime, err)}
+		}
+		now = t
+	}
+	due := b.cfg.Interval - b.cfg.DueSlack
 	page, err := b.cfg.Store.ListApps(ctx, in.Cursor, b.cfg.PageSize)
 	if err != nil {
 		return DueOutput{}, wferr.From(err)
@@ -229,7 +251,7 @@ func (b *Backups) ListDue(ctx context.Context, in DueInput) (DueOutput, error) {
 		if a.Status == lineage.AppDeactivated {
 			continue
 		}
-		if a.LastBackupAt.IsZero() || now.Sub(a.LastBackupAt) >= b.cfg.Interval {
+		if a.LastBackupAt.IsZero() || now.Sub(a.LastBackupAt) >= due {
 			out.Items = append(out.Items, item(a.ID))
 		}
 	}
