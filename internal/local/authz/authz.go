@@ -132,7 +132,9 @@ type Authorizer interface {
 type AuthorizerFunc func(ctx context.Context, p Principal, c Check) Decision
 
 // Authorize calls f.
-func (f AuthorizerFunc) Authorize(ctx context.Context, p Principal, c Check) Decision { return f(ctx, p, c) }
+func (f AuthorizerFunc) Authorize(ctx context.Context, p Principal, c Check) Decision {
+	return f(ctx, p, c)
+}
 
 // Request is what an Extractor looks at: the caller, the operation's name and the body.
 type Request struct {
