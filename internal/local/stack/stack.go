@@ -89,6 +89,13 @@ type Options struct {
 	CloudTrailDrop func(eventName string) bool
 	// DynamoDBJarDir is where DynamoDB Local is installed (default: <repo>/.local/dynamodb).
 	DynamoDBJarDir string
+	// IAM is IAMOn (the endpoint evaluates every call's policies, as AWS does) or IAMOff
+	// (debugging only). Default: IAMOff until the deployment contract provides every
+	// function's role policy; RolePolicies turns it on with the policies given.
+	IAM string
+	// RolePolicies are the functions' identity policies (JSON documents by function name)
+	// the endpoint evaluates their calls against when IAM is on.
+	RolePolicies map[string]json.RawMessage
 }
 
 // stackState is <data dir>/stack.json: the local deployment's resource names and each
@@ -135,6 +142,10 @@ type Stack struct {
 	state  stackState
 	clock  clock.Clock
 	logger *slog.Logger
+
+	// IAM is whether the endpoint evaluates policies (IAMOn) or not (IAMOff).
+	IAM      string
+	policies *stackPolicies
 
 	router  *endpoint.Server
 	ddb     *localddb.Process
@@ -191,6 +202,16 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if opts.ConsoleAddr == "" {
 		opts.ConsoleAddr = "127.0.0.1:8080"
 	}
+	switch opts.IAM {
+	case "":
+		opts.IAM = IAMOff
+		if opts.RolePolicies != nil {
+			opts.IAM = IAMOn
+		}
+	case IAMOn, IAMOff:
+	default:
+		return nil, fmt.Errorf("%w: --iam %q: want on or off", ErrOptions, opts.IAM)
+	}
 	switch opts.Seed {
 	case "":
 		opts.Seed = SeedNone
@@ -223,7 +244,11 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
 	log := opts.Logger
-	st := &Stack{DataDir: dir, OperatorToken: opts.OperatorToken, clock: opts.Clock, logger: log, Machines: map[string]string{}}
+	st := &Stack{DataDir: dir, OperatorToken: opts.OperatorToken, clock: opts.Clock, logger: log, Machines: map[string]string{}, IAM: opts.IAM}
+	st.policies = &stackPolicies{st: st}
+	if err := st.policies.setRolePolicies(opts.RolePolicies); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrOptions, err)
+	}
 	// Long-lived background work (the scheduler, resumed executions) lives until Close,
 	// not until the caller's start-up context ends.
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
@@ -370,6 +395,15 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}
 	st.ddb = r.p
 	st.router.Register(endpoint.ServiceDynamoDB, st.ddb)
+	if st.IAM == IAMOn {
+		names := make([]string, 0, len(dep.Functions))
+		for _, f := range dep.Functions {
+			names = append(names, f.Name)
+		}
+		st.enableIAM(names)
+	} else {
+		log.Warn("IAM evaluation is OFF: the local endpoint allows every call (debugging only; AWS would not)")
+	}
 	ddbc := awsddb.NewFromConfig(cfg)
 	if err := lineage.CreateTable(ctx, ddbc, st.state.TableName); err != nil {
 		return nil, fmt.Errorf("lineage table: %w", err)
@@ -514,7 +548,7 @@ func (s *Stack) WaitIdle(ctx context.Context) error {
 // (handlers.NewConsole), built from that function's environment, over plain HTTP.
 func (s *Stack) startConsole(addr string, cfg aws.Config) error {
 	env := s.state.Functions[consoleFunction]
-	api, err := handlers.NewConsole(handlers.Deps{AWS: cfg, Env: func(k string) string { return env[k] },
+	api, err := handlers.NewConsole(handlers.Deps{AWS: functionConfig(cfg, consoleFunction), Env: func(k string) string { return env[k] },
 		Logger: s.logger.With("component", "console"), Clock: s.clock})
 	if err != nil {
 		return fmt.Errorf("console: %w", err)
@@ -564,7 +598,8 @@ func registerFunctions(ctx context.Context, reg *lambda.Registry, dep infra.Depl
 			log.Warn("function has no handler yet; not registered", "function", f.Name)
 			continue
 		}
-		h, err := buildHandler(ctx, f.Name, st.Functions[f.Name], cfg, clk, log)
+		// Each function calls with its own role's credentials.
+		h, err := buildHandler(ctx, f.Name, st.Functions[f.Name], functionConfig(cfg, f.Name), clk, log)
 		if err != nil {
 			return err
 		}
