@@ -208,7 +208,11 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		if opts.RolePolicies != nil {
 			opts.IAM = IAMOn
 		}
-	case IAMOn, IAMOff:
+	case IAMOn:
+		if opts.RolePolicies == nil {
+			return nil, fmt.Errorf("%w: --iam on: the deployment contract provides no function role policies to evaluate yet", ErrOptions)
+		}
+	case IAMOff:
 	default:
 		return nil, fmt.Errorf("%w: --iam %q: want on or off", ErrOptions, opts.IAM)
 	}
