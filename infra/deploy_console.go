@@ -1,6 +1,10 @@
 package infra
 
-import "time"
+import (
+	"time"
+
+	"github.com/keyline/keyline/internal/decl"
+)
 
 // EnvOperatorTokenHash carries the hex SHA-256 of the operator token to the console and its
 // authorizer.
@@ -19,8 +23,12 @@ func consolePlane() Deployment {
 				{Resource: BackupBucket, Level: "read"},
 				{Resource: ProviderKey, Level: "generate,decrypt,describe"},
 				{Resource: CustomerKeys, Level: "generate,decrypt,describe"},
+				// Audit events of what it changes (reactivations, revocations met while
+				// working): B5.
+				{Resource: EventBus, Level: "write"},
 			},
-			StartsStateMachines: []string{"backup", "reencrypt", "restore"},
+			StartsStateMachines: []string{SMBackup, SMReencrypt, SMRestore},
+			OperatorTokenHash:   true,
 		}, {
 			// API Gateway's Lambda TOKEN authorizer of the console API: it checks the bearer
 			// token (the operator's hash, org tokens in the table) before any request reaches
@@ -29,7 +37,9 @@ func consolePlane() Deployment {
 			Description: "API Gateway TOKEN authorizer of the console API: bearer token → IAM policy naming the operator or the org.",
 			Timeout:     5 * time.Second,
 			MemoryMB:    128,
-			Access:      []Access{{Resource: Table, Level: "read"}},
+			// It reads org tokens only (TOKEN#<sha256> items).
+			Access:            []Access{{Resource: Table, Level: "read", Partitions: []string{decl.TokenPartitionPrefix}}},
+			OperatorTokenHash: true,
 		}},
 	}
 }

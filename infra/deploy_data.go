@@ -3,6 +3,8 @@ package infra
 import (
 	"encoding/json"
 	"time"
+
+	"github.com/keyline/keyline/internal/decl"
 )
 
 // Data-plane function and machine names. Function names carry no '-', so that the
@@ -39,6 +41,13 @@ const (
 	EnvUploadConcurrency  = "KEYLINE_UPLOAD_CONCURRENCY"
 	envGoMemLimit         = "GOMEMLIMIT"
 	backupIntervalDefault = "1h"
+)
+
+// The metric the backup list-due step publishes (the stale-backup alarm's), declared in the
+// domain (internal/decl).
+const (
+	MetricNamespace    = decl.MetricNamespace
+	MetricBackupAgeMax = decl.MetricBackupAgeMax
 )
 
 func dataPlane() Deployment {

@@ -3,6 +3,8 @@ package infra
 import (
 	"encoding/json"
 	"time"
+
+	"github.com/keyline/keyline/internal/decl"
 )
 
 // Key-plane function and machine names. Function names carry no '-', so that the
@@ -153,4 +155,20 @@ func keyPlane() Deployment {
 			Target:      Target{Function: FnKeyHealth},
 		}},
 	}
+}
+
+// ContextKeys are the encryption-context keys keyline's KMS calls may carry (declared once in
+// the domain, internal/decl); every KMS statement keyline generates is built from them.
+func ContextKeys() []string { return decl.ContextKeys() }
+
+// RevocationAlarmPattern is the event pattern of the rule on keyline's audit bus whose matches
+// the revocation alarm counts: the events a revocation emits (an app deactivated, a pending
+// generation revoked), whatever path revoked the key.
+func RevocationAlarmPattern() json.RawMessage {
+	p := map[string]any{"source": []string{decl.AuditSource}, "detail-type": decl.RevocationDetailTypes()}
+	b, err := json.Marshal(p)
+	if err != nil {
+		panic(err) // strings only
+	}
+	return b
 }

@@ -44,6 +44,9 @@ type Access struct {
 	// Level is "read", "write" (implies read) or, for keys, "encrypt", "decrypt",
 	// "generate", "describe" (a list joined by commas is allowed).
 	Level string `json:"level"`
+	// Partitions confines table access to items whose partition key starts with one of
+	// these prefixes (dynamodb:LeadingKeys); empty means the whole table and its index.
+	Partitions []string `json:"partitions,omitempty"`
 }
 
 // Function is one Lambda function. Its handler is registered in the domain under Name.
@@ -55,12 +58,14 @@ type Function struct {
 	// ReservedConcurrency caps concurrent invocations (0 = no reservation); used where it
 	// protects KMS request quotas.
 	ReservedConcurrency int `json:"reservedConcurrency,omitempty"`
-	// Env holds plain settings; resource names (table, buckets, keys) are injected by the
-	// deployer under the names in EnvFor.
+	// Env holds plain settings; resource names (table, buckets, keys) are added by
+	// Environment.
 	Env    map[string]string `json:"env,omitempty"`
 	Access []Access          `json:"access"`
 	// StartsStateMachines names the state machines this function may start.
 	StartsStateMachines []string `json:"startsStateMachines,omitempty"`
+	// OperatorTokenHash hands the function the operator token's hash (it checks tokens).
+	OperatorTokenHash bool `json:"operatorTokenHash,omitempty"`
 }
 
 // StateMachine is one Step Functions state machine. Its definition is

@@ -22,11 +22,12 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"local":  {"run the whole deployment on one machine", cmdLocal},
-		"demo":   {"play the product story end to end, one PASS/FAIL line per rule", cmdDemo},
-		"invoke": {"run one Lambda handler with an event file", cmdInvoke},
-		"events": {"EventBridge tools (test-event-pattern)", cmdEvents},
-		"states": {"States Language tools (validate, run)", cmdStates},
+		"local":      {"run the whole deployment on one machine", cmdLocal},
+		"demo":       {"play the product story end to end, one PASS/FAIL line per rule", cmdDemo},
+		"invoke":     {"run one Lambda handler with an event file", cmdInvoke},
+		"events":     {"EventBridge tools (test-event-pattern)", cmdEvents},
+		"states":     {"States Language tools (validate, run)", cmdStates},
+		"key-policy": {"the key policy statements a customer grants keyline for an org", cmdKeyPolicy},
 	}
 }
 
@@ -64,6 +65,6 @@ func usage(w io.Writer, cmds map[string]command) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-8s %s\n", n, cmds[n].summary)
+		fmt.Fprintf(w, "  %-10s %s\n", n, cmds[n].summary)
 	}
 }

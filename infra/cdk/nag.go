@@ -66,7 +66,7 @@ func (k *Keyline) suppressions() {
 				continue
 			}
 			var applies []string
-			for _, p := range prefixPatterns(b.res) {
+			for _, p := range infra.PrefixPatterns(b.res) {
 				applies = append(applies, "Resource::<"+k.logicalID(b.bucket)+".Arn>/"+p)
 			}
 			suppress(role, "AwsSolutions-IAM5", b.what+"; the grant is limited to keyline's prefixes of this one bucket.", applies...)

@@ -53,26 +53,9 @@ const ConsoleAuthorizerCacheTTL = time.Minute
 
 // Metric names keyline publishes itself (see DEPLOY.md).
 const (
-	MetricNamespace        = "keyline"
-	MetricBackupAgeSeconds = "BackupAgeMaxSeconds"
+	MetricNamespace        = infra.MetricNamespace
+	MetricBackupAgeSeconds = infra.MetricBackupAgeMax
 )
-
-// Bucket prefixes the functions are granted. The data bucket holds apps/<appId>/... (the
-// apps' objects, internal/objects), drills/<drillId>/... (restore drills' scratch
-// targets, internal/workflow/drill) and reencrypt-stash/<appId>/<generation>/... (the
-// previous versions of objects a running re-encryption moved, put back by its abort;
-// internal/objects DefaultStashPrefix, kept equal by TestStashPrefixMatchesInternalObjects);
-// the backup bucket holds backups/<appId>/... (internal/workflow/backup).
-var bucketPrefixes = map[infra.Resource][]string{
-	infra.DataBucket:   {"apps/", "drills/", "reencrypt-stash/"},
-	infra.BackupBucket: {"backups/"},
-}
-
-// RevocationDetailType is the detail-type of keyline's audit event for a revoked key
-// generation (internal/audit DetailGenerationRevoked; repeated here because infra/cdk may not
-// import internal/, and TestAuditDetailTypeMatchesInternalAudit keeps the two equal). Every
-// revocation path (CloudTrail, key health, KMS errors met while working) emits it.
-const RevocationDetailType = "Key Generation Revoked"
 
 // Options configures the stack beyond the description.
 type Options struct {
@@ -210,7 +193,7 @@ func check(opts Options) error {
 			return fmt.Errorf("%w: function %s has no bootstrap at %s (run scripts/build-functions.sh)", ErrDescription, f.Name, boot)
 		}
 		for _, a := range f.Access {
-			if _, err := levels(a); err != nil {
+			if _, err := a.Levels(); err != nil {
 				return fmt.Errorf("%w: function %s: %w", ErrDescription, f.Name, err)
 			}
 		}
@@ -284,21 +267,8 @@ func (k *Keyline) childExecutions(m string) string {
 }
 
 // executions is the ARN pattern of a machine's executions (arn:...:execution:<machine>:*).
-func (k *Keyline) executions(m string) string {
-	return *awscdk.Arn_Format(&awscdk.ArnComponents{
-		Service: jsii.String("states"), Resource: jsii.String("execution"),
-		ResourceName: jsii.String(k.machineName(m) + ":*"), ArnFormat: awscdk.ArnFormat_COLON_RESOURCE_NAME,
-	}, k.Stack)
-}
+func (k *Keyline) executions(m string) string { return infra.ExecutionsPattern(k.MachineARNs[m]) }
 
-// prefixPatterns are a bucket's prefixes as s3:prefix / object-ARN patterns ("apps/*").
-func prefixPatterns(r infra.Resource) []string {
-	var out []string
-	for _, p := range bucketPrefixes[r] {
-		out = append(out, p+"*")
-	}
-	return out
-}
 
 // id turns a description name into a construct id part ("restore-drill" → "RestoreDrill").
 func id(name string) string {
@@ -319,11 +289,6 @@ func id(name string) string {
 	return b.String()
 }
 
-// StateMachineEnv is the environment variable under which a function that starts machine
-// m finds its ARN (infra.EnvStateMachineFmt).
-func StateMachineEnv(m string) string {
-	return fmt.Sprintf(infra.EnvStateMachineFmt, strings.ToUpper(strings.ReplaceAll(m, "-", "_")))
-}
 
 func (k *Keyline) keys() {
 	s := k.Stack
@@ -471,16 +436,19 @@ func (k *Keyline) buses() {
 		Expression: awscdk.Fn_ConditionNot(awscdk.Fn_ConditionEquals(
 			awscdk.Fn_Join(jsii.String(""), k.EnrolledAccounts.ValueAsList()), jsii.String(""))),
 	})
+	var accounts []string
+	for _, a := range *k.EnrolledAccounts.ValueAsList() {
+		accounts = append(accounts, *a)
+	}
+	busPolicy := infra.CustomerBusPolicy(*k.CustomerEventBus.EventBusArn(), accounts).Statement[0]
+	statement, err := asJSONObject(busPolicy)
+	if err != nil {
+		panic(err) // strings only
+	}
 	pol := awsevents.NewCfnEventBusPolicy(s, jsii.String("CustomerEventBusPolicy"), &awsevents.CfnEventBusPolicyProps{
 		EventBusName: k.CustomerEventBus.EventBusName(),
-		StatementId:  jsii.String("EnrolledCustomersPutEvents"),
-		Statement: map[string]any{
-			"Sid":       "EnrolledCustomersPutEvents",
-			"Effect":    "Allow",
-			"Principal": map[string]any{"AWS": k.EnrolledAccounts.ValueAsList()},
-			"Action":    "events:PutEvents",
-			"Resource":  k.CustomerEventBus.EventBusArn(),
-		},
+		StatementId:  jsii.String(busPolicy.Sid),
+		Statement:    statement,
 	})
 	pol.CfnOptions().SetCondition(has)
 }
@@ -498,7 +466,9 @@ func (k *Keyline) dlq() {
 func (k *Keyline) function(f infra.Function) error {
 	s := k.Stack
 	cid := "Fn" + id(f.Name)
+	// The role's name is fixed (infra.RoleName): customers' key policies name it.
 	role := awsiam.NewRole(s, jsii.String(cid+"Role"), &awsiam.RoleProps{
+		RoleName:    jsii.String(infra.RoleName(*s.StackName(), f.Name)),
 		AssumedBy:   awsiam.NewServicePrincipal(jsii.String("lambda.amazonaws.com"), nil),
 		Description: jsii.String("keyline function " + f.Name),
 	})
@@ -515,23 +485,14 @@ func (k *Keyline) function(f infra.Function) error {
 	for _, st := range stmts {
 		role.AddToPrincipalPolicy(st)
 	}
-	env := map[string]*string{
-		infra.EnvTableName:      k.Table.TableName(),
-		infra.EnvDataBucket:     k.DataBucket.BucketName(),
-		infra.EnvBackupBucket:   k.BackupBucket.BucketName(),
-		infra.EnvProviderKeyARN: k.ProviderKey.KeyArn(),
-		infra.EnvEventBusName:   k.EventBus.EventBusName(),
-	}
-	for _, m := range f.StartsStateMachines {
-		env[StateMachineEnv(m)] = jsii.String(k.MachineARNs[m])
-	}
-	for key, v := range f.Env {
-		env[key] = jsii.String(v)
-	}
-	if f.Name == ConsoleAPIFunction || f.Name == ConsoleAuthorizerFunction {
+	if f.OperatorTokenHash {
 		// The console and its authorizer check callers' operator tokens against this hash;
 		// the token itself never reaches the stack.
-		env[infra.EnvOperatorTokenHash] = k.operatorTokenHash().ValueAsString()
+		k.operatorTokenHash()
+	}
+	env := map[string]*string{}
+	for key, v := range f.Environment(k.resources()) {
+		env[key] = jsii.String(v)
 	}
 	timeout := f.Timeout
 	if timeout <= 0 {
@@ -562,8 +523,6 @@ func (k *Keyline) function(f infra.Function) error {
 	return nil
 }
 
-// placeholderVars are the values of the ASL placeholders documented in infra.StateMachine.
-// A name with '-' is also offered with '_' (placeholders are [A-Za-z0-9_]).
 // operatorTokenHash is the stack parameter holding the hex SHA-256 of the console's
 // operator token.
 func (k *Keyline) operatorTokenHash() awscdk.CfnParameter {
@@ -579,21 +538,9 @@ func (k *Keyline) operatorTokenHash() awscdk.CfnParameter {
 	return k.OperatorTokenHash
 }
 
+// placeholderVars are the values of the ASL placeholders (infra.Deployment.MachineVars).
 func (k *Keyline) placeholderVars() {
-	both := func(prefix, name, v string) {
-		k.Vars[prefix+name] = v
-		k.Vars[prefix+strings.ReplaceAll(name, "-", "_")] = v
-	}
-	for name, fn := range k.Functions {
-		both("Fn_", name, *fn.FunctionArn())
-	}
-	for name, arn := range k.MachineARNs {
-		both("SM_", name, arn)
-	}
-	k.Vars["TableName"] = *k.Table.TableName()
-	k.Vars["EventBusName"] = *k.EventBus.EventBusName()
-	k.Vars["DataBucket"] = *k.DataBucket.BucketName()
-	k.Vars["BackupBucket"] = *k.BackupBucket.BucketName()
+	k.Vars = k.opts.Deployment.MachineVars(k.resources())
 }
 
 var (
@@ -630,9 +577,9 @@ func (k *Keyline) stateMachine(m infra.StateMachine) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrDescription, err)
 	}
-	def, err := infra.Substitute(raw, k.Vars)
+	def, err := k.opts.Deployment.Definition(m, k.resources())
 	if err != nil {
-		return fmt.Errorf("%w: state machine %s: %w", ErrDescription, m.Name, err)
+		return fmt.Errorf("%w: %w", ErrDescription, err)
 	}
 	cid := "SM" + id(m.Name)
 	role := awsiam.NewRole(s, jsii.String(cid+"Role"), &awsiam.RoleProps{
@@ -710,7 +657,7 @@ func (k *Keyline) stateMachine(m infra.StateMachine) error {
 			role.AddToPrincipalPolicy(awsiam.NewPolicyStatement(&awsiam.PolicyStatementProps{
 				Sid: jsii.String("ItemReaderList" + string(b.res)), Actions: jsii.Strings("s3:ListBucket"),
 				Resources:  &[]*string{b.bucket.BucketArn()},
-				Conditions: &map[string]any{"StringLike": map[string]any{"s3:prefix": prefixPatterns(b.res)}},
+				Conditions: &map[string]any{"StringLike": map[string]any{"s3:prefix": infra.PrefixPatterns(b.res)}},
 			}))
 		}
 	}
@@ -977,12 +924,14 @@ func (k *Keyline) alarms() {
 	// path revoked it; the alarm counts its matches (AWS/Events TriggeredRules). The rule
 	// needs no target: matching is what is measured.
 	k.RevocationRule = awsevents.NewRule(s, jsii.String("RevocationAuditRule"), &awsevents.RuleProps{
-		Description: jsii.String("keyline audit: a key generation was revoked (counted by the revocation alarm)"),
-		EventBus:    k.EventBus,
-		EventPattern: &awsevents.EventPattern{
-			Source: jsii.Strings("keyline"), DetailType: jsii.Strings(RevocationDetailType),
-		},
+		Description:  jsii.String("keyline audit: a revocation deactivated an app or revoked a pending generation (counted by the revocation alarm)"),
+		EventBus:     k.EventBus,
+		EventPattern: &awsevents.EventPattern{Version: jsii.Strings("0")},
 	})
+	// The contract's pattern, verbatim (infra.RevocationAlarmPattern).
+	var revocation map[string]any
+	_ = json.Unmarshal(infra.RevocationAlarmPattern(), &revocation)
+	k.RevocationRule.Node().DefaultChild().(awsevents.CfnRule).SetEventPattern(revocation)
 	awscloudwatch.NewAlarm(s, jsii.String("AlarmRevocations"), &awscloudwatch.AlarmProps{
 		AlarmDescription: jsii.String("keyline: a key was revoked; its apps are deactivated and their backups unavailable (R8)"),
 		Metric: awscloudwatch.NewMetric(&awscloudwatch.MetricProps{

@@ -355,7 +355,7 @@ func TestFunctionPermissions(t *testing.T) {
 					}
 				}
 				if has(st.Resources, customerKeyResource) && crypto {
-					if got := ecKeys(st); !reflect.DeepEqual(got, []string{"keyline:app", "keyline:generation", "keyline:purpose"}) {
+					if got, want := ecKeys(st), sorted(infra.ContextKeys()); !reflect.DeepEqual(got, want) {
 						t.Errorf("customer-key statement's ForAllValues:StringEquals kms:EncryptionContextKeys = %v", got)
 					}
 					if n, _ := st.Condition["Null"].(map[string]any); n["kms:EncryptionContextKeys"] != "false" {
@@ -374,10 +374,25 @@ func TestFunctionPermissions(t *testing.T) {
 				return false
 			}
 			// The table and its index: read-only where Access says read.
+			confined := false
+			for _, a := range fn.Access {
+				confined = confined || len(a.Partitions) > 0
+			}
 			if lv[infra.Table] != nil {
 				for _, a := range []string{"dynamodb:GetItem", "dynamodb:Query"} {
-					if !grants(a, tableArn) || !grants(a, tableArn+"/index/GSI1") {
+					if !grants(a, tableArn) || !confined && !grants(a, tableArn+"/index/GSI1") {
 						t.Errorf("%s not granted on the table and GSI1", a)
+					}
+					if confined && grants(a, tableArn+"/index/GSI1") {
+						t.Errorf("%s granted on GSI1 to a function confined to some partitions", a)
+					}
+				}
+				if confined {
+					for _, st := range actions["dynamodb:GetItem"] {
+						fa, _ := st.Condition["ForAllValues:StringLike"].(map[string]any)
+						if len(list(fa["dynamodb:LeadingKeys"])) == 0 {
+							t.Errorf("table statement of a confined function without dynamodb:LeadingKeys: %v", st.Raw)
+						}
 					}
 				}
 				if w := lv[infra.Table]["write"]; w != grants("dynamodb:PutItem", tableArn) || w != grants("dynamodb:UpdateItem", tableArn) {
@@ -481,6 +496,12 @@ func TestFunctionPermissions(t *testing.T) {
 	}
 }
 
+func sorted(s []string) []string {
+	out := slices.Clone(s)
+	sort.Strings(out)
+	return out
+}
+
 func ecKeys(st statement) []string {
 	fa, _ := st.Condition["ForAllValues:StringEquals"].(map[string]any)
 	var out []string
@@ -568,8 +589,8 @@ func TestFunctionsConfiguration(t *testing.T) {
 		}
 		for _, m := range fn.StartsStateMachines {
 			want := "arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:stateMachine:" + StackName + "-" + m
-			if got := resolve(vars[StateMachineEnv(m)]); got != want {
-				t.Errorf("%s: %s = %q, want %q", fn.Name, StateMachineEnv(m), got, want)
+			if got := resolve(vars[infra.StateMachineEnv(m)]); got != want {
+				t.Errorf("%s: %s = %q, want %q", fn.Name, infra.StateMachineEnv(m), got, want)
 			}
 		}
 		if (fn.Name == ConsoleAPIFunction || fn.Name == ConsoleAuthorizerFunction) && resolve(vars[infra.EnvOperatorTokenHash]) != "<Ref OperatorTokenSha256>" {
@@ -642,8 +663,12 @@ func TestRulePatternsAreTheDescriptions(t *testing.T) {
 		if got := resolve(st["Principal"].(map[string]any)["AWS"]); got != "<Ref EnrolledCustomerAccounts>" {
 			t.Errorf("customer bus policy principal %s", got)
 		}
-		if st["Action"] != "events:PutEvents" {
+		if a := list(st["Action"]); len(a) != 1 || a[0] != "events:PutEvents" {
 			t.Errorf("customer bus policy action %v", st["Action"])
+		}
+		// ...and of those, only their KMS events (what the forwarding rule carries).
+		if se, _ := st["Condition"].(map[string]any)["StringEquals"].(map[string]any); se["events:source"] != "aws.kms" {
+			t.Errorf("customer bus policy condition %v", st["Condition"])
 		}
 	}
 }
@@ -931,7 +956,10 @@ func TestAlarms(t *testing.T) {
 		t.Errorf("%d stale-backup alarms (want 1), %d failed-execution alarms (want %d), %d revocation alarms (want 1)", stale, failed, len(f.desc.StateMachines), revoked)
 	}
 	rule := props(f.resources("AWS::Events::Rule")[f.lid(f.k.RevocationRule)])
-	want := map[string]any{"source": []any{"keyline"}, "detail-type": []any{RevocationDetailType}}
+	var want map[string]any
+	if err := json.Unmarshal(infra.RevocationAlarmPattern(), &want); err != nil {
+		t.Fatal(err)
+	}
 	if !reflect.DeepEqual(rule["EventPattern"], want) || resolve(rule["EventBusName"]) == "" {
 		t.Errorf("revocation rule %v", rule)
 	}
@@ -950,8 +978,8 @@ func TestConsoleAPI(t *testing.T) {
 	if !ok {
 		t.Fatalf("the description has %s but no %s", ConsoleAPIFunction, ConsoleAuthorizerFunction)
 	}
-	if !reflect.DeepEqual(authFn.Access, []infra.Access{{Resource: infra.Table, Level: "read"}}) {
-		t.Errorf("%s access %v, want the table read only", authFn.Name, authFn.Access)
+	if len(authFn.Access) != 1 || authFn.Access[0].Resource != infra.Table || authFn.Access[0].Level != "read" || len(authFn.Access[0].Partitions) == 0 {
+		t.Errorf("%s access %v, want the table read only, confined to token items", authFn.Name, authFn.Access)
 	}
 	auths := f.resources("AWS::ApiGateway::Authorizer")
 	if len(auths) != 1 {
@@ -1024,74 +1052,6 @@ func TestConsoleAPI(t *testing.T) {
 		if len(ms) == 0 || ms[0].(map[string]any)["ThrottlingRateLimit"] == nil {
 			t.Errorf("stage: no throttling in %v", ms)
 		}
-	}
-}
-
-func TestEncryptionContextKeysMatchInternalKeys(t *testing.T) {
-	f := setup(t)
-	files, _ := filepath.Glob(filepath.Join(f.root, "internal", "keys", "*.go"))
-	var src strings.Builder
-	for _, file := range files {
-		if strings.HasSuffix(file, "_test.go") {
-			continue
-		}
-		b, err := os.ReadFile(file)
-		if err != nil {
-			t.Fatal(err)
-		}
-		src.Write(b)
-	}
-	decl := regexp.MustCompile(`ContextKey\w+\s*=\s*"([^"]+)"`)
-	var keys []string
-	for _, m := range decl.FindAllStringSubmatch(src.String(), -1) {
-		keys = append(keys, m[1])
-	}
-	sort.Strings(keys)
-	want := append([]string{}, EncryptionContextKeys...)
-	sort.Strings(want)
-	if !reflect.DeepEqual(keys, want) {
-		t.Errorf("internal/keys declares encryption-context keys %v; infra/cdk conditions on %v", keys, want)
-	}
-}
-
-// TestStashPrefixMatchesInternalObjects: the data-bucket prefixes granted include the
-// re-encryption stash internal/objects writes (an abort must be able to put objects back).
-func TestStashPrefixMatchesInternalObjects(t *testing.T) {
-	f := setup(t)
-	b, err := os.ReadFile(filepath.Join(f.root, "internal", "objects", "stash.go"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := regexp.MustCompile(`DefaultStashPrefix\s*=\s*"([^"]+)"`).FindSubmatch(b)
-	if m == nil || !slices.Contains(bucketPrefixes[infra.DataBucket], string(m[1])) {
-		t.Errorf("internal/objects DefaultStashPrefix = %q; the data bucket grants %v", m, bucketPrefixes[infra.DataBucket])
-	}
-}
-
-func TestAuditDetailTypeMatchesInternalAudit(t *testing.T) {
-	f := setup(t)
-	b, err := os.ReadFile(filepath.Join(f.root, "internal", "audit", "audit.go"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := regexp.MustCompile(`DetailGenerationRevoked\s*=\s*"([^"]+)"`).FindSubmatch(b)
-	if m == nil || string(m[1]) != RevocationDetailType {
-		t.Errorf("internal/audit DetailGenerationRevoked = %q; the revocation alarm matches %q", m, RevocationDetailType)
-	}
-}
-
-// TestBackupAgeMetricMatchesInternalBackup: the stale-backup alarm reads the metric that
-// internal/workflow/backup publishes (EMF), in the same namespace, under the same name.
-func TestBackupAgeMetricMatchesInternalBackup(t *testing.T) {
-	f := setup(t)
-	b, err := os.ReadFile(filepath.Join(f.root, "internal", "workflow", "backup", "metrics.go"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ns := regexp.MustCompile(`MetricNamespace\s*=\s*"([^"]+)"`).FindSubmatch(b)
-	name := regexp.MustCompile(`MetricBackupAgeMax\s*=\s*"([^"]+)"`).FindSubmatch(b)
-	if ns == nil || name == nil || string(ns[1]) != MetricNamespace || string(name[1]) != MetricBackupAgeSeconds {
-		t.Errorf("internal/workflow/backup publishes %q/%q; the stale-backup alarm reads %s/%s", ns, name, MetricNamespace, MetricBackupAgeSeconds)
 	}
 }
 

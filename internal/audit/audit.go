@@ -15,17 +15,19 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/keyline/keyline/internal/decl"
 )
 
 // Source is the `source` of every event keyline emits.
-const Source = "keyline"
+const Source = decl.AuditSource
 
 // Detail types of keyline's events. Operators write rules on these: never rename them.
 const (
-	DetailAppDeactivated          = "App Deactivated"
+	DetailAppDeactivated          = decl.DetailAppDeactivated
 	DetailAppReactivated          = "App Reactivated"
 	DetailGenerationRevoked       = "Key Generation Revoked"
-	DetailPendingGenerationRevoke = "Pending Key Generation Revoked"
+	DetailPendingGenerationRevoke = decl.DetailPendingGenerationRevoked
 	DetailReactivationWaiting     = "Reactivation Awaiting Operator"
 	DetailKeyAwaitingEnable       = "Key Awaiting EnableKey"
 	DetailKeyHealthFailed         = "Key Health Check Failed"

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keyline/keyline/internal/decl"
 	"github.com/keyline/keyline/internal/lineage"
 	"github.com/keyline/keyline/internal/objects"
 	"github.com/keyline/keyline/internal/provision"
@@ -254,7 +255,7 @@ func decode(r *request, v any) error {
 	return nil
 }
 
-var idPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+var idPattern = regexp.MustCompile(decl.IDPattern)
 
 func checkID(kind, v string) error {
 	if !idPattern.MatchString(v) {

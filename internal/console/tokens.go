@@ -15,6 +15,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/keyline/keyline/internal/decl"
 )
 
 // Principal is who a request comes from: the operator, or one org.
@@ -118,7 +120,7 @@ func (t *Tokens) IssueOrgToken(ctx context.Context, orgID string) (string, error
 
 func tokenKey(hash string) map[string]types.AttributeValue {
 	return map[string]types.AttributeValue{
-		"PK": &types.AttributeValueMemberS{Value: "TOKEN#" + hash},
+		"PK": &types.AttributeValueMemberS{Value: decl.TokenPartitionPrefix + hash},
 		"SK": &types.AttributeValueMemberS{Value: "TOKEN"},
 	}
 }

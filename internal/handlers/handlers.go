@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"sort"
-	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/keyline/keyline/infra"
@@ -42,7 +41,7 @@ func (d Deps) StateMachineARN(name string) (string, error) {
 
 // StateMachineEnv is the environment variable that carries a state machine's ARN.
 func StateMachineEnv(name string) string {
-	return fmt.Sprintf(infra.EnvStateMachineFmt, strings.ToUpper(strings.ReplaceAll(name, "-", "_")))
+	return infra.StateMachineEnv(name)
 }
 
 // Constructor builds a handler: any function shape aws-lambda-go's lambda.NewHandler accepts.

@@ -55,7 +55,7 @@ func newPlatform(d Deps) (*platform, error) {
 	if err != nil {
 		return nil, err
 	}
-	pathStyle := d.Env("KEYLINE_S3_PATH_STYLE") == "true"
+	pathStyle := d.Env(infra.EnvS3PathStyle) == "true"
 	s3c := s3.NewFromConfig(d.AWS, func(o *s3.Options) { o.UsePathStyle = pathStyle })
 	return &platform{table: table, ddb: ddb, store: store, keys: kp, events: events, revocation: rev, s3: s3c}, nil
 }

@@ -14,6 +14,8 @@ import (
 	"log/slog"
 	"maps"
 	"strconv"
+
+	"github.com/keyline/keyline/internal/decl"
 )
 
 // Model is an app instance's key model.
@@ -55,15 +57,16 @@ const (
 	PurposeReencrypt Purpose = "reencrypt"
 )
 
-// Encryption-context key names. Customers' key policies condition on these
-// (kms:EncryptionContextKeys / kms:EncryptionContext:<key>): they are stable, never rename them.
+// Encryption-context key names, declared once in internal/decl (the IAM policies and the
+// customer key policy are generated from that declaration). Customers' key policies condition
+// on these (kms:EncryptionContextKeys / kms:EncryptionContext:<key>): never rename them.
 const (
 	// ContextKeyOrg names the org: a customer's key policy pins it
 	// (kms:EncryptionContext:keyline:org) so that keyline may use the key for that org alone.
-	ContextKeyOrg        = "keyline:org"
-	ContextKeyApp        = "keyline:app"
-	ContextKeyGeneration = "keyline:generation"
-	ContextKeyPurpose    = "keyline:purpose"
+	ContextKeyOrg        = decl.ContextKeyOrg
+	ContextKeyApp        = decl.ContextKeyApp
+	ContextKeyGeneration = decl.ContextKeyGeneration
+	ContextKeyPurpose    = decl.ContextKeyPurpose
 )
 
 // ContextKeys are the encryption-context keys keyline sets on every KMS call (other keys may be

@@ -11,12 +11,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"github.com/keyline/keyline/internal/decl"
 	"github.com/keyline/keyline/internal/keys"
 	"github.com/keyline/keyline/internal/sealing"
 )
 
 // ContextKeyScope is the encryption-context entry that marks a managed-scope data key.
-const ContextKeyScope = "keyline:scope"
+const ContextKeyScope = decl.ContextKeyScope
 
 // GenerationContext is the encryption context of an app generation's data key
 // (Generation.WrappedDataKey): org, app, generation, purpose "data".

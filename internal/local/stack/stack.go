@@ -46,8 +46,6 @@ const (
 	localEventBus     = "keyline"
 	// localAccessKey is the static access key every in-process client signs with.
 	localAccessKey = "keyline"
-	// envS3PathStyle tells handlers to address S3 path-style (gofakes3).
-	envS3PathStyle = "KEYLINE_S3_PATH_STYLE"
 	// consoleFunction is the console API's function in the deployment description.
 	consoleFunction = "console-api"
 	// stackFile records what `keyline invoke` needs to rebuild a handler as the stack does.
@@ -383,7 +381,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		st.state.StateMachines[m.Name] = st.Machines[m.Name]
 	}
 	for _, f := range dep.Functions {
-		st.state.Functions[f.Name] = functionEnv(f, st.state)
+		st.state.Functions[f.Name] = f.Environment(st.state.resources(nil, dep))
 	}
 
 	// DynamoDB Local, then the table.
@@ -573,24 +571,30 @@ func (s *Stack) startConsole(addr string, cfg aws.Config) error {
 	return nil
 }
 
-// functionEnv is a function's environment: its own settings, the resource names, every
-// state machine's ARN and the local S3 addressing.
-func functionEnv(f infra.Function, st stackState) map[string]string {
-	env := map[string]string{}
-	for k, v := range f.Env {
-		env[k] = v
+// resources are the local deployment's resources as the contract (infra) takes them. The
+// functions' ARNs are the local Lambda registry's.
+func (st stackState) resources(reg *lambda.Registry, dep infra.Deployment) infra.Resources {
+	r := infra.Resources{
+		Partition: "aws", Region: st.Region, Account: st.Account,
+		TableName:  st.TableName,
+		TableARN:   fmt.Sprintf("arn:aws:dynamodb:%s:%s:table/%s", st.Region, st.Account, st.TableName),
+		DataBucket: st.DataBucket, BackupBucket: st.BackupBucket,
+		ProviderKeyARN: st.ProviderKeyARN, EventBusName: st.EventBusName,
+		StateMachineARNs: st.StateMachines, FunctionARNs: map[string]string{},
+		OperatorTokenHash: st.OperatorTokenHash, S3PathStyle: true,
 	}
-	env[infra.EnvTableName] = st.TableName
-	env[infra.EnvDataBucket] = st.DataBucket
-	env[infra.EnvBackupBucket] = st.BackupBucket
-	env[infra.EnvProviderKeyARN] = st.ProviderKeyARN
-	env[infra.EnvEventBusName] = st.EventBusName
-	env[infra.EnvOperatorTokenHash] = st.OperatorTokenHash
-	for name, arn := range st.StateMachines {
-		env[handlers.StateMachineEnv(name)] = arn
+	if reg != nil {
+		for _, f := range dep.Functions {
+			r.FunctionARNs[f.Name] = reg.ARN(f.Name)
+		}
 	}
-	env[envS3PathStyle] = "true"
-	return env
+	return r
+}
+
+// Policies are the deployment's function policies on the local resources, keyed by function
+// name: the same documents the CDK app deploys.
+func (s *Stack) Policies() (map[string]infra.PolicyDocument, error) {
+	return infra.Description().Policies(s.state.resources(s.Lambda, infra.Description()))
 }
 
 // registerFunctions builds every function of the deployment that has a handler and
@@ -619,33 +623,14 @@ func buildHandler(ctx context.Context, name string, env map[string]string, cfg a
 	})
 }
 
-// machineVars are the values of the ASL placeholders locally.
-func machineVars(dep infra.Deployment, st stackState, reg *lambda.Registry) map[string]string {
-	vars := map[string]string{
-		"TableName": st.TableName, "EventBusName": st.EventBusName,
-		"DataBucket": st.DataBucket, "BackupBucket": st.BackupBucket,
-	}
-	for _, f := range dep.Functions {
-		vars["Fn_"+f.Name] = reg.ARN(f.Name)
-	}
-	for name, arn := range st.StateMachines {
-		vars["SM_"+name] = arn
-	}
-	return vars
-}
-
 // registerMachines creates (or updates) every state machine from its ASL.
 func registerMachines(dep infra.Deployment, st stackState, reg *lambda.Registry, svc *stepfunctions.Service) error {
-	vars := machineVars(dep, st, reg)
+	res := st.resources(reg, dep)
 	role := fmt.Sprintf("arn:aws:iam::%s:role/keyline-states", endpoint.DefaultAccountID)
 	for _, m := range dep.StateMachines {
-		raw, err := infra.ASL(m)
+		def, err := dep.Definition(m, res)
 		if err != nil {
 			return err
-		}
-		def, err := infra.Substitute(raw, vars)
-		if err != nil {
-			return fmt.Errorf("state machine %s: %w", m.Name, err)
 		}
 		arn, err := svc.RegisterStateMachine(m.Name, string(def), role)
 		if err != nil {

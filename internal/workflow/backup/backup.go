@@ -27,6 +27,7 @@ import (
 
 	"github.com/keyline/keyline/internal/audit"
 	"github.com/keyline/keyline/internal/clock"
+	"github.com/keyline/keyline/internal/decl"
 	"github.com/keyline/keyline/internal/keys"
 	"github.com/keyline/keyline/internal/lineage"
 	"github.com/keyline/keyline/internal/sealing"
@@ -34,7 +35,7 @@ import (
 )
 
 // ContextKeyBackup is the encryption-context entry naming the backup a backup key seals.
-const ContextKeyBackup = "keyline:backup"
+const ContextKeyBackup = decl.ContextKeyBackup
 
 // Context is the encryption context of a backup's data key: org, app, generation, purpose
 // "backup" and the backup id.

@@ -7,14 +7,15 @@ import (
 	"io"
 	"time"
 
+	"github.com/keyline/keyline/internal/decl"
 	"github.com/keyline/keyline/internal/lineage"
 )
 
 // The metric keyline publishes about backups; infra/cdk's stale-backup alarm reads exactly
 // this namespace and name, with no dimensions.
 const (
-	MetricNamespace    = "keyline"
-	MetricBackupAgeMax = "BackupAgeMaxSeconds"
+	MetricNamespace    = decl.MetricNamespace
+	MetricBackupAgeMax = decl.MetricBackupAgeMax
 )
 
 // MaxBackupAge is the age at now of the oldest latest backup over the ACTIVE apps among

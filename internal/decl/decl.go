@@ -1,0 +1,66 @@
+// Package decl holds the domain's declarations that the deployment contract (package infra)
+// is generated from: the encryption-context keys every KMS call may carry and the table
+// partitions a function may be confined to. It imports nothing, so that infra (and the CDK app
+// through it) can read the declarations without the domain's behaviour.
+//
+// The domain packages use these constants (internal/keys, internal/objects,
+// internal/workflow/backup, internal/console); the IAM policies and the customer key policy
+// are generated from ContextKeys, so a key added here is allowed everywhere at once.
+package decl
+
+// Encryption-context keys. Customers' key policies condition on them
+// (kms:EncryptionContextKeys, kms:EncryptionContext:<key>): they are stable, never rename one.
+const (
+	// ContextKeyOrg names the org an app belongs to (B10): a customer's key policy pins it.
+	ContextKeyOrg = "keyline:org"
+	// ContextKeyApp names the app instance.
+	ContextKeyApp = "keyline:app"
+	// ContextKeyGeneration is the app's key generation (0 for managed-scope keys).
+	ContextKeyGeneration = "keyline:generation"
+	// ContextKeyPurpose says what the call is for (data, backup, restore, key-check, reencrypt).
+	ContextKeyPurpose = "keyline:purpose"
+	// ContextKeyBackup names the backup a backup's data key seals.
+	ContextKeyBackup = "keyline:backup"
+	// ContextKeyScope marks a managed-scope data key (wrapped under the provider key).
+	ContextKeyScope = "keyline:scope"
+)
+
+// ContextKeys returns every encryption-context key keyline may send, sorted. A KMS call whose
+// context holds any other key is refused by keyline's IAM policies and by the customer key
+// policy (ForAllValues:StringEquals on kms:EncryptionContextKeys).
+func ContextKeys() []string {
+	return []string{
+		ContextKeyApp, ContextKeyBackup, ContextKeyGeneration,
+		ContextKeyOrg, ContextKeyPurpose, ContextKeyScope,
+	}
+}
+
+// TokenPartitionPrefix starts the partition key of a console token item (`TOKEN#<sha256>`):
+// the console authorizer reads only these (dynamodb:LeadingKeys).
+const TokenPartitionPrefix = "TOKEN#"
+
+// IDPattern is what an org or app id looks like (the console refuses any other).
+const IDPattern = `^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`
+
+// AuditSource is the `source` of every audit event keyline emits (internal/audit).
+const AuditSource = "keyline"
+
+// Detail types of the audit events a revocation emits (internal/workflow/revocation): an app
+// deactivated because its active generation's key was revoked, and a re-encryption's pending
+// generation revoked (B8). The revocation alarm's pattern is generated from them.
+const (
+	DetailAppDeactivated           = "App Deactivated"
+	DetailPendingGenerationRevoked = "Pending Key Generation Revoked"
+)
+
+// RevocationDetailTypes are the detail types of the events a revocation emits.
+func RevocationDetailTypes() []string {
+	return []string{DetailAppDeactivated, DetailPendingGenerationRevoked}
+}
+
+// The metric keyline publishes about backups (internal/workflow/backup, embedded metric
+// format, no dimensions); the stale-backup alarm reads exactly this namespace and name.
+const (
+	MetricNamespace    = "keyline"
+	MetricBackupAgeMax = "BackupAgeMaxSeconds"
+)
