@@ -65,7 +65,7 @@ func revocationEvents(t *testing.T) []audit.Event {
 	if _, err := e.KMS.DisableKey(ctx, &kms.DisableKeyInput{KeyId: aws.String(k2)}); err != nil {
 		t.Fatal(err)
 	}
-	_, kmsErr := e.Keys.GenerateDataKey(ctx, k2, keys.EncryptionContext("app-2", 1, keys.PurposeData))
+	_, kmsErr := e.Keys.GenerateDataKey(ctx, k2, keys.EncryptionContext("acme", "app-2", 1, keys.PurposeData))
 	if !errors.Is(kmsErr, keys.ErrRevoked) {
 		t.Fatalf("data key under a disabled key: %v, want a revoked-class error", kmsErr)
 	}

@@ -93,7 +93,7 @@ func recordedCalls(t *testing.T) (calls []kmsCall, providerKey, customerKey stri
 	e.Org(t, org)
 	customerKey = e.CMKApp(t, org, "placeholder") // a customer key local-kms knows
 	rec.setPath("create app")
-	wrapped, err := objects.NewGenerationKey(ctx, kp, app, 1, customerKey)
+	wrapped, err := objects.NewGenerationKey(ctx, kp, org, app, 1, customerKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +155,7 @@ func recordedCalls(t *testing.T) (calls []kmsCall, providerKey, customerKey stri
 	}
 
 	rec.setPath("key check")
-	if err := kp.Check(ctx, customerKey); err != nil {
+	if err := kp.Check(ctx, org, customerKey); err != nil {
 		t.Fatalf("key check: %v", err)
 	}
 
