@@ -24,8 +24,8 @@ func localResources() infra.Resources {
 		Partition: "aws", Region: "us-east-1", Account: "000000000000",
 		TableName: "keyline-lineage", TableARN: "arn:aws:dynamodb:us-east-1:000000000000:table/keyline-lineage",
 		DataBucket: "keyline-data", BackupBucket: "keyline-backups",
-		ProviderKeyARN: "arn:aws:kms:us-east-1:000000000000:key/provider",
-		EventBusName:   "keyline",
+		ProviderKeyARN:   "arn:aws:kms:us-east-1:000000000000:key/provider",
+		EventBusName:     "keyline",
 		StateMachineARNs: map[string]string{}, FunctionARNs: map[string]string{},
 		OperatorTokenHash: strings.Repeat("ab", 32),
 	}

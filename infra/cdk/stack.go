@@ -269,7 +269,6 @@ func (k *Keyline) childExecutions(m string) string {
 // executions is the ARN pattern of a machine's executions (arn:...:execution:<machine>:*).
 func (k *Keyline) executions(m string) string { return infra.ExecutionsPattern(k.MachineARNs[m]) }
 
-
 // id turns a description name into a construct id part ("restore-drill" → "RestoreDrill").
 func id(name string) string {
 	var b strings.Builder
@@ -288,7 +287,6 @@ func id(name string) string {
 	}
 	return b.String()
 }
-
 
 func (k *Keyline) keys() {
 	s := k.Stack
