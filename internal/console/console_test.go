@@ -556,3 +556,34 @@ func TestListApps(t *testing.T) {
 	}
 	e.must(401, e.do("GET", "/v1/apps", "", nil))
 }
+
+// B9: from the moment a revocation is applied, a deactivated app's CMK data is refused with
+// 409 on reads and writes, although this process still holds the data key in its cache and
+// KMS itself still works (only the lineage knows of the revocation); managed-scope data of
+// the same app keeps working. The operator's abort route answers 409 when nothing runs.
+func TestRevokedKeyCutsAccess(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	acme := e.org("acme")
+	key := testenv.NewKMSKey(t, e.kms)
+	e.must(201, e.do("POST", "/v1/apps", acme, map[string]string{"appId": "cut", "orgId": "acme", "keyModel": "cmk", "keyArn": key}))
+	e.must(201, e.do("PUT", "/v1/apps/cut/objects/a.txt", acme, "secret"))
+	e.must(201, e.do("PUT", "/v1/apps/cut/objects/m.txt", acme, "plain", "X-Keyline-Scope", "managed"))
+	if r := e.must(200, e.do("GET", "/v1/apps/cut/objects/a.txt", acme, nil)); string(r.body) != "secret" {
+		t.Fatalf("before the revocation: %q", r.body)
+	}
+	e.must(403, e.do("POST", "/v1/apps/cut/reencryptions/abort", acme, map[string]string{"reason": "x"}))
+	e.must(409, e.do("POST", "/v1/apps/cut/reencryptions/abort", operatorToken, map[string]string{"reason": "nothing runs"}))
+	if _, err := e.store.RevokeKey(ctx, key, "DisableKey", lineage.Cause{EventID: "ev-b9"}); err != nil {
+		t.Fatal(err)
+	}
+	r := e.must(409, e.do("GET", "/v1/apps/cut/objects/a.txt", acme, nil))
+	if strings.Contains(string(r.body), "secret") {
+		t.Fatal("the refusal carries the plaintext")
+	}
+	e.must(409, e.do("PUT", "/v1/apps/cut/objects/b.txt", acme, "more"))
+	e.must(409, e.do("GET", "/v1/apps/cut/objects/a.txt", operatorToken, nil))
+	if r := e.must(200, e.do("GET", "/v1/apps/cut/objects/m.txt", acme, nil, "X-Keyline-Scope", "managed")); string(r.body) != "plain" {
+		t.Fatalf("managed scope after the revocation: %q", r.body)
+	}
+}

@@ -98,6 +98,7 @@ func New(o Options) *Server {
 	s.route("POST /v1/apps/{appId}/backups", s.startBackup)
 	s.route("GET /v1/apps/{appId}/backups", s.listBackups)
 	s.route("POST /v1/apps/{appId}/reencryptions", s.startReencrypt)
+	s.route("POST /v1/apps/{appId}/reencryptions/abort", s.abortReencrypt)
 	s.route("POST /v1/apps/{appId}/restores", s.startRestore)
 	s.route("GET /v1/apps/{appId}/restores/{restoreId}", s.getRestore)
 	s.route("GET /v1/executions/{executionArn}", s.getExecution)
@@ -218,7 +219,7 @@ func (s *Server) mapError(err error) *apiError {
 		return &apiError{http.StatusUnprocessableEntity, "Unprocessable", err.Error()}
 	case errors.Is(err, lineage.ErrDuplicate), errors.Is(err, lineage.ErrConflict),
 		errors.Is(err, lineage.ErrAppDeactivated), errors.Is(err, lineage.ErrReencrypting),
-		errors.Is(err, objects.ErrAppNotWritable), errors.Is(err, objects.ErrGenerationNotUsable):
+		errors.Is(err, objects.ErrAppNotWritable), errors.Is(err, objects.ErrGenerationNotUsable), errors.Is(err, objects.ErrKeyRevoked):
 		return &apiError{http.StatusConflict, "Conflict", err.Error()}
 	}
 	return &apiError{http.StatusInternalServerError, "InternalError", "internal error; retry, and report the request id if it persists"}
@@ -668,6 +669,37 @@ func (s *Server) startReencrypt(w http.ResponseWriter, r *request) error {
 	}
 	input, _ := json.Marshal(map[string]any{"appId": app.ID, "keyArn": body.KeyARN, "requestedBy": r.who.Actor(), "requestId": r.id})
 	return s.start(w, r, s.o.Machines.Reencrypt, "reencrypt-"+app.ID, input)
+}
+
+// abortReencrypt is the operator's way out of a running or stuck re-encryption (I7): it
+// starts the re-encryption machine straight at its Abort step, which brings the app to the
+// defined aborted state (previous generation ACTIVE, moved objects back, pending generation
+// retired). A running execution of that re-encryption finds it aborted at its next step.
+func (s *Server) abortReencrypt(w http.ResponseWriter, r *request) error {
+	app, err := s.app(r, r.PathValue("appId"))
+	if err != nil {
+		return err
+	}
+	if !r.who.Operator {
+		return forbidden("only the operator aborts a re-encryption")
+	}
+	var body struct {
+		Reason string `json:"reason"`
+	}
+	if err := decode(r, &body); err != nil {
+		return err
+	}
+	if strings.TrimSpace(body.Reason) == "" {
+		return badRequest("reason is required: it goes into the audit trail")
+	}
+	if app.Status != lineage.AppReencrypting || app.PendingGeneration == 0 {
+		return conflict("app %s is not re-encrypting (status %s): nothing to abort", app.ID, app.Status)
+	}
+	input, _ := json.Marshal(map[string]any{
+		"appId": app.ID, "abort": true, "requestedBy": r.who.Actor(), "requestId": r.id,
+		"error": map[string]string{"Error": "OperatorAbort", "Cause": body.Reason},
+	})
+	return s.start(w, r, s.o.Machines.Reencrypt, "reencrypt-abort-"+app.ID, input)
 }
 
 // --- restores ---

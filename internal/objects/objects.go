@@ -127,6 +127,9 @@ var (
 	ErrGenerationNotUsable = errors.New("objects: generation not usable")
 	// ErrAppNotWritable: the app is deactivated.
 	ErrAppNotWritable = errors.New("objects: app not writable")
+	// ErrKeyRevoked: the data is sealed under a key whose revocation was applied, or the app
+	// is deactivated; nothing sealed under it is served (B9).
+	ErrKeyRevoked = errors.New("objects: key revoked")
 	// ErrInvalid: bad input (empty or unsafe path, unknown scope); nothing changed.
 	ErrInvalid = errors.New("objects: invalid input")
 )

@@ -259,6 +259,11 @@ func (s *S3Source) expectFor(ctx context.Context, appID string, scope Scope, h *
 		if err != nil {
 			return sealing.Expect{}, mapLineage(err)
 		}
+		if gen.State == lineage.GenRevoked {
+			// B9: the lineage is the key state every process reads before serving: whatever
+			// a cache still holds, nothing sealed under a revoked key is opened.
+			return sealing.Expect{}, fmt.Errorf("%w: generation %d of app %s: key %s revoked (%s)", ErrKeyRevoked, h.Generation, appID, gen.KeyARN, gen.StateReason)
+		}
 		return sealing.Expect{KeyARN: gen.KeyARN, Generation: h.Generation, EncryptionContext: GenerationContext(gen.OrgID, appID, h.Generation)}, nil
 	}
 }
@@ -339,7 +344,91 @@ func (s *S3Source) Put(ctx context.Context, appID string, scope Scope, path stri
 	if err != nil {
 		return Info{}, err
 	}
-	return Info{AppID: appID, Scope: scope, Path: path, Key: key, SealedSize: n, Size: plainN, Generation: k.Generation, KeyARN: k.KeyARN}, nil
+	info := Info{AppID: appID, Scope: scope, Path: path, Key: key, SealedSize: n, Size: plainN, Generation: k.Generation, KeyARN: k.KeyARN}
+	if scope == ScopeCMK {
+		moved, err := s.settle(ctx, appID, path, key, k.Generation)
+		if err != nil {
+			return Info{}, err
+		}
+		if moved.Generation > 0 {
+			info.Generation, info.KeyARN, info.SealedSize = moved.Generation, moved.KeyARN, moved.SealedSize
+		}
+	}
+	return info, nil
+}
+
+// maxSettleRounds bounds how often settle follows a lineage that keeps changing under a write.
+const maxSettleRounds = 4
+
+// settle runs after a CMK-scope write sealed under generation wrote: if a re-encryption
+// began, committed or aborted while the object was being written, the object is moved to the
+// generation writes go to now, so that nothing acknowledged stays under a generation a
+// commit retired (I3). While a re-encryption runs the move keeps the object's previous
+// sealing in the stash, like the re-encryption's own moves, so an abort puts it back.
+func (s *S3Source) settle(ctx context.Context, appID, path, key string, wrote int) (Info, error) {
+	var last Info
+	for range maxSettleRounds {
+		app, err := s.cfg.Lineage.GetApp(ctx, appID)
+		if err != nil {
+			return last, mapLineage(err)
+		}
+		if app.Status == lineage.AppDeactivated {
+			return last, fmt.Errorf("%w: app %s was deactivated while the object was written (%s)", ErrAppNotWritable, appID, app.StatusReason)
+		}
+		cur := app.ActiveGeneration
+		if app.Status == lineage.AppReencrypting && app.PendingGeneration > 0 {
+			cur = app.PendingGeneration
+		}
+		if cur == wrote {
+			return last, nil
+		}
+		k, err := s.generationKey(ctx, appID, cur, true)
+		if err != nil {
+			return last, err
+		}
+		info, _, retry, err := s.moveOnce(ctx, appID, path, key, k, app.Status == lineage.AppReencrypting)
+		if err != nil && !retry {
+			if errors.Is(err, ErrNotFound) {
+				return last, nil // replaced or deleted meanwhile: that write settles itself
+			}
+			return last, fmt.Errorf("objects: %s written under generation %d while the app moved to %d: %w", key, wrote, cur, err)
+		}
+		if err == nil {
+			last, wrote = info, cur
+		}
+	}
+	return last, fmt.Errorf("objects: %s: the app's key lineage kept changing while it was written; retry", key)
+}
+
+// SweepReencrypt moves every CMK-scope object of appID not sealed under generation to to it
+// (stashing its previous sealing, as ReencryptObject does) and returns how many it moved and
+// how many it found under to already. A re-encryption calls it before its commit so that
+// writes that raced its listing are not left under the old generation (I3).
+func (s *S3Source) SweepReencrypt(ctx context.Context, appID string, to int) (moved, at int, err error) {
+	cursor := ""
+	for {
+		p, err := s.List(ctx, appID, ScopeCMK, cursor, 1000)
+		if err != nil {
+			return moved, at, err
+		}
+		for _, it := range p.Items {
+			info, err := s.ReencryptObject(ctx, appID, it.Key, to)
+			switch {
+			case errors.Is(err, ErrNotFound):
+				continue
+			case err != nil:
+				return moved, at, err
+			case info.Size < 0: // already there (a move reports the plaintext size)
+				at++
+			default:
+				moved++
+			}
+		}
+		if p.Next == "" {
+			return moved, at, nil
+		}
+		cursor = p.Next
+	}
 }
 
 func isNotFound(err error) bool {
@@ -376,6 +465,15 @@ func (s *S3Source) Get(ctx context.Context, appID string, scope Scope, path stri
 	}
 	if _, err := ParseScope(string(scope)); err != nil {
 		return Info{}, err
+	}
+	if scope == ScopeCMK {
+		app, err := s.cfg.Lineage.GetApp(ctx, appID)
+		if err != nil {
+			return Info{}, mapLineage(err)
+		}
+		if app.Status == lineage.AppDeactivated {
+			return Info{}, fmt.Errorf("%w: app %s is deactivated (%s): its CMK data is not served", ErrKeyRevoked, appID, app.StatusReason)
+		}
 	}
 	key := s.objectKey(appID, scope, path)
 	out, err := s.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.cfg.Bucket), Key: aws.String(key)})

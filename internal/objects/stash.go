@@ -405,7 +405,7 @@ func (s *S3Source) rollbackOnce(ctx context.Context, appID, path, key string, to
 		return false, false, nil
 	case errors.Is(err, keys.ErrTransient), ctx.Err() != nil:
 		return false, false, err
-	case errors.Is(err, keys.ErrRevoked), errors.Is(err, ErrGenerationNotUsable), errors.Is(err, sealing.ErrWrongKey),
+	case errors.Is(err, keys.ErrRevoked), errors.Is(err, ErrKeyRevoked), errors.Is(err, ErrGenerationNotUsable), errors.Is(err, sealing.ErrWrongKey),
 		errors.Is(err, sealing.ErrWrongContext):
 		s.log.WarnContext(ctx, "rollback: object written during the re-encryption cannot be opened now; left under its generation",
 			"app", appID, "key", key, "generation", to, "error", err)

@@ -11,6 +11,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
@@ -528,5 +529,55 @@ func TestCachingUnwrapperConcurrent(t *testing.T) {
 	}
 	if c := env.provider.Counts(); c.Decrypt != 1 {
 		t.Fatalf("%d Decrypt calls for 16 concurrent opens, want 1", c.Decrypt)
+	}
+}
+
+// TestCachingUnwrapperAgeAndForget: a cached key is used at most MaxCachedKeyAge, and
+// ForgetKey drops the keys of a revoked KMS key from every cache of the process at once (B9).
+func TestCachingUnwrapperAgeAndForget(t *testing.T) {
+	env := newKMSEnv(t)
+	encCtx := keys.EncryptionContext("app-age", 1, keys.PurposeData)
+	dk, err := env.provider.GenerateDataKey(context.Background(), env.keyARN, encCtx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dk.Destroy()
+	obj := sealBytes(t, dk, 1, gen(7, 100))
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	cache := NewCachingUnwrapper(ProviderUnwrapper(env.provider))
+	defer cache.Close()
+	other := NewCachingUnwrapper(ProviderUnwrapper(env.provider))
+	defer other.Close()
+	cache.SetClock(func() time.Time { return now }, 0)
+	env.provider.Reset()
+	exp := Expect{KeyARN: env.keyARN, EncryptionContext: encCtx}
+	decrypts := func() int { return int(env.provider.Counts().Decrypt) }
+	for range 3 {
+		if _, err := open(t, obj, cache, exp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := open(t, obj, other, exp); err != nil {
+		t.Fatal(err)
+	}
+	if d := decrypts(); d != 2 {
+		t.Fatalf("%d Decrypt calls, want 2 (one per cache)", d)
+	}
+	now = now.Add(MaxCachedKeyAge - time.Second)
+	if _, err := open(t, obj, cache, exp); err != nil || decrypts() != 2 {
+		t.Fatalf("within the age: %d Decrypt calls, %v", decrypts(), err)
+	}
+	now = now.Add(2 * time.Second)
+	if _, err := open(t, obj, cache, exp); err != nil || decrypts() != 3 {
+		t.Fatalf("past %v the key must be unwrapped afresh: %d Decrypt calls, %v", MaxCachedKeyAge, decrypts(), err)
+	}
+	if n := ForgetKey(env.keyARN); n < 2 {
+		t.Fatalf("ForgetKey dropped %d keys, want at least 2 (both caches)", n)
+	}
+	if cache.Len() != 0 || other.Len() != 0 {
+		t.Fatalf("after ForgetKey: %d and %d keys still cached", cache.Len(), other.Len())
+	}
+	if n := ForgetKey("arn:aws:kms:us-east-1:111122223333:key/none"); n != 0 {
+		t.Fatalf("ForgetKey of an unused key dropped %d", n)
 	}
 }

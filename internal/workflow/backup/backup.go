@@ -78,6 +78,10 @@ type Store interface {
 }
 
 // Config builds a Backups.
+// DefaultLeaseTTL is how long a backup lease lasts unless configured: a crashed backup blocks
+// a re-encryption's Begin at most this long, and Begin retries at least this long.
+const DefaultLeaseTTL = 20 * time.Minute
+
 type Config struct {
 	Store  Store
 	Source Source
@@ -94,7 +98,7 @@ type Config struct {
 	// (default Interval/2): with an hourly schedule each app is backed up every hour as long
 	// as each run reaches it within half an hour of its start.
 	DueSlack time.Duration
-	// LeaseTTL bounds how long a crashed backup blocks re-encryption (default 20m).
+	// LeaseTTL bounds how long a crashed backup blocks re-encryption (default DefaultLeaseTTL).
 	LeaseTTL time.Duration
 	// PageSize bounds the apps listed per ListDue page (default 200), keeping the Map's results
 	// well under the 256 KiB state payload limit.
@@ -135,7 +139,7 @@ func New(cfg Config) (*Backups, error) {
 		cfg.DueSlack = cfg.Interval / dueSlackDivisor
 	}
 	if cfg.LeaseTTL <= 0 {
-		cfg.LeaseTTL = 20 * time.Minute
+		cfg.LeaseTTL = DefaultLeaseTTL
 	}
 	if cfg.PageSize <= 0 {
 		cfg.PageSize = 200

@@ -45,6 +45,7 @@ type Objects interface {
 	ReencryptObject(ctx context.Context, appID, key string, toGeneration int) (objects.Info, error)
 	RollbackReencrypt(ctx context.Context, appID string, from, to int) (objects.RollbackStats, error)
 	DropReencryptStash(ctx context.Context, appID string, gen int) (int, error)
+	SweepReencrypt(ctx context.Context, appID string, to int) (moved, at int, err error)
 }
 
 // Revoker is told about revoked-class KMS errors met while moving objects (B2, B8).
@@ -126,6 +127,10 @@ type State struct {
 	Prefix string `json:"prefix"`
 	// Error is set by the state machine's Catch before Abort.
 	Error *StepError `json:"error,omitempty"`
+	// OperatorAbort marks an operator's request to abort the app's running or stuck
+	// re-encryption, whatever its key (the console's abort route): the state machine goes
+	// straight to Abort.
+	OperatorAbort bool `json:"abort,omitempty"`
 }
 
 func (s State) cause() lineage.Cause {
@@ -149,6 +154,12 @@ type Outcome struct {
 	Rollback *objects.RollbackStats `json:"rollback,omitempty"`
 	// StashDropped is how many stashed previous versions of moved objects were deleted.
 	StashDropped int `json:"stashDropped,omitempty"`
+	// MovedBySweep is how many objects the check before the commit found still under an
+	// older generation (written while the Map listed) and moved.
+	MovedBySweep int `json:"movedBySweep,omitempty"`
+	// Committed is set by an Abort that found the re-encryption committed already (the
+	// commit landed but its step failed): the switch happened and nothing is undone.
+	Committed bool `json:"committed"`
 }
 
 func refused(code, format string, args ...any) error {
@@ -407,6 +418,30 @@ func (s *Service) Commit(ctx context.Context, st State) (Outcome, error) {
 	}
 	// A retried step after a commit that went through: same outcome, no second event.
 	repeated := before.ActiveGeneration == st.ToGeneration && before.PendingGeneration == 0
+	swept := 0
+	sweep := !repeated && s.cfg.Objects != nil && before.Status == lineage.AppReencrypting && before.PendingGeneration == st.ToGeneration
+	if sweep {
+		pending, err := s.cfg.Store.GetGeneration(ctx, st.AppID, st.ToGeneration)
+		if err != nil {
+			return Outcome{}, wferr.From(fmt.Errorf("reencrypt: generation %d of %s: %w", st.ToGeneration, st.AppID, err))
+		}
+		sweep = pending.State == lineage.GenPending // else the commit below refuses (B8)
+	}
+	if sweep {
+		// I3: a write that raced the Map's listing may still be under the old generation:
+		// move it now, and commit only when every CMK-scope object is under the new one.
+		// (A write that lands after this moves itself: the data source settles every write.)
+		moved, at, err := s.cfg.Objects.SweepReencrypt(ctx, st.AppID, st.ToGeneration)
+		if err != nil {
+			if errors.Is(err, keys.ErrRevoked) || errors.Is(err, objects.ErrKeyRevoked) {
+				return Outcome{}, keyError(err, "verifying app "+st.AppID+" before commit")
+			}
+			return Outcome{}, &wferr.Transient{Msg: fmt.Sprintf("verifying that every object of app %s is under generation %d: %v", st.AppID, st.ToGeneration, err)}
+		}
+		swept = moved
+		s.cfg.Logger.InfoContext(ctx, "re-encryption verified before commit", slog.String("app_id", st.AppID),
+			slog.Int("generation", st.ToGeneration), slog.Int("objects", at+moved), slog.Int("moved_by_sweep", moved))
+	}
 	app, err := s.cfg.Store.CommitReencrypt(ctx, st.AppID, st.ToGeneration, st.cause())
 	if err != nil {
 		if errors.Is(err, lineage.ErrKeyRevoked) || errors.Is(err, lineage.ErrAppDeactivated) {
@@ -418,7 +453,7 @@ func (s *Service) Commit(ctx context.Context, st State) (Outcome, error) {
 		s.emit(ctx, audit.DetailReencryptCommitted, st, app.OrgID, map[string]any{"status": app.Status, "retiredGeneration": st.FromGeneration})
 	}
 	out := Outcome{AppID: st.AppID, Status: app.Status, ActiveGeneration: app.ActiveGeneration, KeyARN: st.KeyARN,
-		RetiredGeneration: st.FromGeneration}
+		RetiredGeneration: st.FromGeneration, MovedBySweep: swept}
 	if s.cfg.Objects != nil {
 		// The previous versions of the moved objects are no longer needed. A failure here
 		// must not fail a commit that went through (the state machine would then try to
@@ -457,12 +492,17 @@ func (s *Service) Abort(ctx context.Context, st State) (Outcome, error) {
 		reason = reason[:500] + "…"
 	}
 	to := st.ToGeneration
+	if done, out, err := s.committedAlready(ctx, st); err != nil || done {
+		return out, err
+	}
 	if to <= 0 {
 		app, err := s.cfg.Store.GetApp(ctx, st.AppID)
 		if err != nil {
 			return Outcome{}, wferr.From(fmt.Errorf("reencrypt: app %s: %w", st.AppID, err))
 		}
-		if app.PendingGeneration > 0 && app.ActiveGeneration == st.FromGeneration {
+		if st.OperatorAbort && app.Status == lineage.AppReencrypting && app.PendingGeneration > 0 {
+			to = app.PendingGeneration
+		} else if app.PendingGeneration > 0 && app.ActiveGeneration == st.FromGeneration {
 			pg, err := s.cfg.Store.GetGeneration(ctx, st.AppID, app.PendingGeneration)
 			if err != nil {
 				return Outcome{}, wferr.From(fmt.Errorf("reencrypt: pending generation of %s: %w", st.AppID, err))
@@ -493,6 +533,44 @@ func (s *Service) Abort(ctx context.Context, st State) (Outcome, error) {
 		return Outcome{}, err
 	}
 	return out, nil
+}
+
+// committedAlready reports whether the re-encryption st describes committed (its commit
+// landed although the step failed, e.g. a timeout after the write): then an abort must not
+// report a failed switch that happened. The outcome says so, and the state machine ends as
+// committed.
+func (s *Service) committedAlready(ctx context.Context, st State) (bool, Outcome, error) {
+	if st.OperatorAbort || st.FromGeneration <= 0 || st.KeyARN == "" {
+		return false, Outcome{}, nil
+	}
+	app, err := s.cfg.Store.GetApp(ctx, st.AppID)
+	if err != nil {
+		return false, Outcome{}, wferr.From(fmt.Errorf("reencrypt: app %s: %w", st.AppID, err))
+	}
+	if app.PendingGeneration != 0 || app.ActiveGeneration <= st.FromGeneration ||
+		(st.ToGeneration > 0 && app.ActiveGeneration != st.ToGeneration) {
+		return false, Outcome{}, nil
+	}
+	g, err := s.cfg.Store.GetGeneration(ctx, st.AppID, app.ActiveGeneration)
+	if err != nil {
+		return false, Outcome{}, wferr.From(fmt.Errorf("reencrypt: generation %d of %s: %w", app.ActiveGeneration, st.AppID, err))
+	}
+	if g.KeyARN != st.KeyARN {
+		return false, Outcome{}, nil
+	}
+	out := Outcome{AppID: st.AppID, Status: app.Status, ActiveGeneration: app.ActiveGeneration, KeyARN: st.KeyARN,
+		RetiredGeneration: st.FromGeneration, Committed: true,
+		Reason: "the commit had landed before the step reported its failure: the app is on the new key, nothing undone"}
+	if s.cfg.Objects != nil {
+		n, err := s.cfg.Objects.DropReencryptStash(ctx, st.AppID, app.ActiveGeneration)
+		if err != nil {
+			return false, Outcome{}, &wferr.Transient{Msg: fmt.Sprintf("dropping the re-encryption stash of app %s: %v", st.AppID, err)}
+		}
+		out.StashDropped = n
+	}
+	s.cfg.Logger.WarnContext(ctx, "abort after a commit that landed: reporting the commit", slog.String("app_id", st.AppID),
+		slog.Int("generation", app.ActiveGeneration))
+	return true, out, nil
 }
 
 // rollback puts the objects moved to generation to back under from and drops the stash

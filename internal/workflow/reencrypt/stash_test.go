@@ -2,6 +2,7 @@ package reencrypt_test
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"strings"
 	"testing"
@@ -205,8 +206,12 @@ func TestAbortLeavesUnopenableClientWritesStranded(t *testing.T) {
 	if out, err := e.service().Abort(e.ctx, st); err != nil || out.Rollback.StrandedCount != 1 {
 		t.Fatalf("abort again: %+v, %v", out, err)
 	}
+	// B9: while the lineage records k2 revoked, the stranded write is not served, by any
+	// process, whatever KMS says: it becomes readable when the key's recorded state is usable.
 	e.setKey(e.k2, true)
-	e.readAll(e.newSource(), "app1")
+	if _, err := e.newSource().Get(e.ctx, "app1", objects.ScopeCMK, overwritten, io.Discard); !errors.Is(err, objects.ErrKeyRevoked) {
+		t.Fatalf("read of the stranded write under the revoked generation: %v, want ErrKeyRevoked", err)
+	}
 }
 
 // Commit drops the stash of the moved objects' previous versions.

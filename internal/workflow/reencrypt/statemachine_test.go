@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -21,6 +23,7 @@ import (
 	"github.com/keyline/keyline/internal/local/invoke"
 	"github.com/keyline/keyline/internal/local/states"
 	"github.com/keyline/keyline/internal/testenv"
+	"github.com/keyline/keyline/internal/workflow/backup"
 )
 
 // s3Items is the interpreter's ItemReader source on the S3 client.
@@ -228,5 +231,75 @@ func TestStateMachineAbortsWhenNewKeyRevoked(t *testing.T) {
 		if g != 1 {
 			t.Errorf("%s at generation %d", k, g)
 		}
+	}
+}
+
+// TestBeginWaitsALeaseLife: Begin's retries on a held backup lease last, at their shortest
+// (no jitter may shorten them), at least a lease's life, so a crashed backup delays a
+// re-encryption but never fails it; and Begin has a Catch into Abort, so a failure after its
+// write never leaves the app REENCRYPTING (I7).
+func TestBeginWaitsALeaseLife(t *testing.T) {
+	sm, ok := infra.Description().StateMachineNamed(infra.SMReencrypt)
+	if !ok {
+		t.Fatal("no reencrypt state machine in the deployment")
+	}
+	def, err := infra.ASL(sm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var asl struct {
+		States map[string]struct {
+			Retry []struct {
+				ErrorEquals     []string
+				IntervalSeconds float64
+				MaxAttempts     int
+				BackoffRate     float64
+				MaxDelaySeconds float64
+				JitterStrategy  string
+			}
+			Catch []struct {
+				ErrorEquals []string
+				Next        string
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(def), &asl); err != nil {
+		t.Fatal(err)
+	}
+	begin := asl.States["Begin"]
+	var total time.Duration
+	found := false
+	for _, r := range begin.Retry {
+		if !slices.Contains(r.ErrorEquals, "LeaseHeld") {
+			continue
+		}
+		found = true
+		if r.JitterStrategy == "FULL" {
+			t.Error("the LeaseHeld retrier has full jitter, which may end it long before the lease does")
+		}
+		d := r.IntervalSeconds
+		for range r.MaxAttempts {
+			w := d
+			if r.MaxDelaySeconds > 0 && w > r.MaxDelaySeconds {
+				w = r.MaxDelaySeconds
+			}
+			total += time.Duration(w * float64(time.Second))
+			d *= max(r.BackoffRate, 1)
+		}
+	}
+	if !found {
+		t.Fatal("Begin has no LeaseHeld retrier")
+	}
+	if total < backup.DefaultLeaseTTL {
+		t.Errorf("Begin retries a held lease for %v, less than a lease's life (%v)", total, backup.DefaultLeaseTTL)
+	}
+	caught := false
+	for _, c := range begin.Catch {
+		if slices.Contains(c.ErrorEquals, "States.ALL") && c.Next == "Abort" {
+			caught = true
+		}
+	}
+	if !caught {
+		t.Error("Begin has no Catch into Abort: a failure after its write would leave the app REENCRYPTING")
 	}
 }

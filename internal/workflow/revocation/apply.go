@@ -10,6 +10,7 @@ import (
 	"github.com/keyline/keyline/internal/audit"
 	"github.com/keyline/keyline/internal/keys"
 	"github.com/keyline/keyline/internal/lineage"
+	"github.com/keyline/keyline/internal/sealing"
 )
 
 // EffectAwaitingEnable marks an app whose key's deletion was cancelled but which is not
@@ -36,6 +37,11 @@ func (s *Service) RevokeKey(ctx context.Context, keyARN, reason string, cause li
 
 func (s *Service) revoke(ctx context.Context, keyARN, reason string, cause lineage.Cause) (Result, error) {
 	apps, err := s.store.RevokeKey(ctx, keyARN, reason, cause)
+	// B9: whatever this process holds in memory under the key goes at once, even if the
+	// write failed part way (a retry finishes it; a dropped key is only unwrapped again).
+	if n := sealing.ForgetKey(keyARN); n > 0 {
+		s.log.InfoContext(ctx, "revocation: cached data keys dropped", slog.String("key_arn", keyARN), slog.Int("keys", n))
+	}
 	// Apps changed before an error are changed (and a retry, which finishes the rest, will
 	// not report them again): their events go out either way.
 	s.emit(ctx, keyARN, reason, cause, apps)
