@@ -51,6 +51,7 @@ func ruleChecks() []ruleCheck {
 		{"R1", checkR1}, {"R2", checkR2}, {"R3", checkR3}, {"R4", checkR4}, {"R5", checkR5},
 		{"R6", checkR6}, {"R7", checkR7}, {"R8", checkR8}, {"B1", checkB1}, {"B2", checkB2},
 		{"B3", checkB3}, {"B4", checkB4}, {"B5", checkB5}, {"B6", checkB6}, {"B7", checkB7}, {"B8", checkB8},
+		{"B9", checkB9}, {"B10", checkB10},
 	}
 }
 

@@ -3,6 +3,7 @@ package acceptance
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"fmt"
 	"strings"
 	"time"
@@ -58,6 +59,9 @@ func checkR1(ctx context.Context, r *demoRun) (string, error) {
 	}
 	if w.Status < 400 {
 		return "", violated("a CMK write succeeded (%d) while the customer key is disabled: it fell back to another key", w.Status)
+	}
+	if err := refusal(w, "a CMK write while the customer key is disabled", 409); err != nil {
+		return "", err
 	}
 	gens, _ = r.org.Keys(ctx, app)
 	for _, g := range gens {
@@ -866,4 +870,110 @@ func clip(s string) string {
 		return s[:107] + "..."
 	}
 	return s
+}
+
+// refusal checks that an answer is a refusal with one of the wanted statuses: a 5xx is never
+// a refusal (the system failed, it did not decide), nor is a success.
+func refusal(a api.Answer, what string, want ...int) error {
+	if a.Status >= 500 {
+		return violated("%s answered %d (a server error, not a refusal): %s", what, a.Status, clip(a.Message()))
+	}
+	for _, w := range want {
+		if a.Status == w {
+			return nil
+		}
+	}
+	return violated("%s answered %d, want %v: %s", what, a.Status, want, clip(a.Message()))
+}
+
+// B9: from the moment a revocation is applied, nothing sealed under the key is served and
+// nothing new is sealed under it, whatever keyline holds in memory: the app's CMK data is
+// read (so its data key is cached) just before the key is disabled; then reads and writes
+// answer 409 at once, while the same app's managed-scope data keeps working.
+func checkB9(ctx context.Context, r *demoRun) (string, error) {
+	app, key, err := r.newCMKApp(ctx, "b9", 3, 1)
+	if err != nil {
+		return "", prereq("app", err)
+	}
+	for i := range 3 {
+		if err := r.read(ctx, app, "cmk", fmt.Sprintf("cmk/obj-%04d", i)); err != nil {
+			return "", prereq("reading before the revocation", err)
+		}
+	}
+	if err := r.disable(ctx, key); err != nil {
+		return "", err
+	}
+	if _, _, err := r.waitStatus(ctx, app, "DEACTIVATED", 10*time.Second); err != nil {
+		return "", violated("after its key was disabled: %v", err)
+	}
+	path := "cmk/obj-0000"
+	a, err := r.org.Do(ctx, "GET", "/v1/apps/"+app+"/objects/"+path, nil, "X-Keyline-Scope", "cmk")
+	if err != nil {
+		return "", err
+	}
+	if strings.Contains(string(a.Body), objectContent(app, path)[:20]) {
+		return "", violated("a read of CMK data after the revocation returned the plaintext (%d)", a.Status)
+	}
+	if err := refusal(a, "a read of CMK data after the revocation", 409); err != nil {
+		return "", err
+	}
+	w, err := r.org.Do(ctx, "PUT", "/v1/apps/"+app+"/objects/cmk/after", "new data", "X-Keyline-Scope", "cmk")
+	if err != nil {
+		return "", err
+	}
+	if err := refusal(w, "a write of CMK data after the revocation", 409); err != nil {
+		return "", err
+	}
+	if err := r.read(ctx, app, "managed", "managed/obj-0000"); err != nil {
+		return "", violated("managed-scope data of the app is no longer served: %v", err)
+	}
+	return fmt.Sprintf("CMK data read (key cached), key disabled: reads answer %d without a byte, writes %d; managed-scope data still served", a.Status, w.Status), nil
+}
+
+// b10ForeignAccount is the account of the other org's key in the B10 check.
+const b10ForeignAccount = "222222222222"
+
+// B10: an org uses only keys in the AWS accounts it enrolled. Another org enrols its own
+// account; the demo org's attempt to create an app on that org's key is refused (never a
+// 5xx), creates nothing, and the refusal does not tell whether the key exists.
+func checkB10(ctx context.Context, r *demoRun) (string, error) {
+	other := r.name("b10-other")
+	if err := r.op.Expect(ctx, 201, "POST", "/v1/orgs", map[string]any{"orgId": other, "name": "Another customer", "accounts": []string{b10ForeignAccount}}, nil); err != nil {
+		return "", prereq("the other org", err)
+	}
+	foreign := "arn:aws:kms:us-east-1:" + b10ForeignAccount + ":key/" + uuidLike(r.name("k"))
+	app := r.name("b10")
+	a, err := r.org.Do(ctx, "POST", "/v1/apps", map[string]string{"appId": app, "orgId": r.orgID, "keyModel": "cmk", "keyArn": foreign})
+	if err != nil {
+		return "", err
+	}
+	if err := refusal(a, "an app on another org's key", 422, 403); err != nil {
+		return "", err
+	}
+	g, err := r.op.Do(ctx, "GET", "/v1/apps/"+app, nil)
+	if err != nil {
+		return "", err
+	}
+	if g.Status != 404 {
+		return "", violated("the refused app exists anyway (%d)", g.Status)
+	}
+	// The demo org cannot see the other org's apps either.
+	otherApp := r.name("b10-theirs")
+	if err := r.op.Expect(ctx, 201, "POST", "/v1/apps", map[string]string{"appId": otherApp, "orgId": other, "keyModel": "managed"}, nil); err != nil {
+		return "", prereq("the other org's app", err)
+	}
+	s, err := r.org.Do(ctx, "GET", "/v1/apps/"+otherApp, nil)
+	if err != nil {
+		return "", err
+	}
+	if err := refusal(s, "reading another org's app", 404); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("an app on a key of another org's account refused (%d), nothing created; the other org's app answers %d", a.Status, s.Status), nil
+}
+
+// uuidLike shapes s into a key id (8-4-4-4-12 hex digits).
+func uuidLike(s string) string {
+	h := fmt.Sprintf("%x", sha256.Sum256([]byte(s)))
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
 }

@@ -98,3 +98,5 @@ func TestEveryRuleHasACheck(t *testing.T) {
 		t.Errorf("%d checks, want %d", len(got), len(want))
 	}
 }
+func TestRuleB9RevocationCutsAccess(t *testing.T) { runRule(t, "B9") }
+func TestRuleB10Tenancy(t *testing.T)             { runRule(t, "B10") }

@@ -1,0 +1,219 @@
+// Package invariants checks the invariants of DESIGN §7 over one observed state of keyline:
+// the lineage (apps, generations, backups, audit), the objects at rest (the generation and
+// key named in each sealed header) and the executions of the state machines. The soak, the
+// demo and tests collect a Snapshot (Collect) and call Check; every violation names its
+// invariant, its app and what was seen.
+//
+// What a snapshot can show is checked here: I1 (one ACTIVE generation; deactivated exactly
+// when its key is revoked), I3 (no CMK-scope object of a settled app under an older
+// generation), I4 (no backup recorded for a generation that was never ACTIVE; a backup listed
+// restorable is on the active generation), I7 (no app REENCRYPTING without a running
+// execution; no execution running past a bound) and I9 (every retired or revoked generation
+// has its audit entry). I2, I5, I6, I8 and I10 need a history of operations (what a client
+// was told, what KMS says): the soak checks them against its own record.
+package invariants
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/keyline/keyline/internal/lineage"
+)
+
+// Invariant ids.
+const (
+	I1 = "I1"
+	I3 = "I3"
+	I4 = "I4"
+	I7 = "I7"
+	I9 = "I9"
+)
+
+// DefaultMaxRunning bounds how long an execution may run before I7 reports it.
+const DefaultMaxRunning = 2 * time.Hour
+
+// Object is one CMK-scope object at rest, as its sealed header names it.
+type Object struct {
+	Key        string `json:"key"`
+	Generation int    `json:"generation"`
+	KeyARN     string `json:"keyArn"`
+}
+
+// Execution is one execution of a state machine, with the app its input names.
+type Execution struct {
+	Arn     string    `json:"executionArn"`
+	Machine string    `json:"machine"` // the state machine's name, e.g. "reencrypt"
+	Status  string    `json:"status"`  // RUNNING, SUCCEEDED, FAILED, …
+	AppID   string    `json:"appId,omitempty"`
+	Started time.Time `json:"started"`
+}
+
+// AppState is what is known of one app.
+type AppState struct {
+	App         lineage.App          `json:"app"`
+	Generations []lineage.Generation `json:"generations"`
+	Backups     []lineage.BackupView `json:"backups"`
+	Audit       []lineage.AuditEntry `json:"audit"`
+	// Objects are the app's CMK-scope objects at rest.
+	Objects []Object `json:"objects"`
+	// Stranded are objects an abort reported left under its generation (I3 allows them).
+	Stranded map[string]bool `json:"stranded,omitempty"`
+}
+
+// Snapshot is one observation of the system.
+type Snapshot struct {
+	Apps       []AppState  `json:"apps"`
+	Executions []Execution `json:"executions"`
+	// ExecutionsKnown says whether Executions is the complete list (I7 needs it).
+	ExecutionsKnown bool          `json:"executionsKnown"`
+	Now             time.Time     `json:"now"`
+	MaxRunning      time.Duration `json:"maxRunning,omitempty"`
+}
+
+// Violation is one invariant seen broken.
+type Violation struct {
+	Invariant string `json:"invariant"`
+	AppID     string `json:"appId,omitempty"`
+	Detail    string `json:"detail"`
+}
+
+func (v Violation) String() string { return v.Invariant + " " + v.AppID + ": " + v.Detail }
+
+// Report is the outcome of one Check: how many individual checks ran and what broke.
+type Report struct {
+	Checked    int         `json:"checked"`
+	Violations []Violation `json:"violations,omitempty"`
+}
+
+type checker struct {
+	r Report
+}
+
+func (c *checker) check(ok bool, inv, app, format string, a ...any) {
+	c.r.Checked++
+	if !ok {
+		c.r.Violations = append(c.r.Violations, Violation{Invariant: inv, AppID: app, Detail: fmt.Sprintf(format, a...)})
+	}
+}
+
+// Check checks the snapshot.
+func Check(s Snapshot) Report {
+	c := &checker{}
+	maxRun := s.MaxRunning
+	if maxRun <= 0 {
+		maxRun = DefaultMaxRunning
+	}
+	running := map[string]bool{} // app → a re-encryption execution runs
+	for _, ex := range s.Executions {
+		if ex.Status == "RUNNING" {
+			if ex.Machine == "reencrypt" && ex.AppID != "" {
+				running[ex.AppID] = true
+			}
+			if !ex.Started.IsZero() && !s.Now.IsZero() {
+				c.check(s.Now.Sub(ex.Started) <= maxRun, I7, ex.AppID, "execution %s of %s running for %v (bound %v)", ex.Arn, ex.Machine, s.Now.Sub(ex.Started).Round(time.Second), maxRun)
+			}
+		}
+	}
+	for _, a := range s.Apps {
+		checkApp(c, a, s.ExecutionsKnown && running[a.App.ID], s.ExecutionsKnown)
+	}
+	sort.SliceStable(c.r.Violations, func(i, j int) bool { return c.r.Violations[i].Invariant < c.r.Violations[j].Invariant })
+	return c.r
+}
+
+func checkApp(c *checker, a AppState, reencryptRunning, execKnown bool) {
+	app := a.App
+	id := app.ID
+	gens := map[int]lineage.Generation{}
+	active := 0
+	for _, g := range a.Generations {
+		gens[g.Number] = g
+		if g.State == lineage.GenActive {
+			active++
+		}
+	}
+	cur, ok := gens[app.ActiveGeneration]
+	c.check(ok, I1, id, "the active generation %d is not in the lineage", app.ActiveGeneration)
+	switch app.Status {
+	case lineage.AppDeactivated:
+		c.check(active == 0, I1, id, "deactivated, yet %d generation(s) ACTIVE", active)
+		c.check(!ok || cur.State == lineage.GenRevoked || app.StatusReason != "", I1, id, "deactivated without a revoked active generation or an operator's hold (generation %d is %s)", app.ActiveGeneration, cur.State)
+	default:
+		c.check(active == 1, I1, id, "%s with %d ACTIVE generations, want exactly one", app.Status, active)
+		c.check(!ok || cur.State == lineage.GenActive, I1, id, "%s but its active generation %d is %s (revoked key, app not deactivated)", app.Status, app.ActiveGeneration, cur.State)
+	}
+	if app.Status == lineage.AppReencrypting {
+		p, ok := gens[app.PendingGeneration]
+		c.check(ok && p.State == lineage.GenPending, I1, id, "re-encrypting to generation %d, which is %s", app.PendingGeneration, p.State)
+		if execKnown {
+			c.check(reencryptRunning, I7, id, "REENCRYPTING (to generation %d) without a running re-encryption execution", app.PendingGeneration)
+		}
+	}
+
+	// I3: a settled CMK app has every CMK-scope object under its active generation, except
+	// those an abort listed as stranded.
+	if app.KeyModel == lineage.KeyModelCMK && app.Status == lineage.AppActive {
+		for _, o := range a.Objects {
+			if a.Stranded[o.Key] {
+				continue
+			}
+			c.check(o.Generation == app.ActiveGeneration, I3, id, "object %s sealed under generation %d (%s), the active one is %d", o.Key, o.Generation, gens[o.Generation].State, app.ActiveGeneration)
+		}
+	}
+
+	// I4: backups only of generations that were ACTIVE; listed restorable only on the active one.
+	for _, b := range a.Backups {
+		g, ok := gens[b.Generation]
+		c.check(ok, I4, id, "backup %s names generation %d, not in the lineage", b.ID, b.Generation)
+		if !ok {
+			continue
+		}
+		c.check(g.State != lineage.GenPending, I4, id, "backup %s recorded for the PENDING generation %d", b.ID, b.Generation)
+		c.check(g.KeyARN == b.KeyARN, I4, id, "backup %s names key %s, its generation %d key %s", b.ID, b.KeyARN, b.Generation, g.KeyARN)
+		if b.Restorable {
+			c.check(g.State == lineage.GenActive && app.Status != lineage.AppDeactivated, I4, id, "backup %s listed restorable on generation %d (%s, app %s)", b.ID, b.Generation, g.State, app.Status)
+		}
+	}
+
+	// I9: every retired or revoked generation has the audit entry of its change.
+	actions := map[string]map[string]bool{} // generation → actions naming it
+	for _, e := range a.Audit {
+		for _, k := range []string{"generation", "retiredGeneration"} {
+			if n := e.Detail[k]; n != "" {
+				if actions[n] == nil {
+					actions[n] = map[string]bool{}
+				}
+				actions[n][e.Action] = true
+			}
+		}
+		if e.Action == lineage.ActionKeyRevoked || e.Action == lineage.ActionPendingKeyRevoked {
+			if actions["*revoked"] == nil {
+				actions["*revoked"] = map[string]bool{}
+			}
+			actions["*revoked"][e.Action] = true
+		}
+	}
+	c.check(len(a.Audit) == 0 || hasAction(a.Audit, lineage.ActionAppCreated), I9, id, "no %s entry", lineage.ActionAppCreated)
+	for _, g := range a.Generations {
+		n := strconv.Itoa(g.Number)
+		switch g.State {
+		case lineage.GenRetired:
+			c.check(actions[n][lineage.ActionReencryptCommitted] || actions[n][lineage.ActionReencryptAborted], I9, id,
+				"generation %d RETIRED without a commit or abort in the audit trail", g.Number)
+		case lineage.GenRevoked:
+			c.check(actions[n][lineage.ActionKeyRevoked] || actions[n][lineage.ActionPendingKeyRevoked] || len(actions["*revoked"]) > 0, I9, id,
+				"generation %d REVOKED without a revocation in the audit trail", g.Number)
+		}
+	}
+}
+
+func hasAction(es []lineage.AuditEntry, action string) bool {
+	for _, e := range es {
+		if e.Action == action {
+			return true
+		}
+	}
+	return false
+}
