@@ -536,7 +536,7 @@ func TestCachingUnwrapperConcurrent(t *testing.T) {
 // ForgetKey drops the keys of a revoked KMS key from every cache of the process at once (B9).
 func TestCachingUnwrapperAgeAndForget(t *testing.T) {
 	env := newKMSEnv(t)
-	encCtx := keys.EncryptionContext("app-age", 1, keys.PurposeData)
+	encCtx := keys.EncryptionContext("org-1", "app-age", 1, keys.PurposeData)
 	dk, err := env.provider.GenerateDataKey(context.Background(), env.keyARN, encCtx)
 	if err != nil {
 		t.Fatal(err)
