@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/keyline/keyline/internal/console/api"
+	"github.com/keyline/keyline/internal/invariants"
 )
 
 // demoSystem is what the rule checks need of a running keyline: the console, the AWS
@@ -37,6 +38,9 @@ type demoSystem struct {
 	DropCloudTrail func(drop bool)
 	// RegisterFunction registers an in-process Lambda function and returns its ARN.
 	RegisterFunction func(name string, handler any) string
+	// Invariants waits until the deployment is idle and checks DESIGN §7's invariants over
+	// the lineage, the objects at rest and the executions (nil: not available).
+	Invariants func(ctx context.Context) (invariants.Report, error)
 }
 
 // ruleCheck is one rule of DESIGN.md §1 checked end to end.

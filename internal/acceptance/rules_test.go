@@ -100,3 +100,20 @@ func TestEveryRuleHasACheck(t *testing.T) {
 }
 func TestRuleB9RevocationCutsAccess(t *testing.T) { runRule(t, "B9") }
 func TestRuleB10Tenancy(t *testing.T)             { runRule(t, "B10") }
+
+// After the rule tests of this binary ran (in file order, before this one), the invariants
+// hold over everything they did.
+func TestZInvariantsHoldAfterTheRules(t *testing.T) {
+	r := rulesSystem(t)
+	rep, err := r.sys.Invariants(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range rep.Violations {
+		t.Errorf("violated: %s", v)
+	}
+	if rep.Checked == 0 {
+		t.Fatal("no invariant checked")
+	}
+	t.Logf("invariants: %d checked, %d violated", rep.Checked, len(rep.Violations))
+}

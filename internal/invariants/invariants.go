@@ -156,8 +156,8 @@ func checkApp(c *checker, a AppState, reencryptRunning, execKnown bool) {
 	// those an abort listed as stranded.
 	if app.KeyModel == lineage.KeyModelCMK && app.Status == lineage.AppActive {
 		for _, o := range a.Objects {
-			if a.Stranded[o.Key] {
-				continue
+			if a.Stranded[o.Key] || gens[o.Generation].State == lineage.GenRevoked {
+				continue // left by an abort under a generation only its revoked key opens
 			}
 			c.check(o.Generation == app.ActiveGeneration, I3, id, "object %s sealed under generation %d (%s), the active one is %d", o.Key, o.Generation, gens[o.Generation].State, app.ActiveGeneration)
 		}
