@@ -206,11 +206,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		if opts.RolePolicies != nil {
 			opts.IAM = IAMOn
 		}
-	case IAMOn:
-		if opts.RolePolicies == nil {
-			return nil, fmt.Errorf("%w: --iam on: the deployment contract provides no function role policies to evaluate yet", ErrOptions)
-		}
-	case IAMOff:
+	case IAMOn, IAMOff:
 	default:
 		return nil, fmt.Errorf("%w: --iam %q: want on or off", ErrOptions, opts.IAM)
 	}
@@ -397,6 +393,22 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}
 	st.ddb = r.p
 	st.router.Register(endpoint.ServiceDynamoDB, st.ddb)
+	if st.IAM == IAMOn && opts.RolePolicies == nil {
+		// The deployment contract's role policies, as CDK deploys them.
+		docs, err := st.Policies()
+		if err != nil {
+			return nil, fmt.Errorf("role policies: %w", err)
+		}
+		raw := make(map[string]json.RawMessage, len(docs))
+		for fn, d := range docs {
+			if raw[fn], err = json.Marshal(d); err != nil {
+				return nil, fmt.Errorf("role policy of %s: %w", fn, err)
+			}
+		}
+		if err := st.policies.setRolePolicies(raw); err != nil {
+			return nil, err
+		}
+	}
 	if st.IAM == IAMOn {
 		names := make([]string, 0, len(dep.Functions))
 		for _, f := range dep.Functions {
