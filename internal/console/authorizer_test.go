@@ -70,10 +70,11 @@ func policyOf(t *testing.T, r events.APIGatewayCustomAuthorizerResponse) string 
 
 func TestAuthorizerAllowsKnownTokens(t *testing.T) {
 	a, tokens := newAuthorizer(t)
-	orgToken, err := tokens.IssueOrgToken(context.Background(), "acme")
+	issued, err := tokens.IssueOrgToken(context.Background(), "acme", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
+	orgToken := issued.Token
 	for _, c := range []struct {
 		token, principal, org string
 	}{
@@ -95,7 +96,7 @@ func TestAuthorizerAllowsKnownTokens(t *testing.T) {
 
 func TestAuthorizerDeniesUnknownTokens(t *testing.T) {
 	a, tokens := newAuthorizer(t)
-	if _, err := tokens.IssueOrgToken(context.Background(), "acme"); err != nil {
+	if _, err := tokens.IssueOrgToken(context.Background(), "acme", 0); err != nil {
 		t.Fatal(err)
 	}
 	for _, token := range []string{"klo_not-a-token-anyone-was-given", "operator-secret-for-test", console.HashToken(operatorToken)} {

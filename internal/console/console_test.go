@@ -81,7 +81,7 @@ func setup(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tokens, err := console.NewTokens(ddb, table, console.HashToken(operatorToken), nil)
+	tokens, err := console.NewTokens(ddb, table, console.HashToken(operatorToken), clk.Now)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -89,6 +89,8 @@ func New(o Options) *Server {
 	s := &Server{o: o, mux: http.NewServeMux()}
 	s.route("POST /v1/orgs", s.createOrg)
 	s.route("POST /v1/orgs/{orgId}/tokens", s.createToken)
+	s.route("GET /v1/orgs/{orgId}/tokens", s.listTokens)
+	s.route("DELETE /v1/orgs/{orgId}/tokens/{tokenId}", s.revokeToken)
 	s.route("POST /v1/apps", s.createApp)
 	s.route("GET /v1/apps", s.listApps)
 	s.route("GET /v1/apps/{appId}", s.getApp)
@@ -337,9 +339,19 @@ func (s *Server) createToken(w http.ResponseWriter, r *request) error {
 	if err := checkID("orgId", orgID); err != nil {
 		return err
 	}
-	var body struct{}
+	var body struct {
+		TTLHours *int `json:"ttlHours"`
+	}
 	if err := decode(r, &body); err != nil {
 		return err
+	}
+	ttl := DefaultTokenTTL
+	if body.TTLHours != nil {
+		maxHours := int(MaxTokenTTL / time.Hour)
+		if *body.TTLHours < 1 || *body.TTLHours > maxHours {
+			return badRequest("ttlHours must be between 1 and %d (default %d)", maxHours, int(DefaultTokenTTL/time.Hour))
+		}
+		ttl = time.Duration(*body.TTLHours) * time.Hour
 	}
 	if _, err := s.o.Store.GetOrg(r.Context(), orgID); err != nil {
 		if errors.Is(err, lineage.ErrNotFound) {
@@ -347,11 +359,62 @@ func (s *Server) createToken(w http.ResponseWriter, r *request) error {
 		}
 		return err
 	}
-	token, err := s.o.Tokens.IssueOrgToken(r.Context(), orgID)
+	tok, err := s.o.Tokens.IssueOrgToken(r.Context(), orgID, ttl)
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, map[string]string{"token": token, "orgId": orgID})
+	writeJSON(w, http.StatusCreated, tok)
+	return nil
+}
+
+// orgForOperator checks the operator's token route on an existing org.
+func (s *Server) orgForOperator(r *request, what string) (string, error) {
+	if !r.who.Operator {
+		return "", forbidden("only the operator " + what)
+	}
+	orgID := r.PathValue("orgId")
+	if err := checkID("orgId", orgID); err != nil {
+		return "", err
+	}
+	if _, err := s.o.Store.GetOrg(r.Context(), orgID); err != nil {
+		if errors.Is(err, lineage.ErrNotFound) {
+			return "", notFound("org " + orgID)
+		}
+		return "", err
+	}
+	return orgID, nil
+}
+
+func (s *Server) listTokens(w http.ResponseWriter, r *request) error {
+	orgID, err := s.orgForOperator(r, "lists org tokens")
+	if err != nil {
+		return err
+	}
+	list, err := s.o.Tokens.ListOrgTokens(r.Context(), orgID)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, list)
+	return nil
+}
+
+func (s *Server) revokeToken(w http.ResponseWriter, r *request) error {
+	orgID, err := s.orgForOperator(r, "revokes org tokens")
+	if err != nil {
+		return err
+	}
+	tokenID := r.PathValue("tokenId")
+	if err := checkID("tokenId", tokenID); err != nil {
+		return err
+	}
+	if err := s.o.Tokens.RevokeOrgToken(r.Context(), orgID, tokenID); err != nil {
+		if errors.Is(err, ErrTokenNotFound) {
+			return notFound("token " + tokenID + " of org " + orgID)
+		}
+		return err
+	}
+	s.o.Logger.InfoContext(r.Context(), "org token revoked", "requestId", r.id, "orgId", orgID, "tokenId", tokenID)
+	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 

@@ -4,10 +4,12 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
+	"github.com/keyline/keyline/internal/console"
 	"github.com/keyline/keyline/internal/lineage"
 	"github.com/keyline/keyline/internal/testenv"
 )
@@ -106,4 +108,75 @@ func TestUnusableKeyAnswerIsGeneric(t *testing.T) {
 	keyRefused(t, e.do("POST", "/v1/apps", tok, map[string]string{"appId": "a1", "orgId": "acme", "keyModel": "cmk", "keyArn": disabled}), disabled)
 	missing := "arn:aws:kms:us-east-1:" + testenv.KMSAccountID + ":key/00000000-1111-2222-3333-444444444444"
 	keyRefused(t, e.do("POST", "/v1/apps", tok, map[string]string{"appId": "a1", "orgId": "acme", "keyModel": "cmk", "keyArn": missing}), missing)
+}
+
+// TestOrgTokensExpireListAndRevoke: an org token has an expiry (90 days by default, ttlHours
+// otherwise); the list shows ids and expiry, never the secret; a revoked or expired token
+// stops working at once, and an org token cannot list or revoke tokens.
+func TestOrgTokensExpireListAndRevoke(t *testing.T) {
+	e := setup(t)
+	e.org("acme")
+	var def, short struct {
+		TokenID   string    `json:"tokenId"`
+		Token     string    `json:"token"`
+		ExpiresAt time.Time `json:"expiresAt"`
+	}
+	e.must(201, e.do("POST", "/v1/orgs/acme/tokens", operatorToken, map[string]any{})).json(t, &def)
+	if got := def.ExpiresAt.Sub(e.clock.Now()); got < 90*24*time.Hour-time.Minute || got > 90*24*time.Hour+time.Minute {
+		t.Fatalf("default expiry in %s, want 90 days", got)
+	}
+	e.must(201, e.do("POST", "/v1/orgs/acme/tokens", operatorToken, map[string]any{"ttlHours": 2})).json(t, &short)
+	for _, bad := range []any{0, -1, 100000, "2"} {
+		e.must(400, e.do("POST", "/v1/orgs/acme/tokens", operatorToken, map[string]any{"ttlHours": bad}))
+	}
+	e.must(200, e.do("GET", "/v1/apps", short.Token, nil))
+
+	// The list: ids and expiry, no secret, no hash.
+	r := e.must(200, e.do("GET", "/v1/orgs/acme/tokens", operatorToken, nil))
+	var list []struct {
+		TokenID   string    `json:"tokenId"`
+		ExpiresAt time.Time `json:"expiresAt"`
+	}
+	r.json(t, &list)
+	ids := func() map[string]time.Time {
+		m := map[string]time.Time{}
+		for _, l := range list {
+			m[l.TokenID] = l.ExpiresAt
+		}
+		return m
+	}
+	// Three: the one org() issued, and these two.
+	if got := ids(); len(got) != 3 || !got[def.TokenID].Equal(def.ExpiresAt) || !got[short.TokenID].Equal(short.ExpiresAt) {
+		t.Fatalf("token list %s", r.body)
+	}
+	for _, secret := range []string{def.Token, short.Token, console.HashToken(def.Token), console.HashToken(short.Token)} {
+		if strings.Contains(string(r.body), secret) {
+			t.Fatalf("the token list reveals a secret: %s", r.body)
+		}
+	}
+	// Only the operator lists and revokes; another org's token id is not found.
+	e.must(403, e.do("GET", "/v1/orgs/acme/tokens", def.Token, nil))
+	e.must(403, e.do("DELETE", "/v1/orgs/acme/tokens/"+short.TokenID, def.Token, nil))
+	e.org("globex")
+	e.must(404, e.do("DELETE", "/v1/orgs/globex/tokens/"+short.TokenID, operatorToken, nil))
+	e.must(200, e.do("GET", "/v1/apps", short.Token, nil))
+
+	// Expiry: two hours later the short token is refused, the default one still works.
+	e.clock.Advance(2*time.Hour + time.Second)
+	e.must(401, e.do("GET", "/v1/apps", short.Token, nil))
+	e.must(200, e.do("GET", "/v1/apps", def.Token, nil))
+
+	// Revocation: at once, and a second revocation finds nothing.
+	e.must(204, e.do("DELETE", "/v1/orgs/acme/tokens/"+def.TokenID, operatorToken, nil))
+	e.must(401, e.do("GET", "/v1/apps", def.Token, nil))
+	e.must(404, e.do("DELETE", "/v1/orgs/acme/tokens/"+def.TokenID, operatorToken, nil))
+	r = e.must(200, e.do("GET", "/v1/orgs/acme/tokens", operatorToken, nil))
+	list = nil
+	r.json(t, &list)
+	if got := ids(); len(got) != 2 || !got[short.TokenID].Equal(short.ExpiresAt) {
+		t.Fatalf("token list after the revocation: %s", r.body)
+	}
+	if _, ok := ids()[def.TokenID]; ok {
+		t.Fatalf("the revoked token is still listed: %s", r.body)
+	}
 }

@@ -231,8 +231,8 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if opts.Progress == nil {
 		opts.Progress = io.Discard
 	}
-	if opts.OperatorToken == "" {
-		opts.OperatorToken = console.NewToken("klop_")
+	if opts.OperatorToken != "" && len(opts.OperatorToken) < MinOperatorTokenLen {
+		return nil, fmt.Errorf("%w: the operator token must be at least %d characters (KEYLINE_OPERATOR_TOKEN); unset it to have one generated", ErrOptions, MinOperatorTokenLen)
 	}
 	dir, err := filepath.Abs(opts.DataDir)
 	if err != nil {
@@ -240,6 +240,9 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	if opts.OperatorToken, err = operatorToken(dir, opts.OperatorToken); err != nil {
+		return nil, err
 	}
 	log := opts.Logger
 	st := &Stack{DataDir: dir, OperatorToken: opts.OperatorToken, clock: opts.Clock, logger: log, Machines: map[string]string{}, IAM: opts.IAM}

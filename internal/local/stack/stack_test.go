@@ -30,7 +30,7 @@ import (
 )
 
 // testToken is the operator token the tests start the stack with (so a restart keeps it).
-const testToken = "klop_test-operator-token"
+const testToken = "klop_test-operator-token-0123456789abcdef"
 
 func startTestStack(t *testing.T, ctx context.Context, dir, seed string, progress io.Writer, dropCloudTrail *atomic.Bool) *Stack {
 	t.Helper()
@@ -389,6 +389,7 @@ func TestStartStackRefusesBadOptions(t *testing.T) {
 		{DataDir: t.TempDir(), Addr: "0.0.0.0:0", ConsoleAddr: "127.0.0.1:0"},
 		{DataDir: t.TempDir(), Addr: "127.0.0.1:0", ConsoleAddr: "192.0.2.1:8080"},
 		{DataDir: t.TempDir(), Addr: "127.0.0.1:0", ConsoleAddr: "127.0.0.1:0", Seed: "lots"},
+		{DataDir: t.TempDir(), Addr: "127.0.0.1:0", ConsoleAddr: "127.0.0.1:0", OperatorToken: "too-short-to-be-a-secret"},
 	} {
 		if st, err := Start(ctx, o); err == nil {
 			st.Close()
