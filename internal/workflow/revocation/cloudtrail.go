@@ -50,6 +50,11 @@ type KeyEvent struct {
 	KeyARN  string
 	Region  string
 	Account string
+	// Source is the EventBridge envelope's source; EnvelopeAccount its account and
+	// RecipientAccount the CloudTrail record's recipientAccountId. CheckEvent compares them.
+	Source           string
+	EnvelopeAccount  string
+	RecipientAccount string
 }
 
 // envelope is an EventBridge event carrying a CloudTrail record in detail.
@@ -112,9 +117,10 @@ func ParseEvent(raw []byte) (KeyEvent, error) {
 	if ev.ID == "" {
 		return KeyEvent{}, &MalformedError{What: "no eventID"}
 	}
-	if env.Source != "" && env.Source != "aws.kms" {
+	if env.Source != "" && env.Source != EventSourceKMS {
 		return KeyEvent{}, &MalformedError{EventID: ev.ID, What: fmt.Sprintf("source %q is not aws.kms", env.Source)}
 	}
+	// A missing source and the accounts are checked by CheckEvent, which audits a refusal.
 	if d.EventSource != "kms.amazonaws.com" {
 		return KeyEvent{}, &MalformedError{EventID: ev.ID, What: fmt.Sprintf("eventSource %q is not kms.amazonaws.com", d.EventSource)}
 	}
@@ -136,6 +142,7 @@ func ParseEvent(raw []byte) (KeyEvent, error) {
 	ev.Time = t.UTC()
 	ev.Region = firstNonEmpty(d.AWSRegion, env.Region)
 	ev.Account = firstNonEmpty(d.RecipientAccountID, env.Account)
+	ev.Source, ev.EnvelopeAccount, ev.RecipientAccount = env.Source, env.Account, d.RecipientAccountID
 
 	arn, err := resolveKeyARN(d, ev.Region, ev.Account)
 	if err != nil {

@@ -42,7 +42,7 @@ func TestSampleEventsThroughHandler(t *testing.T) {
 	deps := func(ctx context.Context) (handlers.Deps, error) {
 		cfg, err := config.LoadDefaultConfig(ctx)
 		return handlers.Deps{AWS: cfg, Env: func(k string) string { return settings[k] }, Logger: slog.Default(),
-			Clock: clock.NewFake(time.Date(2026, 11, 27, 10, 16, 0, 0, time.UTC))}, err
+			Clock: clock.NewFake(time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC))}, err // after every sample's eventTime
 	}
 	build := func(name string) lambda.Handler {
 		h, err := handlers.Build(e.ctx, name, deps)

@@ -36,6 +36,7 @@ const ActionAwaitingEnable = "key.awaiting_enable"
 // Store is what the revocation path needs of the lineage store (*lineage.Store satisfies it).
 type Store interface {
 	GetApp(ctx context.Context, appID string) (lineage.App, error)
+	GetOrg(ctx context.Context, orgID string) (lineage.Org, error)
 	ActiveKey(ctx context.Context, appID string) (lineage.App, lineage.Generation, error)
 	FindGenerationsByKey(ctx context.Context, keyARN string) ([]lineage.Generation, error)
 	RevokeKey(ctx context.Context, keyARN, reason string, cause lineage.Cause) ([]lineage.AffectedApp, error)
@@ -193,6 +194,13 @@ func (s *Service) HandleEvent(ctx context.Context, ev KeyEvent) (Result, error) 
 	}
 	if ev.ID == "" || ev.KeyARN == "" || ev.Time.IsZero() {
 		return Result{}, &MalformedError{EventID: ev.ID, What: "an event needs an id, a key ARN and a time"}
+	}
+	// B10: only an event from the key's own, enrolled account counts; the check comes before
+	// the event id is claimed, so a forged event cannot spend a real event's id.
+	if reason, err := s.CheckEvent(ctx, ev); err != nil {
+		return Result{}, err
+	} else if reason != "" {
+		return s.refuseEvent(ctx, ev, reason)
 	}
 	switch dup, err := s.claim(ctx, ev.ID); {
 	case err != nil:
