@@ -6,6 +6,8 @@ package console
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -119,8 +121,16 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.Serve
 type request struct {
 	*http.Request
 	who Principal
-	id  string
+	// id is keyline's id of the request: audit entries and execution names use it.
+	id string
+	// clientID is the client's X-Request-Id (validated, at most MaxClientRequestIDLen).
+	clientID string
 }
+
+// MaxClientRequestIDLen bounds a client's X-Request-Id.
+const MaxClientRequestIDLen = 128
+
+var clientRequestIDPattern = regexp.MustCompile(`^[\x21-\x7e]{1,128}$`)
 
 type handlerFunc func(w http.ResponseWriter, r *request) error
 
@@ -128,12 +138,19 @@ type handlerFunc func(w http.ResponseWriter, r *request) error
 func (s *Server) route(pattern string, h handlerFunc) {
 	s.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		start := s.o.Now()
-		reqID := r.Header.Get("X-Request-Id")
-		if reqID == "" {
-			reqID = lineage.NewID()
-		}
+		// keyline generates the request id; a client's X-Request-Id is a separate field.
+		reqID := lineage.NewID()
 		w.Header().Set("X-Request-Id", reqID)
+		clientID := r.Header.Get("X-Request-Id")
 		log := s.o.Logger.With("requestId", reqID, "method", r.Method, "path", r.URL.Path)
+		if clientID != "" && !clientRequestIDPattern.MatchString(clientID) {
+			writeError(w, badRequest("X-Request-Id must be 1-%d printable ASCII characters without spaces", MaxClientRequestIDLen).(*apiError))
+			return
+		}
+		if clientID != "" {
+			w.Header().Set("X-Client-Request-Id", clientID)
+			log = log.With("clientRequestId", clientID)
+		}
 		defer func() {
 			if p := recover(); p != nil {
 				log.Error("console handler panicked", "panic", fmt.Sprint(p))
@@ -154,7 +171,7 @@ func (s *Server) route(pattern string, h handlerFunc) {
 			writeError(w, &apiError{http.StatusUnauthorized, "Unauthorized", "send `Authorization: Bearer <token>` with an operator or org token"})
 			return
 		}
-		err = h(w, &request{Request: r, who: who, id: reqID})
+		err = h(w, &request{Request: r, who: who, id: reqID, clientID: clientID})
 		if err != nil {
 			ae := s.mapError(err)
 			if ae.status >= 500 {
@@ -277,7 +294,7 @@ func checkKeyARN(v string) error {
 }
 
 func (r *request) cause() lineage.Cause {
-	return lineage.Cause{RequestID: r.id, Actor: r.who.Actor()}
+	return lineage.Cause{RequestID: r.id, ClientRequestID: r.clientID, Actor: r.who.Actor()}
 }
 
 // app loads an app the principal may see; any other org's app is a 404, as a missing one.
@@ -868,10 +885,17 @@ func (s *Server) reactivate(w http.ResponseWriter, r *request) error {
 
 // --- executions ---
 
-// start starts an execution named after what it does plus the request id, so a client
-// retrying the same request (same X-Request-Id) starts it once.
+// start starts an execution named by keyline after what it does plus the request id. A client
+// retrying the same request (same X-Request-Id) starts it once: the name then carries a digest
+// of the principal, the machine, what it does and the client's id, so a client never chooses a
+// name, nor reaches another principal's.
 func (s *Server) start(w http.ResponseWriter, r *request, machine, prefix string, input []byte) error {
-	name := executionName(prefix, r.id)
+	id := r.id
+	if r.clientID != "" {
+		sum := sha256.Sum256([]byte(r.who.Actor() + "\x00" + machine + "\x00" + prefix + "\x00" + r.clientID))
+		id = hex.EncodeToString(sum[:16])
+	}
+	name := executionName(prefix, id)
 	arn, err := s.o.Executions.Start(r.Context(), machine, name, input)
 	if err != nil {
 		return err
