@@ -197,12 +197,12 @@ type Restore struct {
 
 // Cause says why a change happened: the event, request or execution behind it.
 type Cause struct {
-	EventID      string `json:"eventId,omitempty"`
+	EventID string `json:"eventId,omitempty"`
 	// RequestID is keyline's own id of the request (never chosen by the client).
 	RequestID string `json:"requestId,omitempty"`
 	// ClientRequestID is the client's X-Request-Id, kept apart and length-limited.
 	ClientRequestID string `json:"clientRequestId,omitempty"`
-	ExecutionArn string `json:"executionArn,omitempty"`
+	ExecutionArn    string `json:"executionArn,omitempty"`
 	// Actor is who asked (a person, "scheduler", "cloudtrail", "key-health", …). Optional:
 	// AuditEntry.Actor takes it when the entry has none.
 	Actor string `json:"actor,omitempty"`
