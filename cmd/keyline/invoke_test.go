@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -61,12 +62,17 @@ func testInvoke(t *testing.T, st *stack.Stack) {
 	}
 	b, _ := os.ReadFile(ev)
 	_ = json.Unmarshal(b, &sample)
-	if res["eventId"] != sample.Detail.EventID || res["eventName"] != "DisableKey" || res["outcome"] != "revoked" {
+	if res["eventId"] != sample.Detail.EventID || res["eventName"] != "DisableKey" || res["outcome"] != "refused" {
 		t.Fatalf("result %v does not describe the sample event %s", res, sample.Detail.EventID)
 	}
-	// The handler ran against the stack's table: the same event again is a duplicate (B3).
+	// The sample's account (111122223333) is enrolled by no org of this fresh stack, so the
+	// handler, reading the stack's table, refuses the event (B10) and says why.
+	if !strings.Contains(fmt.Sprint(res["reason"]), "enrolled") {
+		t.Fatalf("refusal %v does not name the missing enrolment", res)
+	}
+	// Refusing changes nothing: the same event again gets the same answer.
 	code, stdout, stderr = run("keyevent", "--event", ev, "--data-dir", st.DataDir)
-	if code != 0 || !strings.Contains(stdout, `"outcome":"ignored-duplicate"`) {
+	if code != 0 || !strings.Contains(stdout, `"outcome":"refused"`) {
 		t.Fatalf("second invoke of the same event: exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
 
