@@ -15,7 +15,9 @@ type staticPolicies struct {
 	role, key *iam.Policy
 }
 
-func (s staticPolicies) Identity(authz.Principal) ([]*iam.Policy, error) { return []*iam.Policy{s.role}, nil }
+func (s staticPolicies) Identity(authz.Principal) ([]*iam.Policy, error) {
+	return []*iam.Policy{s.role}, nil
+}
 func (s staticPolicies) Resource(context.Context, authz.Check) (*iam.Policy, error) {
 	return s.key, nil
 }
