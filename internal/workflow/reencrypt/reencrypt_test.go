@@ -483,7 +483,8 @@ func TestOldKeyRevokedDuringReencryption(t *testing.T) {
 	// The key comes back: the app is reactivated on generation 1; the retired generation 2
 	// stays retired, and objects already moved to it still read (by their header).
 	e.setKey(e.k1, true)
-	rr, err := e.rev.HandleEvent(e.ctx, revocation.KeyEvent{ID: "ev-en", Name: revocation.EventEnableKey, Time: e.clk.Now().Add(time.Second), KeyARN: e.k1})
+	rr, err := e.rev.HandleEvent(e.ctx, revocation.KeyEvent{ID: "ev-en", Name: revocation.EventEnableKey, Time: e.clk.Now().Add(time.Second), KeyARN: e.k1,
+		Source: "aws.kms", EnvelopeAccount: strings.Split(e.k1, ":")[4], RecipientAccount: strings.Split(e.k1, ":")[4]})
 	if err != nil || rr.Count(lineage.EffectReactivated) != 1 {
 		t.Fatalf("reactivate: %+v, %v", rr, err)
 	}
