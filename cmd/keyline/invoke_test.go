@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/keyline/keyline/internal/local/stack"
+	"github.com/keyline/keyline/internal/testenv"
 )
 
 // TestInvoke runs `keyline invoke` against a running local deployment.
@@ -29,7 +30,7 @@ func TestInvoke(t *testing.T) {
 
 // testInvoke runs `keyline invoke` against the running stack.
 func testInvoke(t *testing.T, st *stack.Stack) {
-	root := repoRoot(t)
+	root := testenv.RepoRoot(t)
 	ctx := context.Background()
 	run := func(args ...string) (int, string, string) {
 		var out, errb bytes.Buffer
@@ -96,24 +97,5 @@ func testInvoke(t *testing.T, st *stack.Stack) {
 	}
 	if code, _, _ := run("keyevent"); code != 2 {
 		t.Fatalf("no --event: exit %d, want 2", code)
-	}
-}
-
-// repoRoot finds the module root (the directory with keyline's go.mod).
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && strings.Contains(string(b), "module github.com/keyline/keyline\n") {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no keyline go.mod above the test's directory")
-		}
-		dir = parent
 	}
 }

@@ -343,3 +343,14 @@ func DynamoDBPort(t testing.TB) int {
 	}
 	return port
 }
+
+// RepoRoot is the keyline repository's root (the directory whose go.mod declares the
+// module), for tests that read files of the tree (events/, scripts/, tools/node/).
+func RepoRoot(tb testing.TB) string {
+	tb.Helper()
+	dir, err := ddbRepoRoot()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return dir
+}

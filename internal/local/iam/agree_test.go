@@ -11,6 +11,8 @@ import (
 	"regexp"
 	"strconv"
 	"testing"
+
+	"github.com/keyline/keyline/internal/testenv"
 )
 
 // DecisionsEnv names a file of recorded decisions (JSON lines written with
@@ -30,7 +32,7 @@ var summaryLine = regexp.MustCompile(`(?m)^iam decisions: (\d+) compared, (\d+) 
 // this package and replays the recorded decisions through an independent
 // IAM simulator; every decision must agree.
 func TestAgreesWithIAMSimulate(t *testing.T) {
-	root := repoRoot(t)
+	root := testenv.RepoRoot(t)
 	node, err := exec.LookPath("node")
 	if err != nil {
 		t.Fatalf("node is not on PATH (run `make deps`): %v", err)
@@ -106,24 +108,5 @@ func compareWithSimulator(t *testing.T, node, root, path string, want int) {
 	}
 	if n == 0 {
 		t.Fatalf("no decisions in %s", path)
-	}
-}
-
-// repoRoot walks up from the package directory to the directory of go.mod.
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the package directory")
-		}
-		dir = parent
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 	"github.com/keyline/keyline/internal/console/api"
+	"github.com/keyline/keyline/internal/testenv"
 )
 
 // TestSampleEvents runs every sample event of events/ through what it triggers, on a stack
@@ -32,7 +33,7 @@ func TestSampleEvents(t *testing.T) {
 	if err := st.WaitIdle(ctx); err != nil {
 		t.Fatal(err)
 	}
-	dir := filepath.Join(repoRoot(t), "events")
+	dir := filepath.Join(testenv.RepoRoot(t), "events")
 	read := func(name string) []byte {
 		b, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {

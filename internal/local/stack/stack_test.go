@@ -8,8 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -362,25 +360,6 @@ func TestStack(t *testing.T) {
 			t.Fatalf("after EnableKey the app is %q, want %s", app.Status, lineage.AppActive)
 		}
 	})
-}
-
-// repoRoot finds the module root (the directory with keyline's go.mod).
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && strings.Contains(string(b), "module github.com/keyline/keyline\n") {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("no keyline go.mod above the test's directory")
-		}
-		dir = parent
-	}
 }
 
 func TestStartStackRefusesBadOptions(t *testing.T) {

@@ -59,23 +59,6 @@ func (rt *lambdaRuntime) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func repoRoot(b *testing.B) string {
-	dir, err := os.Getwd()
-	if err != nil {
-		b.Fatal(err)
-	}
-	for {
-		if m, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && bytes.Contains(m, []byte("module github.com/keyline/keyline\n")) {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			b.Fatal("repository root (go.mod of github.com/keyline/keyline) not found")
-		}
-		dir = parent
-	}
-}
-
 // BenchmarkBackupUploadProcessRSS runs the backupupload function as its own process, as in
 // AWS (functions/backupupload on a Lambda runtime API), backing up an app of
 // KEYLINE_BENCH_BACKUP_MIB MiB (default 256) in 16 MiB objects, and reports the process's peak
@@ -90,7 +73,7 @@ func BenchmarkBackupUploadProcessRSS(b *testing.B) {
 		}
 		mib = n
 	}
-	root := repoRoot(b)
+	root := testenv.RepoRoot(b)
 	bin := filepath.Join(b.TempDir(), "backupupload")
 	build := exec.Command("go", "build", "-o", bin, "./functions/backupupload")
 	build.Dir = root
