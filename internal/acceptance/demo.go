@@ -36,6 +36,8 @@ func StartLocal(ctx context.Context, dir string, logger *slog.Logger) (demoSyste
 		DataBucket:     st.DataBucket(),
 		BackupBucket:   st.BackupBucket(),
 		EventBus:       st.EventBusName(),
+		ProviderKeyARN: st.ProviderKeyARN(),
+		WaitIdle:       st.WaitIdle,
 		Advance:        clk.Advance,
 		DropCloudTrail: drop.Store,
 		RegisterFunction: func(name string, handler any) string {
@@ -76,7 +78,7 @@ func Run(ctx context.Context, sys demoSystem, want map[string]bool, stdout, stde
 		}
 		start := time.Now()
 		cctx, cancel := context.WithTimeout(ctx, 4*time.Minute)
-		detail, cerr := rc.Check(cctx, run)
+		detail, cerr := runCheck(cctx, run, rc)
 		cancel()
 		if cerr != nil {
 			fmt.Fprintf(stdout, "FAIL %s %s\n", rc.ID, oneLine(cerr.Error()))

@@ -1,6 +1,7 @@
 package acceptance
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -22,22 +23,28 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/keyline/keyline/internal/console/api"
 	"github.com/keyline/keyline/internal/invariants"
+	"github.com/keyline/keyline/internal/sealing"
 )
 
 // demoSystem is what the rule checks need of a running keyline: the console, the AWS
 // endpoint, and three test hooks of the local runtime (jumping the clock, losing
 // CloudTrail deliveries, and registering an in-process function to observe the keyline bus).
 type demoSystem struct {
-	ConsoleURL     string
-	OperatorToken  string
-	AWS            aws.Config
-	DataBucket     string
-	BackupBucket   string
-	EventBus       string
+	ConsoleURL    string
+	OperatorToken string
+	AWS           aws.Config
+	DataBucket    string
+	BackupBucket  string
+	EventBus      string
+	// ProviderKeyARN is the provider-managed key (R1: managed-scope data is sealed under it).
+	ProviderKeyARN string
 	Advance        func(time.Duration)
 	DropCloudTrail func(drop bool)
 	// RegisterFunction registers an in-process Lambda function and returns its ARN.
 	RegisterFunction func(name string, handler any) string
+	// WaitIdle waits until the deployment is idle: every event delivered, no execution
+	// running (what a check waits on before looking for something that must not happen).
+	WaitIdle func(ctx context.Context) error
 	// Invariants waits until the deployment is idle and checks DESIGN §7's invariants over
 	// the lineage, the objects at rest and the executions (nil: not available).
 	Invariants func(ctx context.Context) (invariants.Report, error)
@@ -72,20 +79,72 @@ type demoRun struct {
 	sfn     *sfn.Client
 	lambda  *lambda.Client
 	seq     atomic.Int64
+	// deliver hands a CloudTrail event to the key-event function (a broken variant may
+	// tamper with deliveries); nil: invoke the deployment's keyevent function.
+	deliver func(ctx context.Context, event []byte) error
+	// serverErrors records every 5xx the console answered this run's clients.
+	serverErrors *serverErrors
 
 	eventsMu sync.Mutex
 	events   []json.RawMessage
 }
 
+// serverErrors is a RoundTripper that records the console's 5xx answers: a check during
+// which the console answered a 5xx fails, whatever the check concluded.
+type serverErrors struct {
+	next http.RoundTripper
+	mu   sync.Mutex
+	seen []string
+}
+
+func (s *serverErrors) RoundTrip(req *http.Request) (*http.Response, error) {
+	res, err := s.next.RoundTrip(req)
+	if err == nil && res.StatusCode >= 500 {
+		s.mu.Lock()
+		s.seen = append(s.seen, fmt.Sprintf("%s %s answered %d", req.Method, req.URL.Path, res.StatusCode))
+		s.mu.Unlock()
+	}
+	return res, err
+}
+
+// take returns the 5xx answers recorded since the last take and forgets them.
+func (s *serverErrors) take() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.seen
+	s.seen = nil
+	return out
+}
+
+// runCheck runs one rule check; any 5xx the console answered during it fails the check
+// (a server error is never a pass, nor a refusal).
+func runCheck(ctx context.Context, r *demoRun, rc ruleCheck) (string, error) {
+	if r.serverErrors != nil {
+		r.serverErrors.take()
+	}
+	detail, err := rc.Check(ctx, r)
+	if r.serverErrors != nil {
+		if seen := r.serverErrors.take(); len(seen) > 0 {
+			if err != nil {
+				return "", violated("the console answered a server error during the check (%s): %v", strings.Join(seen, "; "), err)
+			}
+			return "", violated("the console answered a server error during the check: %s", strings.Join(seen, "; "))
+		}
+	}
+	return detail, err
+}
+
 func newDemoRun(ctx context.Context, sys demoSystem) (*demoRun, error) {
+	se := &serverErrors{next: http.DefaultTransport}
 	r := &demoRun{
-		sys:    sys,
-		op:     &api.Client{Base: sys.ConsoleURL, Token: sys.OperatorToken, HTTP: &http.Client{Timeout: time.Minute}},
-		kms:    kms.NewFromConfig(sys.AWS),
-		s3:     s3.NewFromConfig(sys.AWS, func(o *s3.Options) { o.UsePathStyle = true }),
-		sfn:    sfn.NewFromConfig(sys.AWS),
-		lambda: lambda.NewFromConfig(sys.AWS),
-		orgID:  fmt.Sprintf("demo-%d", time.Now().UnixNano()%1e9),
+		sys:          sys,
+		serverErrors: se,
+		op:           &api.Client{Base: sys.ConsoleURL, Token: sys.OperatorToken, HTTP: &http.Client{Timeout: time.Minute, Transport: se}},
+		kms:          kms.NewFromConfig(sys.AWS),
+		s3:           s3.NewFromConfig(sys.AWS, func(o *s3.Options) { o.UsePathStyle = true }),
+		sfn:          sfn.NewFromConfig(sys.AWS),
+		lambda:       lambda.NewFromConfig(sys.AWS),
+		orgID:        fmt.Sprintf("demo-%d", time.Now().UnixNano()%1e9),
 	}
 	// The customer enrols the AWS account its keys live in (B10): the account of the
 	// credentials the demo creates its keys with.
@@ -293,6 +352,28 @@ func (r *demoRun) runMachine(ctx context.Context, name, input string) (api.Execu
 	return r.op.Wait(ctx, aws.ToString(out.ExecutionArn))
 }
 
+// deliverKeyEvent hands a CloudTrail key event to the key-event function, as the
+// EventBridge rule does.
+func (r *demoRun) deliverKeyEvent(ctx context.Context, event []byte) error {
+	if r.deliver != nil {
+		return r.deliver(ctx, event)
+	}
+	_, err := r.invoke(ctx, "keyevent", event)
+	return err
+}
+
+// idle waits until the deployment is idle (every event delivered, no execution running):
+// what a check waits on before asserting that something did not happen.
+func (r *demoRun) idle(ctx context.Context) error {
+	if r.sys.WaitIdle == nil {
+		return prereq("waiting for the deployment to be idle", errors.New("the system has no idle signal"))
+	}
+	if err := r.sys.WaitIdle(ctx); err != nil {
+		return prereq("waiting for the deployment to be idle", err)
+	}
+	return nil
+}
+
 // invoke calls a function through the Lambda API of the endpoint.
 func (r *demoRun) invoke(ctx context.Context, fn string, payload []byte) ([]byte, error) {
 	out, err := r.lambda.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String(fn), Payload: payload})
@@ -347,6 +428,52 @@ func (r *demoRun) rawObjects(ctx context.Context, app, scope string) (map[string
 		}
 	}
 	return out, nil
+}
+
+// sealedHeaders parses the sealed header of each of an app's objects of one scope at rest.
+func (r *demoRun) sealedHeaders(ctx context.Context, app, scope string) (map[string]*sealing.Header, error) {
+	raw, err := r.rawObjects(ctx, app, scope)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]*sealing.Header, len(raw))
+	for k, b := range raw {
+		h, err := sealing.ReadHeader(bytes.NewReader(b))
+		if err != nil {
+			return nil, violated("object %s at rest has no readable sealed header: %v", k, err)
+		}
+		out[k] = h
+	}
+	return out, nil
+}
+
+// allSealedUnder checks that there are want headers, each naming key and (when gen > 0)
+// generation gen.
+func allSealedUnder(what string, hs map[string]*sealing.Header, want int, key string, gen int) error {
+	if len(hs) != want {
+		return violated("%s: %d objects at rest, want %d", what, len(hs), want)
+	}
+	for k, h := range hs {
+		if h.KeyARN != key || (gen > 0 && h.Generation != gen) {
+			return violated("%s: object %s is sealed at rest under generation %d on %s, want generation %d on %s", what, k, h.Generation, short(h.KeyARN), gen, short(key))
+		}
+	}
+	return nil
+}
+
+// backupHeader reads the sealed header of a backup at rest.
+func (r *demoRun) backupHeader(ctx context.Context, app, backupID string) (*sealing.Header, error) {
+	k := backupKey(app, backupID)
+	out, err := r.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(r.sys.BackupBucket), Key: aws.String(k)})
+	if err != nil {
+		return nil, violated("backup %s of %s is not at rest at %s: %v", backupID, app, k, err)
+	}
+	defer out.Body.Close()
+	h, err := sealing.ReadHeader(out.Body)
+	if err != nil {
+		return nil, violated("backup %s of %s has no readable sealed header: %v", backupID, app, err)
+	}
+	return h, nil
 }
 
 // keylineEvents returns the detail-types of the keyline events observed so far.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/aws/aws-sdk-go-v2/service/sfn"
 
 	"github.com/keyline/keyline/internal/console/api"
 	"github.com/keyline/keyline/internal/sealing"
@@ -29,14 +31,29 @@ func checkR1(ctx context.Context, r *demoRun) (string, error) {
 	if m.KeyModel != "managed" {
 		return "", violated("an app created without a key has key model %q, want managed (the default)", m.KeyModel)
 	}
+	// At rest, the managed app's data is sealed under the provider key.
+	if err := r.fill(ctx, managed, 0, 2); err != nil {
+		return "", prereq("managed app's data", err)
+	}
+	mh, err := r.sealedHeaders(ctx, managed, "managed")
+	if err != nil {
+		return "", err
+	}
+	if err := allSealedUnder("the managed app's data", mh, 2, r.sys.ProviderKeyARN, 0); err != nil {
+		return "", err
+	}
 	a, err := r.org.Do(ctx, "POST", "/v1/apps", map[string]string{"appId": r.name("r1-nokey"), "orgId": r.orgID, "keyModel": "cmk"})
 	if err != nil {
 		return "", err
 	}
-	if a.Status != 400 {
-		return "", violated("a CMK app without a key answered %d, want 400", a.Status)
+	if err := refusal(a, "a CMK app without a key", 400); err != nil {
+		return "", err
 	}
-	app, key, err := r.newCMKApp(ctx, "r1-cmk", 2, 0)
+	key, err := r.newKey(ctx, "r1")
+	if err != nil {
+		return "", err
+	}
+	app, err := r.newApp(ctx, "r1-cmk", key)
 	if err != nil {
 		return "", prereq("CMK app", err)
 	}
@@ -46,6 +63,17 @@ func checkR1(ctx context.Context, r *demoRun) (string, error) {
 	}
 	if len(gens) != 1 || gens[0].KeyArn != key {
 		return "", violated("the CMK app's lineage is %+v, want one generation on %s", gens, key)
+	}
+	if err := r.fill(ctx, app, 2, 0); err != nil {
+		return "", prereq("the CMK app's data", err)
+	}
+	// At rest, the CMK app's data is sealed under the customer's key, generation 1.
+	ch, err := r.sealedHeaders(ctx, app, "cmk")
+	if err != nil {
+		return "", err
+	}
+	if err := allSealedUnder("the CMK app's data", ch, 2, key, 1); err != nil {
+		return "", err
 	}
 	if err := r.disable(ctx, key); err != nil {
 		return "", err
@@ -63,13 +91,28 @@ func checkR1(ctx context.Context, r *demoRun) (string, error) {
 	if err := refusal(w, "a CMK write while the customer key is disabled", 409); err != nil {
 		return "", err
 	}
-	gens, _ = r.org.Keys(ctx, app)
+	if gens, err = r.org.Keys(ctx, app); err != nil {
+		return "", err
+	}
 	for _, g := range gens {
 		if g.KeyArn != key {
 			return "", violated("the lineage gained key %s: a fallback", g.KeyArn)
 		}
 	}
-	return "default app is provider-managed; CMK without a key refused (400); CMK app with its key disabled is deactivated and refuses writes (" + fmt.Sprint(w.Status) + ") instead of falling back", nil
+	// Nothing of the refused write reached the store, under any key or scope.
+	if ch, err = r.sealedHeaders(ctx, app, "cmk"); err != nil {
+		return "", err
+	}
+	if err := allSealedUnder("the CMK app's data after the refused write", ch, 2, key, 1); err != nil {
+		return "", err
+	}
+	if mh, err = r.sealedHeaders(ctx, app, "managed"); err != nil {
+		return "", err
+	}
+	if len(mh) != 0 {
+		return "", violated("the CMK app has %d objects sealed under the provider key: its data fell back", len(mh))
+	}
+	return "default app is provider-managed, its data sealed at rest under the provider key; CMK without a key refused (400); the CMK app's data sealed at rest under the customer key, generation 1; with that key disabled it is deactivated and refuses writes (" + fmt.Sprint(w.Status) + ") with nothing stored under another key", nil
 }
 
 // R2: a backup is sealed under the key active for the app when it runs.
@@ -85,6 +128,9 @@ func checkR2(ctx context.Context, r *demoRun) (string, error) {
 	if b.KeyArn != key || b.Generation != 1 {
 		return "", violated("the backup names generation %d on %s, want generation 1 on %s", b.Generation, b.KeyArn, key)
 	}
+	if err := r.backupSealedUnder(ctx, app, b, key, 1); err != nil {
+		return "", err
+	}
 	next, err := r.newKey(ctx, "r2 next")
 	if err != nil {
 		return "", err
@@ -99,7 +145,23 @@ func checkR2(ctx context.Context, r *demoRun) (string, error) {
 	if b2.KeyArn != next || b2.Generation != 2 {
 		return "", violated("after re-encryption the backup names generation %d on %s, want 2 on %s", b2.Generation, b2.KeyArn, next)
 	}
-	return fmt.Sprintf("backup under generation 1 (%s), then under generation 2 after a key switch", short(key)), nil
+	if err := r.backupSealedUnder(ctx, app, b2, next, 2); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("backup sealed at rest under generation 1 (%s), then, after a key switch, under generation 2 (%s)", short(key), short(next)), nil
+}
+
+// backupSealedUnder checks that backup b of app is sealed at rest under key, generation gen.
+func (r *demoRun) backupSealedUnder(ctx context.Context, app string, b api.Backup, key string, gen int) error {
+	h, err := r.backupHeader(ctx, app, b.BackupID)
+	if err != nil {
+		return err
+	}
+	if h.KeyARN != key || h.Generation != gen {
+		return violated("backup %s is listed under generation %d on %s but sealed at rest under generation %d on %s, want generation %d on %s",
+			b.BackupID, b.Generation, short(b.KeyArn), h.Generation, short(h.KeyARN), gen, short(key))
+	}
+	return nil
 }
 
 // R3: a CMK backup restores only into a CMK-enabled app.
@@ -154,8 +216,11 @@ func checkR4(ctx context.Context, r *demoRun) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	cmkBefore, err := r.rawObjects(ctx, app, "cmk")
+	cmkBefore, err := r.sealedHeaders(ctx, app, "cmk")
 	if err != nil {
+		return "", err
+	}
+	if err := allSealedUnder("CMK-scope data before the re-encryption", cmkBefore, 30, key, 1); err != nil {
 		return "", err
 	}
 	next, err := r.newKey(ctx, "r4 next")
@@ -169,8 +234,13 @@ func checkR4(ctx context.Context, r *demoRun) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	cmkAfter, err := r.rawObjects(ctx, app, "cmk")
+	cmkAfter, err := r.sealedHeaders(ctx, app, "cmk")
 	if err != nil {
+		return "", err
+	}
+	// Every CMK-scope object is sealed at rest under the new key's generation, not merely
+	// rewritten.
+	if err := allSealedUnder("CMK-scope data after the re-encryption", cmkAfter, 30, next, 2); err != nil {
 		return "", err
 	}
 	if len(managedAfter) != len(managedBefore) || len(managedBefore) != 6 {
@@ -181,14 +251,11 @@ func checkR4(ctx context.Context, r *demoRun) (string, error) {
 			return "", violated("managed-scope object %s changed at rest", k)
 		}
 	}
-	changed := 0
-	for k, b := range cmkBefore {
-		if !bytes.Equal(b, cmkAfter[k]) {
-			changed++
+	for k, b := range managedBefore {
+		h, err := sealing.ReadHeader(bytes.NewReader(b))
+		if err != nil || h.KeyARN != r.sys.ProviderKeyARN {
+			return "", violated("managed-scope object %s is not sealed under the provider key at rest (%v)", k, err)
 		}
-	}
-	if changed != len(cmkBefore) || changed != 30 {
-		return "", violated("%d of %d CMK-scope objects were re-sealed, want all 30", changed, len(cmkBefore))
 	}
 	for _, p := range []string{"cmk/obj-0000", "cmk/obj-0029"} {
 		if err := r.read(ctx, app, "cmk", p); err != nil {
@@ -202,7 +269,7 @@ func checkR4(ctx context.Context, r *demoRun) (string, error) {
 	if len(gens) != 2 || gens[0].State != "RETIRED" || gens[0].KeyArn != key || gens[1].State != "ACTIVE" || gens[1].KeyArn != next {
 		return "", violated("lineage after re-encryption: %+v", gens)
 	}
-	return "30 CMK-scope objects re-sealed under the new key and readable; 6 provider-scope objects byte-identical at rest; generation 1 RETIRED, 2 ACTIVE", nil
+	return "30 CMK-scope objects sealed at rest under generation 1 before and generation 2 (the new key) after, and readable; 6 provider-scope objects byte-identical at rest, under the provider key; generation 1 RETIRED, 2 ACTIVE", nil
 }
 
 // R5: no backup runs while the app re-encrypts; the skip is recorded with its reason.
@@ -250,10 +317,14 @@ func checkR6(ctx context.Context, r *demoRun) (string, error) {
 	if err != nil {
 		return "", prereq("first backup", err)
 	}
+	oldKey := old.KeyArn
 	rawOld, err := r.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(r.sys.BackupBucket), Key: aws.String(backupKey(app, old.BackupID))})
-	next, kerr := r.newKey(ctx, "r6 next")
-	if kerr != nil {
-		return "", kerr
+	if err != nil {
+		return "", prereq("the first backup at rest", err)
+	}
+	next, err := r.newKey(ctx, "r6 next")
+	if err != nil {
+		return "", err
 	}
 	if err := r.reencryptAndWait(ctx, app, next); err != nil {
 		return "", prereq("re-encryption", err)
@@ -264,6 +335,9 @@ func checkR6(ctx context.Context, r *demoRun) (string, error) {
 	}
 	if fresh.KeyArn != next {
 		return "", violated("the new backup is under %s, want the new key %s", fresh.KeyArn, next)
+	}
+	if err := r.backupSealedUnder(ctx, app, fresh, next, 2); err != nil {
+		return "", err
 	}
 	bs, err := r.org.Backups(ctx, app)
 	if err != nil {
@@ -278,21 +352,35 @@ func checkR6(ctx context.Context, r *demoRun) (string, error) {
 	if oldNow.BackupID == "" || oldNow.Restorable || oldNow.Generation != 1 {
 		return "", violated("the old backup is %+v, want generation 1 and not restorable", oldNow)
 	}
-	if rawOld != nil {
-		if after, err := r.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(r.sys.BackupBucket), Key: aws.String(backupKey(app, old.BackupID))}); err == nil &&
-			aws.ToString(after.ETag) != aws.ToString(rawOld.ETag) {
-			return "", violated("the old backup object was rewritten (re-encrypted) at rest")
-		}
+	// At rest the old backup is untouched: same object, still sealed under generation 1.
+	after, err := r.s3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(r.sys.BackupBucket), Key: aws.String(backupKey(app, old.BackupID))})
+	if err != nil {
+		return "", violated("the old backup is gone from rest: %v", err)
+	}
+	if aws.ToString(after.ETag) != aws.ToString(rawOld.ETag) {
+		return "", violated("the old backup object was rewritten (re-encrypted) at rest")
+	}
+	if err := r.backupSealedUnder(ctx, app, old, oldKey, 1); err != nil {
+		return "", err
 	}
 	a, err := r.restore(ctx, app, app, old.BackupID)
 	if err != nil {
 		return "", err
 	}
-	if a.Status != 409 && a.Status != 422 {
-		return "", violated("restoring the retired backup answered %d", a.Status)
+	if err := refusal(a, "restoring the retired backup", 422); err != nil {
+		return "", err
 	}
-	return "new backup under the new key; the old one stays under generation 1, not restorable (" + clip(oldNow.Reason) + "), its restore refused", nil
+	if a.Code() != restoreReasonSuperseded {
+		return "", violated("restoring the retired backup was refused with reason %q, want %s: %s", a.Code(), restoreReasonSuperseded, clip(a.Message()))
+	}
+	return "new backup sealed at rest under the new key's generation 2; the old one stays byte-identical at rest under generation 1, not restorable (" + clip(oldNow.Reason) + "), its restore refused (" + a.Code() + ")", nil
 }
+
+// The reason codes of restore refusals (the console's error code) the checks expect.
+const (
+	restoreReasonKeyUnusable = "KeyUnusable"
+	restoreReasonSuperseded  = "BackupSuperseded"
+)
 
 func backupKey(app, id string) string { return "backups/" + app + "/" + id + ".klb" }
 
@@ -321,16 +409,40 @@ func checkR7(ctx context.Context, r *demoRun) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if a.Status != 409 && a.Status != 422 {
-		return "", violated("restore under a disabled key answered %d, want 409 or 422", a.Status)
+	if err := refusal(a, "a restore under a disabled key", 409); err != nil {
+		return "", err
 	}
-	if !contains(a.Message(), "disabled", "key", "usable") {
-		return "", violated("the refusal does not say what to do: %s", a.Message())
+	if a.Code() != restoreReasonKeyUnusable {
+		return "", violated("the restore under a disabled key was refused with reason %q, want %s: %s", a.Code(), restoreReasonKeyUnusable, clip(a.Message()))
+	}
+	if !strings.Contains(a.Message(), key) {
+		return "", violated("the refusal does not name the key to enable: %s", clip(a.Message()))
 	}
 	if err := r.enable(ctx, key); err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("restore under the active key succeeded; with the key disabled it was refused (%d: %s)", a.Status, clip(a.Message())), nil
+	if _, _, err := r.waitStatus(ctx, app, "ACTIVE", 10*time.Second); err != nil {
+		return "", prereq("the key enabled again", err)
+	}
+	// A backup that is not under the app's active generation is refused for good.
+	next, err := r.newKey(ctx, "r7 next")
+	if err != nil {
+		return "", err
+	}
+	if err := r.reencryptAndWait(ctx, app, next); err != nil {
+		return "", prereq("re-encryption", err)
+	}
+	s, err := r.restore(ctx, app, app, b.BackupID)
+	if err != nil {
+		return "", err
+	}
+	if err := refusal(s, "a restore of a backup under a retired generation", 422); err != nil {
+		return "", err
+	}
+	if s.Code() != restoreReasonSuperseded {
+		return "", violated("the restore of a superseded backup was refused with reason %q, want %s: %s", s.Code(), restoreReasonSuperseded, clip(s.Message()))
+	}
+	return fmt.Sprintf("restore under the active key succeeded; with the key disabled it was refused (%d %s: %s); after a key switch the old backup was refused (%d %s)", a.Status, a.Code(), clip(a.Message()), s.Status, s.Code()), nil
 }
 
 // R8: a revoked key deactivates its apps at once, disables their backups, stops backups.
@@ -440,8 +552,13 @@ func checkB1(ctx context.Context, r *demoRun) (string, error) {
 	if _, err := r.kms.CancelKeyDeletion(ctx, &kms.CancelKeyDeletionInput{KeyId: aws.String(key)}); err != nil {
 		return "", err
 	}
-	time.Sleep(500 * time.Millisecond) // give a wrong reactivation the chance to happen
-	if a, _ := r.org.App(ctx, app); a.Status != "DEACTIVATED" {
+	// Every event delivered and handled: a wrong reactivation would have happened by now.
+	if err := r.idle(ctx); err != nil {
+		return "", err
+	}
+	if a, err := r.org.App(ctx, app); err != nil {
+		return "", err
+	} else if a.Status != "DEACTIVATED" {
 		return "", violated("CancelKeyDeletion (key still Disabled) changed the app to %s", a.Status)
 	}
 	if err := r.enable(ctx, key); err != nil {
@@ -477,36 +594,109 @@ func checkB1(ctx context.Context, r *demoRun) (string, error) {
 	if a, _ := r.org.App(ctx, late); a.Status != "DEACTIVATED" {
 		return "", violated("past the 10-day window the app was reactivated automatically (%s)", a.Status)
 	}
-	// Backups retired by re-encryption never come back.
-	rapp, rkey, err := r.newCMKApp(ctx, "b1-retired", 2, 0)
+	// The lineage A→B→A: generation 1 on A, retired by a switch to B (generation 2), then a
+	// switch back to A (generation 3). Revoking A deactivates the app; enabling A
+	// reactivates generation 3 only: generation 1 names the same key, but re-encryption
+	// retired it, and it stays retired with its backup.
+	detail, err := r.checkReactivationSparesRetired(ctx)
 	if err != nil {
 		return "", err
 	}
-	old, err := r.backup(ctx, rapp)
+	return "EnableKey reactivated the app and its backup; CancelKeyDeletion alone did not; past 10 days it waits for an operator; " + detail, nil
+}
+
+// checkReactivationSparesRetired plays the lineage A→B→A of B1.
+func (r *demoRun) checkReactivationSparesRetired(ctx context.Context) (string, error) {
+	app, keyA, err := r.newCMKApp(ctx, "b1-aba", 2, 0)
+	if err != nil {
+		return "", prereq("app", err)
+	}
+	b1, err := r.backup(ctx, app)
+	if err != nil {
+		return "", prereq("backup under generation 1", err)
+	}
+	keyB, err := r.newKey(ctx, "b1 B")
 	if err != nil {
 		return "", err
 	}
-	next, _ := r.newKey(ctx, "b1 next")
-	if err := r.reencryptAndWait(ctx, rapp, next); err != nil {
-		return "", prereq("re-encryption", err)
+	if err := r.reencryptAndWait(ctx, app, keyB); err != nil {
+		return "", prereq("re-encryption A→B", err)
 	}
-	if err := r.disable(ctx, rkey); err != nil {
+	b2, err := r.backup(ctx, app)
+	if err != nil {
+		return "", prereq("backup under generation 2", err)
+	}
+	if err := r.reencryptAndWait(ctx, app, keyA); err != nil {
+		return "", prereq("re-encryption B→A", err)
+	}
+	b3, err := r.backup(ctx, app)
+	if err != nil {
+		return "", prereq("backup under generation 3", err)
+	}
+	if err := r.disable(ctx, keyA); err != nil {
 		return "", err
 	}
-	if err := r.enable(ctx, rkey); err != nil {
+	if _, _, err := r.waitStatus(ctx, app, "DEACTIVATED", 10*time.Second); err != nil {
+		return "", violated("revoking A, the key of the active generation 3: %v", err)
+	}
+	if err := r.enable(ctx, keyA); err != nil {
 		return "", err
 	}
-	time.Sleep(500 * time.Millisecond)
-	bs, _ = r.org.Backups(ctx, rapp)
-	for _, x := range bs {
-		if x.BackupID == old.BackupID && x.Restorable {
-			return "", violated("a backup retired by re-encryption became restorable after its old key was re-enabled")
+	if _, _, err := r.waitStatus(ctx, app, "ACTIVE", 10*time.Second); err != nil {
+		return "", violated("enabling A again did not reactivate generation 3: %v", err)
+	}
+	if err := r.idle(ctx); err != nil {
+		return "", err
+	}
+	gens, err := r.org.Keys(ctx, app)
+	if err != nil {
+		return "", err
+	}
+	want := []struct {
+		key, state string
+	}{{keyA, "RETIRED"}, {keyB, "RETIRED"}, {keyA, "ACTIVE"}}
+	if len(gens) != len(want) {
+		return "", violated("lineage A→B→A after A returned: %+v", gens)
+	}
+	for i, w := range want {
+		if gens[i].Generation != i+1 || gens[i].KeyArn != w.key || gens[i].State != w.state {
+			return "", violated("after A returned, generation %d is %s on %s, want %s on %s", gens[i].Generation, gens[i].State, short(gens[i].KeyArn), w.state, short(w.key))
 		}
 	}
-	if a, _ := r.org.App(ctx, rapp); a.Status != "ACTIVE" {
-		return "", violated("revoking the retired key changed the app to %s", a.Status)
+	bs, err := r.org.Backups(ctx, app)
+	if err != nil {
+		return "", err
 	}
-	return "EnableKey reactivated the app and its backup; CancelKeyDeletion alone did not; past 10 days it waits for an operator; retired backups stay disabled", nil
+	restorable := map[string]bool{}
+	for _, b := range bs {
+		restorable[b.BackupID] = b.Restorable
+	}
+	switch {
+	case restorable[b1.BackupID]:
+		return "", violated("the backup under retired generation 1 (key A) became restorable when A returned")
+	case restorable[b2.BackupID]:
+		return "", violated("the backup under retired generation 2 (key B) is restorable")
+	case !restorable[b3.BackupID]:
+		return "", violated("the backup under the active generation 3 is not restorable after A returned: %+v", bs)
+	}
+	a, err := r.restore(ctx, app, app, b1.BackupID)
+	if err != nil {
+		return "", err
+	}
+	if err := refusal(a, "a restore of the generation-1 backup after A returned", 422); err != nil {
+		return "", err
+	}
+	if a.Code() != restoreReasonSuperseded {
+		return "", violated("the generation-1 backup's restore was refused with reason %q, want %s", a.Code(), restoreReasonSuperseded)
+	}
+	ch, err := r.sealedHeaders(ctx, app, "cmk")
+	if err != nil {
+		return "", err
+	}
+	if err := allSealedUnder("the app's data after A returned", ch, 2, keyA, 3); err != nil {
+		return "", err
+	}
+	return "lineage A→B→A: revoking A deactivated, enabling A reactivated generation 3 only; generations 1 and 2 stay RETIRED, their backups unrestorable (" + a.Code() + "), the data at rest under generation 3", nil
 }
 
 // B2: KMS errors met while working, and the key-health check, revoke without CloudTrail.
@@ -525,9 +715,16 @@ func checkB2(ctx context.Context, r *demoRun) (string, error) {
 	if err1 != nil || err2 != nil {
 		return "", fmt.Errorf("disable: %v %v", err1, err2)
 	}
-	time.Sleep(300 * time.Millisecond)
-	if a, _ := r.org.App(ctx, app); a.Status != "ACTIVE" {
-		return "", prereq("losing the CloudTrail event", fmt.Errorf("the app is already %s", a.Status))
+	// Nothing in flight: with the events lost, nothing has deactivated the apps yet.
+	if err := r.idle(ctx); err != nil {
+		return "", err
+	}
+	for _, x := range []string{app, app2} {
+		if a, err := r.org.App(ctx, x); err != nil {
+			return "", err
+		} else if a.Status != "ACTIVE" {
+			return "", prereq("losing the CloudTrail event", fmt.Errorf("app %s is already %s", x, a.Status))
+		}
 	}
 	// Working: a backup meets DisabledException and feeds the revocation path.
 	arn, err := r.org.Start(ctx, "/v1/apps/"+app+"/backups", map[string]string{})
@@ -550,61 +747,93 @@ func checkB2(ctx context.Context, r *demoRun) (string, error) {
 	return "with CloudTrail lost, a backup meeting DisabledException and the scheduled key-health check each deactivated their app", nil
 }
 
-// B3: events with errorCode change nothing; duplicates and out-of-order events are harmless.
+// B3: events with errorCode change nothing; duplicates and out-of-order events are
+// harmless. The duplicate is played where only deduplication stops it: a DisableKey and an
+// EnableKey in the same second (CloudTrail's eventTime has one-second resolution, so both
+// apply), then the DisableKey delivered again: its eventTime is not older than the last
+// applied event's, so ordering lets it through; only its id can stop it.
 func checkB3(ctx context.Context, r *demoRun) (string, error) {
 	app, key, err := r.newCMKApp(ctx, "b3", 1, 0)
 	if err != nil {
 		return "", prereq("app", err)
 	}
-	t0 := time.Now().UTC()
+	t0 := time.Now().UTC().Truncate(time.Second)
 	ev := func(name, id string, at time.Time, errorCode string) []byte {
 		detail := map[string]any{
 			"eventVersion": "1.08", "eventID": id, "eventTime": at.Format(time.RFC3339), "eventSource": "kms.amazonaws.com",
 			"eventName": name, "awsRegion": "us-east-1", "requestParameters": map[string]string{"keyId": key},
-			"resources": []map[string]string{{"accountId": "000000000000", "type": "AWS::KMS::Key", "ARN": key}},
-			"eventType": "AwsApiCall", "managementEvent": true, "recipientAccountId": "000000000000",
+			"resources": []map[string]string{{"accountId": r.account, "type": "AWS::KMS::Key", "ARN": key}},
+			"eventType": "AwsApiCall", "managementEvent": true, "recipientAccountId": r.account,
 		}
 		if errorCode != "" {
 			detail["errorCode"], detail["errorMessage"] = errorCode, "denied"
 		}
 		return jsonBytes(map[string]any{"version": "0", "id": id, "detail-type": "AWS API Call via CloudTrail", "source": "aws.kms",
-			"account": "000000000000", "time": at.Format(time.RFC3339), "region": "us-east-1", "resources": []string{}, "detail": detail})
+			"account": r.account, "time": at.Format(time.RFC3339), "region": "us-east-1", "resources": []string{}, "detail": detail})
 	}
-	// A failed DisableKey changes nothing.
-	if _, err := r.invoke(ctx, "keyevent", ev("DisableKey", "b3-failed-"+app, t0, "AccessDenied")); err != nil {
-		return "", err
-	}
-	if a, _ := r.org.App(ctx, app); a.Status != "ACTIVE" {
-		return "", violated("a DisableKey event with errorCode changed the app to %s", a.Status)
-	}
-	// The same DisableKey delivered twice is applied once.
-	dis := ev("DisableKey", "b3-dup-"+app, t0.Add(time.Second), "")
-	for i := 0; i < 2; i++ {
-		if _, err := r.invoke(ctx, "keyevent", dis); err != nil {
+	status := func() (string, error) {
+		if err := r.idle(ctx); err != nil {
 			return "", err
 		}
+		a, err := r.org.App(ctx, app)
+		return a.Status, err
 	}
-	audit, _ := r.org.Audit(ctx, app)
+	// A failed DisableKey changes nothing.
+	if err := r.deliverKeyEvent(ctx, ev("DisableKey", "b3-failed-"+app, t0.Add(-time.Second), "AccessDenied")); err != nil {
+		return "", err
+	}
+	if st, err := status(); err != nil {
+		return "", err
+	} else if st != "ACTIVE" {
+		return "", violated("a DisableKey event with errorCode changed the app to %s", st)
+	}
+	// DisableKey and EnableKey in the same second: both apply, in delivery order.
+	dis := ev("DisableKey", "b3-disable-"+app, t0, "")
+	if err := r.deliverKeyEvent(ctx, dis); err != nil {
+		return "", err
+	}
+	if st, err := status(); err != nil {
+		return "", err
+	} else if st != "DEACTIVATED" {
+		return "", prereq("DisableKey applied", fmt.Errorf("the app is %s", st))
+	}
+	if err := r.deliverKeyEvent(ctx, ev("EnableKey", "b3-enable-"+app, t0, "")); err != nil {
+		return "", err
+	}
+	if _, _, err := r.waitStatus(ctx, app, "ACTIVE", 10*time.Second); err != nil {
+		return "", prereq("reactivation by an EnableKey in the same second", err)
+	}
+	// The DisableKey delivered again (at-least-once delivery): only dedupe stops it.
+	if err := r.deliverKeyEvent(ctx, dis); err != nil {
+		return "", err
+	}
+	if st, err := status(); err != nil {
+		return "", err
+	} else if st != "ACTIVE" {
+		return "", violated("a duplicate delivery of an applied DisableKey deactivated the app again (%s): events are not deduplicated by id", st)
+	}
+	audit, err := r.org.Audit(ctx, app)
+	if err != nil {
+		return "", err
+	}
 	if n := countAudit(audit, "key.revoked"); n != 1 {
-		return "", violated("a duplicated DisableKey event was applied %d times", n)
+		return "", violated("the DisableKey delivered twice was applied %d times", n)
 	}
-	// A later EnableKey, then an older DisableKey arriving late: the late one is ignored.
-	if _, err := r.invoke(ctx, "keyevent", ev("EnableKey", "b3-enable-"+app, t0.Add(3*time.Second), "")); err != nil {
+	// An older DisableKey arriving late (a new id): ordering ignores it.
+	if err := r.deliverKeyEvent(ctx, ev("DisableKey", "b3-late-"+app, t0.Add(-2*time.Second), "")); err != nil {
 		return "", err
 	}
-	if _, _, err := r.waitStatus(ctx, app, "ACTIVE", 5*time.Second); err != nil {
-		return "", prereq("reactivation by EnableKey", err)
-	}
-	if _, err := r.invoke(ctx, "keyevent", ev("DisableKey", "b3-late-"+app, t0.Add(2*time.Second), "")); err != nil {
+	if st, err := status(); err != nil {
 		return "", err
+	} else if st != "ACTIVE" {
+		return "", violated("an out-of-order (older) DisableKey deactivated the app (%s)", st)
 	}
-	if a, _ := r.org.App(ctx, app); a.Status != "ACTIVE" {
-		return "", violated("an out-of-order (older) DisableKey deactivated the app")
-	}
-	return "errorCode event ignored; duplicate DisableKey applied once; older DisableKey after a newer EnableKey ignored", nil
+	return "errorCode event ignored; DisableKey then EnableKey in the same second both applied; the DisableKey delivered again was stopped by its id (applied once); an older DisableKey after them ignored", nil
 }
 
-// B4: restore drills restore a sample into a scratch target and verify digests.
+// B4: restore drills restore a sample into a scratch target and verify digests: a drill of
+// an intact backup must report PASSED, and one of a damaged backup must report FAILED, both
+// in the drill's output and on the app's audit trail.
 func checkB4(ctx context.Context, r *demoRun) (string, error) {
 	app, _, err := r.newCMKApp(ctx, "b4", 6, 2)
 	if err != nil {
@@ -614,40 +843,105 @@ func checkB4(ctx context.Context, r *demoRun) (string, error) {
 	if err != nil {
 		return "", prereq("backup", err)
 	}
-	ex, err := r.runMachine(ctx, "restore-drill", `{"appIds":["`+app+`"],"perApp":1,"requestedBy":"demo"}`)
-	if err != nil || ex.Status != "SUCCEEDED" {
-		return "", violated("the drill ended %s: %v %s", ex.Status, err, ex.Cause)
+	good, err := r.drill(ctx, app, b.BackupID)
+	if err != nil {
+		return "", err
 	}
-	okOut := string(ex.Output)
-	// Corrupt the backup at rest: the next drill must catch it.
+	if good.Status != drillPassed || good.Audited != drillPassedAction {
+		return "", violated("the drill of an intact backup reported %s (audited %q): %s", good.Status, good.Audited, clip(good.Reason))
+	}
+	// Damage the backup at rest: the next drill must report FAILED.
 	k := backupKey(app, b.BackupID)
 	obj, err := r.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(r.sys.BackupBucket), Key: aws.String(k)})
 	if err != nil {
 		return "", prereq("reading the backup", err)
 	}
 	var buf bytes.Buffer
-	_, _ = buf.ReadFrom(obj.Body)
+	_, err = buf.ReadFrom(obj.Body)
 	obj.Body.Close()
+	if err != nil {
+		return "", prereq("reading the backup", err)
+	}
 	raw := buf.Bytes()
 	raw[len(raw)/2] ^= 0x40
 	if _, err := r.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(r.sys.BackupBucket), Key: aws.String(k), Body: bytes.NewReader(raw)}); err != nil {
 		return "", err
 	}
-	ex2, err := r.runMachine(ctx, "restore-drill", `{"appIds":["`+app+`"],"perApp":1,"requestedBy":"demo"}`)
+	bad, err := r.drill(ctx, app, b.BackupID)
 	if err != nil {
 		return "", err
 	}
-	audit, _ := r.org.Audit(ctx, app)
-	failedSeen := false
-	for _, e := range audit {
-		if strings.HasPrefix(e.Action, "drill.") && contains(e.Action+fmt.Sprint(e.Detail), "fail", "corrupt", "tamper") {
-			failedSeen = true
+	if bad.Status != drillFailed || bad.Audited != drillFailedAction {
+		return "", violated("the drill of a backup with a flipped byte reported %s (audited %q)", bad.Status, bad.Audited)
+	}
+	return fmt.Sprintf("a drill restored the intact backup into a scratch target and reported PASSED (digest %s); after a flipped byte at rest the next drill reported FAILED (%s)", short(good.Digest), clip(bad.Reason)), nil
+}
+
+// Drill outcomes and their audit actions.
+const (
+	drillPassed       = "PASSED"
+	drillFailed       = "FAILED"
+	drillPassedAction = "drill.passed"
+	drillFailedAction = "drill.failed"
+)
+
+// drillOutcome is what one drill reported about one backup.
+type drillOutcome struct {
+	Status, Reason, Digest string
+	// Audited is the audit action the drill recorded for the backup ("" if none).
+	Audited string
+}
+
+// drill runs the restore-drill machine (as its schedule does) over one app and returns its
+// outcome for backupID, from the execution's output and the app's audit trail.
+func (r *demoRun) drill(ctx context.Context, app, backupID string) (drillOutcome, error) {
+	arn, err := r.stateMachine(ctx, "restore-drill")
+	if err != nil {
+		return drillOutcome{}, err
+	}
+	out, err := r.sfn.StartExecution(ctx, &sfn.StartExecutionInput{StateMachineArn: aws.String(arn),
+		Input: aws.String(`{"appIds":["` + app + `"],"perApp":1,"requestedBy":"demo"}`)})
+	if err != nil {
+		return drillOutcome{}, prereq("starting a drill", err)
+	}
+	exArn := aws.ToString(out.ExecutionArn)
+	ex, err := r.op.Wait(ctx, exArn)
+	if err != nil {
+		return drillOutcome{}, err
+	}
+	if ex.Status != "SUCCEEDED" {
+		return drillOutcome{}, violated("the drill execution ended %s (%s: %s): a drill reports its outcome, it does not fail", ex.Status, ex.Error, clip(ex.Cause))
+	}
+	var res struct {
+		Results []struct {
+			BackupID string `json:"backupId"`
+			Status   string `json:"status"`
+			Reason   string `json:"reason"`
+			Digest   string `json:"digest"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal(ex.Output, &res); err != nil {
+		return drillOutcome{}, violated("the drill's output is not its results: %v: %s", err, clip(string(ex.Output)))
+	}
+	var oc drillOutcome
+	for _, x := range res.Results {
+		if x.BackupID == backupID {
+			oc = drillOutcome{Status: x.Status, Reason: x.Reason, Digest: x.Digest}
 		}
 	}
-	if ex2.Status == "SUCCEEDED" && !failedSeen && !contains(string(ex2.Output), "fail", "tamper", "corrupt") {
-		return "", violated("a drill over a corrupted backup reported success: %s", ex2.Output)
+	if oc.Status == "" {
+		return drillOutcome{}, violated("the drill did not report on backup %s: %s", backupID, clip(string(ex.Output)))
 	}
-	return "drill restored the backup into a scratch target and matched its digest (" + clip(okOut) + "); a flipped byte was caught", nil
+	audit, err := r.org.Audit(ctx, app)
+	if err != nil {
+		return drillOutcome{}, err
+	}
+	for _, e := range audit {
+		if strings.HasPrefix(e.Action, "drill.") && e.Cause.ExecutionArn == exArn && e.Detail["backupId"] == backupID {
+			oc.Audited = e.Action
+		}
+	}
+	return oc, nil
 }
 
 // B5: every change is on the audit trail with its cause and emitted as a keyline event.

@@ -45,7 +45,7 @@ func runRule(t *testing.T, id string) {
 		if rc.ID != id {
 			continue
 		}
-		detail, err := rc.Check(context.Background(), r)
+		detail, err := runCheck(context.Background(), r, rc)
 		if err != nil {
 			if errors.Is(err, errRule) {
 				t.Fatalf("%s violated: %v", id, err)

@@ -393,7 +393,7 @@ func TestRestoreRefusedByRules(t *testing.T) {
 	}
 	// R3: a CMK backup never restores into a provider-managed app.
 	r := e.must(422, e.do("POST", "/v1/apps/flat/restores", acme, map[string]string{"backupId": "b1", "sourceAppId": "src"}))
-	if r.errorCode(t) != "Unprocessable" {
+	if r.errorCode(t) != "TargetNotCMK" {
 		t.Fatal(string(r.body))
 	}
 	// R7: the key is disabled now: refused with a reason naming it.

@@ -25,7 +25,7 @@ func (v RestoreRules) ValidateRestore(ctx context.Context, targetAppID, sourceAp
 		if ref.Code == restore.CodeUnprocessable {
 			status = http.StatusUnprocessableEntity
 		}
-		return &refusal{status: status, reason: ref.Reason}
+		return &refusal{status: status, reason: ref.Reason, code: ref.ReasonCode}
 	}
 	return err
 }
@@ -33,7 +33,9 @@ func (v RestoreRules) ValidateRestore(ctx context.Context, targetAppID, sourceAp
 type refusal struct {
 	status int
 	reason string
+	code   string
 }
 
-func (r *refusal) Error() string   { return r.reason }
-func (r *refusal) HTTPStatus() int { return r.status }
+func (r *refusal) Error() string      { return r.reason }
+func (r *refusal) HTTPStatus() int    { return r.status }
+func (r *refusal) ReasonCode() string { return r.code }

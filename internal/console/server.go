@@ -221,6 +221,11 @@ func (s *Server) mapError(err error) *apiError {
 		if ref.HTTPStatus() == http.StatusUnprocessableEntity {
 			code = "Unprocessable"
 		}
+		// A refusal that names its rule (a restore's reason code) answers with that code.
+		var rc interface{ ReasonCode() string }
+		if errors.As(err, &rc) && rc.ReasonCode() != "" {
+			code = rc.ReasonCode()
+		}
 		return &apiError{ref.HTTPStatus(), code, ref.Error()}
 	}
 	var tooBig *http.MaxBytesError

@@ -49,6 +49,18 @@ func (a Answer) Message() string {
 	return e.Error.Code + ": " + e.Error.Message
 }
 
+// Code returns the error code of an error answer ("" when it has none): for a restore a
+// rule refused, the rule's reason code (KeyUnusable, BackupSuperseded, TargetNotCMK, ...).
+func (a Answer) Code() string {
+	var e struct {
+		Error struct{ Code string } `json:"error"`
+	}
+	if json.Unmarshal(a.Body, &e) != nil {
+		return ""
+	}
+	return e.Error.Code
+}
+
 func (c *Client) As(token string) *Client {
 	return &Client{Base: c.Base, Token: token, HTTP: c.HTTP}
 }

@@ -34,16 +34,32 @@ const (
 	CodeUnprocessable = "unprocessable"
 )
 
-// Refusal is a restore a rule refuses, with a reason a person can act on.
+// Reason codes of refusals: which rule refused, for scripts (the Reason text is for people).
+const (
+	ReasonMissingInput       = "MissingInput"
+	ReasonOtherOrg           = "OtherOrg"
+	ReasonTargetNotCMK       = "TargetNotCMK"
+	ReasonTargetDeactivated  = "TargetDeactivated"
+	ReasonTargetReencrypting = "TargetReencrypting"
+	// ReasonBackupSuperseded: the backup's generation is no longer the app's active one (R6).
+	ReasonBackupSuperseded = "BackupSuperseded"
+	// ReasonBackupUnavailable: the backup's generation or app is not usable now (R8).
+	ReasonBackupUnavailable = "BackupUnavailable"
+	// ReasonKeyUnusable: KMS says the backup's key is not usable right now (R7).
+	ReasonKeyUnusable = "KeyUnusable"
+)
+
+// Refusal is a restore a rule refuses, with a reason a person can act on and its code.
 type Refusal struct {
-	Code   string `json:"code"`
-	Reason string `json:"reason"`
+	Code       string `json:"code"`
+	Reason     string `json:"reason"`
+	ReasonCode string `json:"reasonCode,omitempty"`
 }
 
 func (r *Refusal) Error() string { return "restore refused: " + r.Reason }
 
-func refuse(code, format string, args ...any) *Refusal {
-	return &Refusal{Code: code, Reason: fmt.Sprintf(format, args...)}
+func refuse(code, reasonCode, format string, args ...any) *Refusal {
+	return &Refusal{Code: code, ReasonCode: reasonCode, Reason: fmt.Sprintf(format, args...)}
 }
 
 // Request names what to restore where.
@@ -74,7 +90,7 @@ func Validate(ctx context.Context, store Store, kp keys.Provider, req Request) e
 // Check is Validate, returning the backup on success.
 func Check(ctx context.Context, store Store, kp keys.Provider, req Request) (lineage.BackupView, error) {
 	if req.AppID == "" || req.BackupID == "" {
-		return lineage.BackupView{}, refuse(CodeUnprocessable, "a restore needs the target app id and the backup id")
+		return lineage.BackupView{}, refuse(CodeUnprocessable, ReasonMissingInput, "a restore needs the target app id and the backup id")
 	}
 	src := req.SourceAppID
 	if src == "" {
@@ -90,7 +106,7 @@ func Check(ctx context.Context, store Store, kp keys.Provider, req Request) (lin
 			return lineage.BackupView{}, fmt.Errorf("restore: source app %s: %w", src, err)
 		}
 		if source.OrgID != target.OrgID {
-			return lineage.BackupView{}, refuse(CodeUnprocessable, "backup %s belongs to app %s of another org; a backup restores only into an app of the same org", req.BackupID, src)
+			return lineage.BackupView{}, refuse(CodeUnprocessable, ReasonOtherOrg, "backup %s belongs to app %s of another org; a backup restores only into an app of the same org", req.BackupID, src)
 		}
 	}
 	b, err := store.GetBackup(ctx, src, req.BackupID)
@@ -104,28 +120,28 @@ func Check(ctx context.Context, store Store, kp keys.Provider, req Request) (lin
 	// R3: a CMK backup restores only into a CMK app.
 	if gen.KeyModel == lineage.KeyModelCMK || source.KeyModel == lineage.KeyModelCMK {
 		if target.KeyModel != lineage.KeyModelCMK {
-			return lineage.BackupView{}, refuse(CodeUnprocessable,
+			return lineage.BackupView{}, refuse(CodeUnprocessable, ReasonTargetNotCMK,
 				"backup %s is encrypted under a customer-managed key and can only be restored into an app that uses a customer-managed key; app %s uses the provider-managed key: choose a CMK-enabled app as the target (R3)",
 				req.BackupID, target.ID)
 		}
 	}
 	switch target.Status {
 	case lineage.AppDeactivated:
-		return lineage.BackupView{}, refuse(CodeConflict, "target app %s is deactivated (%s): re-enable its key so that it is reactivated, then retry", target.ID, orNone(target.StatusReason))
+		return lineage.BackupView{}, refuse(CodeConflict, ReasonTargetDeactivated, "target app %s is deactivated (%s): re-enable its key so that it is reactivated, then retry", target.ID, orNone(target.StatusReason))
 	case lineage.AppReencrypting:
-		return lineage.BackupView{}, refuse(CodeConflict, "target app %s is being re-encrypted: retry when the re-encryption has finished", target.ID)
+		return lineage.BackupView{}, refuse(CodeConflict, ReasonTargetReencrypting, "target app %s is being re-encrypted: retry when the re-encryption has finished", target.ID)
 	}
 	// R7: the backup's generation must be the source app's active one, its key usable now.
 	if ok, reason := b.Backup.Restorability(gen, source); !ok {
-		code := CodeConflict
+		code, why := CodeConflict, ReasonBackupUnavailable
 		if gen.State == lineage.GenRetired || (gen.State == lineage.GenActive && source.ActiveGeneration != gen.Number) {
-			code = CodeUnprocessable // superseded for good (R6)
+			code, why = CodeUnprocessable, ReasonBackupSuperseded // superseded for good (R6)
 		}
-		return lineage.BackupView{}, refuse(code, "backup %s cannot be restored: %s (R7)", req.BackupID, reason)
+		return lineage.BackupView{}, refuse(code, why, "backup %s cannot be restored: %s (R7)", req.BackupID, reason)
 	}
 	if err := kp.Check(ctx, gen.OrgID, gen.KeyARN); err != nil {
 		if errors.Is(err, keys.ErrRevoked) {
-			return lineage.BackupView{}, &keyRefusal{Refusal: *refuse(CodeConflict,
+			return lineage.BackupView{}, &keyRefusal{Refusal: *refuse(CodeConflict, ReasonKeyUnusable,
 				"the key of backup %s (%s) is not usable right now (%s): enable the key or restore keyline's access to it, then retry (R7)",
 				req.BackupID, gen.KeyARN, keyCode(err)), err: err}
 		}
