@@ -64,6 +64,10 @@ type Page struct {
 type SnapshotStats struct {
 	Objects int   `json:"objects"`
 	Bytes   int64 `json:"bytes"` // bytes of the record stream written
+	// LeftOut counts CMK-scope objects left out because they are sealed under another
+	// generation than the app's active one (writes an aborted re-encryption stranded under
+	// its revoked key): a snapshot holds only what its backup's generation restores (I4).
+	LeftOut int `json:"leftOut,omitempty"`
 }
 
 // RestoreStats summarizes a RestoreSnapshot.

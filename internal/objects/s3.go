@@ -602,10 +602,18 @@ func (s *S3Source) Snapshot(ctx context.Context, appID string, w io.Writer) (Sna
 	if err := validApp(appID); err != nil {
 		return SnapshotStats{}, err
 	}
+	// Only what the active generation opens goes in (I4): the backup is recorded under that
+	// generation, and a backup listed restorable must restore. While the backup holds its
+	// lease no re-encryption begins, so the active generation does not change meanwhile.
+	app, err := s.cfg.Lineage.GetApp(ctx, appID)
+	if err != nil {
+		return SnapshotStats{}, fmt.Errorf("objects: snapshot of %s: %w", appID, mapLineage(err))
+	}
 	sw, err := NewSnapshotWriter(w, appID)
 	if err != nil {
 		return SnapshotStats{}, err
 	}
+	leftOut := 0
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	const ahead = 4
@@ -659,11 +667,14 @@ func (s *S3Source) Snapshot(ctx context.Context, appID string, w io.Writer) (Sna
 			drain()
 			return SnapshotStats{}, fmt.Errorf("objects: snapshot of %s: get %s: %w", appID, r.info.Key, r.err)
 		}
-		err := s.snapshotOne(sw, r)
+		in, err := s.snapshotOne(sw, r, app.ActiveGeneration)
 		r.out.Body.Close()
 		if err != nil {
 			drain()
 			return SnapshotStats{}, fmt.Errorf("objects: snapshot of %s: %w", appID, err)
+		}
+		if !in {
+			leftOut++
 		}
 		if now := s.clock.Now(); now.Sub(lastLog) >= 10*time.Second {
 			lastLog = now
@@ -677,24 +688,32 @@ func (s *S3Source) Snapshot(ctx context.Context, appID string, w io.Writer) (Sna
 	if err := sw.Close(); err != nil {
 		return SnapshotStats{}, err
 	}
-	return sw.Stats(), nil
+	st := sw.Stats()
+	st.LeftOut = leftOut
+	return st, nil
 }
 
-func (s *S3Source) snapshotOne(sw *SnapshotWriter, r fetched) error {
+// snapshotOne writes one fetched object into the snapshot, or leaves it out (false) when it
+// is a CMK-scope object sealed under another generation than active.
+func (s *S3Source) snapshotOne(sw *SnapshotWriter, r fetched, active int) (bool, error) {
 	size := aws.ToInt64(r.out.ContentLength)
 	h, err := sealing.ReadHeader(r.out.Body)
 	if err != nil {
-		return fmt.Errorf("%s: %w", r.info.Key, err)
+		return false, fmt.Errorf("%s: %w", r.info.Key, err)
 	}
 	gen := h.Generation
 	if r.info.Scope == ScopeManaged {
 		gen = 0
+	} else if gen != active {
+		s.log.Warn("snapshot: object sealed under another generation than the active one, left out",
+			"key", r.info.Key, "generation", gen, "activeGeneration", active, "keyArn", h.KeyARN)
+		return false, nil
 	}
 	hb := h.Bytes()
 	if int64(len(hb)) > size {
-		return fmt.Errorf("%s: %w: header longer than the object", r.info.Key, sealing.ErrTruncated)
+		return false, fmt.Errorf("%s: %w: header longer than the object", r.info.Key, sealing.ErrTruncated)
 	}
-	return sw.WriteRecord(Record{Path: r.info.Path, Scope: r.info.Scope, Generation: gen, SealedSize: size},
+	return true, sw.WriteRecord(Record{Path: r.info.Path, Scope: r.info.Scope, Generation: gen, SealedSize: size},
 		io.MultiReader(bytes.NewReader(hb), r.out.Body))
 }
 

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/keyline/keyline/infra"
+	"github.com/keyline/keyline/internal/audit"
 	"github.com/keyline/keyline/internal/lineage"
 	"github.com/keyline/keyline/internal/objects"
 	"github.com/keyline/keyline/internal/objects/objectstest"
@@ -46,5 +47,19 @@ func TestRestoreMachine(t *testing.T) {
 	}
 	if rec := f.restoreRecord(t, bad); rec.Status != lineage.RestoreRefused || rec.Reason == "" {
 		t.Fatalf("record %+v", rec)
+	}
+	// The failed cross-app restore names its source (app1), not its target, in the event
+	// operators alarm on and in the failure step's output.
+	var refused []audit.Event
+	for _, ev := range f.events.Events() {
+		if ev.DetailType == audit.DetailRestoreRefused {
+			refused = append(refused, ev)
+		}
+	}
+	if len(refused) != 1 {
+		t.Fatalf("restore-refused events %+v: want one", refused)
+	}
+	if d, _ := refused[0].Detail.(map[string]any); d["sourceAppId"] != "app1" || d["appId"] != "man" {
+		t.Fatalf("restore-refused event %+v: want it to name source app1 and target man", refused[0].Detail)
 	}
 }

@@ -440,6 +440,11 @@ func (r *Restores) Fail(ctx context.Context, in FailInput) (Step, error) {
 	if err != nil {
 		return Step{}, wferr.From(err)
 	}
+	// The failure names the backup's source app as recorded with the request (the machine's
+	// failure path does not carry it; without it the source would read as the target).
+	if in.SourceAppID == "" {
+		in.SourceAppID = cur.SourceAppID
+	}
 	st := Step{Input: in.Input, Status: status, Reason: reason}
 	if cur.Status.Terminal() {
 		st.Status, st.Reason = cur.Status, cur.Reason
