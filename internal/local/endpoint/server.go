@@ -23,6 +23,7 @@ import (
 
 	"github.com/gofrs/uuid"
 	"github.com/keyline/keyline/internal/local/authz"
+	"github.com/keyline/keyline/internal/local/fault"
 	"github.com/keyline/keyline/internal/local/sigv4"
 )
 
@@ -61,6 +62,8 @@ type Options struct {
 	MaxBodyBytes int64
 	// MaxS3BodyBytes caps S3 request bodies (default 5 GiB + 1 MiB, S3's single-part limit).
 	MaxS3BodyBytes int64
+	// Faults injects errors and latency per service and operation (nil: none).
+	Faults *fault.Injector
 }
 
 // Server is the local AWS endpoint. Register service handlers, then Start.
@@ -290,6 +293,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if !s.authorize(sw, r, service, reqID) {
 		return
+	}
+	if s.opts.Faults != nil && r.Header.Get(fault.NoFaultHeader) == "" {
+		if !s.injectFault(sw, r, service, reqID) {
+			return
+		}
 	}
 	h.ServeHTTP(sw, r)
 }

@@ -22,6 +22,10 @@ const (
 // over MaxSyncRequestBytes (Lambda's RequestTooLargeException, HTTP 413).
 var ErrRequestTooLarge = errors.New("RequestTooLargeException")
 
+// ErrTooManyRequests is wrapped by an Invoke error when Lambda throttles the call
+// (Step Functions names it Lambda.TooManyRequestsException).
+var ErrTooManyRequests = errors.New("TooManyRequestsException")
+
 // RequestTooLargeMessage is Lambda's message for ErrRequestTooLarge.
 var RequestTooLargeMessage = fmt.Sprintf("Request must be smaller than %d bytes for the InvokeFunction operation", MaxSyncRequestBytes)
 

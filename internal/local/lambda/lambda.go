@@ -23,6 +23,7 @@ import (
 	"github.com/aws/aws-lambda-go/lambda/messages"
 	"github.com/aws/aws-lambda-go/lambdacontext"
 	"github.com/gofrs/uuid"
+	"github.com/keyline/keyline/internal/local/fault"
 	"github.com/keyline/keyline/internal/local/invoke"
 )
 
@@ -31,7 +32,11 @@ var ErrFunctionNotFound = errors.New("ResourceNotFoundException")
 
 // ErrTooManyRequests is wrapped by the error Invoke returns when a function's reserved
 // concurrency is exhausted.
-var ErrTooManyRequests = errors.New("TooManyRequestsException")
+var ErrTooManyRequests = invoke.ErrTooManyRequests
+
+// ErrServiceFault is wrapped by an Invoke error when the Lambda service itself fails the
+// call (an injected 5xx or timeout; Step Functions names it Lambda.ServiceException).
+var ErrServiceFault = errors.New("ServiceException")
 
 // DefaultTimeout is a function's timeout unless its Function says otherwise.
 const DefaultTimeout = 60 * time.Second
@@ -62,6 +67,8 @@ type Options struct {
 	Region    string // default us-east-1
 	AccountID string // default 000000000000
 	Logger    *slog.Logger
+	// Faults crashes invocations (nil: none).
+	Faults *fault.Injector
 }
 
 // Registry holds the in-process functions. It is safe for concurrent use.
@@ -145,8 +152,27 @@ func (e *NotFoundError) Error() string {
 func (e *NotFoundError) Unwrap() error { return ErrFunctionNotFound }
 
 // Invoke runs the function synchronously. A handler error (or panic, or timeout)
-// yields a *invoke.FunctionError; an unknown function a *NotFoundError.
+// yields a *invoke.FunctionError; an unknown function a *NotFoundError. Invoke is the
+// in-process path (Step Functions, the bus): the Lambda service's injected faults apply to
+// it here, as the endpoint applies them to calls over HTTP.
 func (r *Registry) Invoke(ctx context.Context, name string, payload []byte) ([]byte, error) {
+	f := r.opts.Faults.Request(fault.ServiceLambda, "Invoke")
+	if f.Latency > 0 {
+		if err := sleep(ctx, f.Latency); err != nil {
+			return nil, err
+		}
+	}
+	switch f.Kind {
+	case fault.KindThrottle:
+		return nil, fmt.Errorf("%w: Rate Exceeded. (injected fault)", ErrTooManyRequests)
+	case fault.KindServerError:
+		return nil, fmt.Errorf("%w: the Lambda service failed the call (injected fault)", ErrServiceFault)
+	case fault.KindTimeout:
+		if err := sleep(ctx, f.TimeoutAfter); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: the call timed out (injected fault)", ErrServiceFault)
+	}
 	out, _, err := r.invoke(ctx, name, payload)
 	return out, err
 }
@@ -183,6 +209,17 @@ func (r *Registry) invoke(ctx context.Context, ref string, payload []byte) ([]by
 	defer cancel()
 	ictx = lambdacontext.NewContext(ictx, &lambdacontext.LambdaContext{AwsRequestID: reqID, InvokedFunctionArn: fn.arn})
 
+	crash := r.opts.Faults.Invocation(fn.Name)
+	if crash.Point == fault.PointStart {
+		return nil, reqID, crashError(reqID)
+	}
+	if crash.Point == fault.PointRandom {
+		// The process dies at that moment: whatever the handler is doing is cut off there.
+		var stop context.CancelFunc
+		ictx, stop = context.WithTimeout(ictx, crash.After)
+		defer stop()
+	}
+
 	type result struct {
 		out []byte
 		err error
@@ -199,6 +236,15 @@ func (r *Registry) invoke(ctx context.Context, ref string, payload []byte) ([]by
 		out, err := fn.handler.Invoke(ictx, payload)
 		done <- result{out: out, err: err}
 	}()
+	if crash.Point != "" {
+		// Crashed at the end or at a random point: the handler's answer, if any, is lost.
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return nil, reqID, fmt.Errorf("lambda: invoke %s: %w", fn.Name, ctx.Err())
+		}
+		return nil, reqID, crashError(reqID)
+	}
 	select {
 	case res := <-done:
 		if res.err != nil {
@@ -217,6 +263,26 @@ func (r *Registry) invoke(ctx context.Context, ref string, payload []byte) ([]by
 		return nil, reqID, &invoke.FunctionError{Type: "Sandbox.Timedout",
 			Message: fmt.Sprintf("%s %s Task timed out after %.2f seconds", time.Now().UTC().Format(time.RFC3339), reqID, time.Since(start).Seconds())}
 	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// CrashErrorType is the error type of an invocation whose runtime crashed.
+const CrashErrorType = "Runtime.ExitError"
+
+// crashError is what Lambda reports for an invocation whose runtime process died.
+func crashError(reqID string) *invoke.FunctionError {
+	return &invoke.FunctionError{Type: CrashErrorType,
+		Message: "RequestId: " + reqID + " Error: Runtime exited with error: signal: killed (injected fault)"}
 }
 
 // functionError shapes a handler's error as the Lambda Go runtime reports it.

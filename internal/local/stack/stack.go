@@ -31,6 +31,7 @@ import (
 	localddb "github.com/keyline/keyline/internal/local/dynamodb"
 	"github.com/keyline/keyline/internal/local/endpoint"
 	"github.com/keyline/keyline/internal/local/eventbridge"
+	"github.com/keyline/keyline/internal/local/fault"
 	localkms "github.com/keyline/keyline/internal/local/kms"
 	"github.com/keyline/keyline/internal/local/lambda"
 	locals3 "github.com/keyline/keyline/internal/local/s3"
@@ -91,6 +92,9 @@ type Options struct {
 	// (debugging only). Default: IAMOff until the deployment contract provides every
 	// function's role policy; RolePolicies turns it on with the policies given.
 	IAM string
+	// Faults injects faults into the endpoint, the functions, the CloudTrail path and the
+	// state transitions (nil: none).
+	Faults *fault.Injector
 	// RolePolicies are the functions' identity policies (JSON documents by function name)
 	// the endpoint evaluates their calls against when IAM is on.
 	RolePolicies map[string]json.RawMessage
@@ -145,10 +149,11 @@ type Stack struct {
 	IAM      string
 	policies *stackPolicies
 
-	router  *endpoint.Server
-	ddb     *localddb.Process
-	console *http.Server
-	cancel  context.CancelFunc
+	router     *endpoint.Server
+	ddb        *localddb.Process
+	cloudTrail *fault.CloudTrailPath
+	console    *http.Server
+	cancel     context.CancelFunc
 
 	closeOnce sync.Once
 }
@@ -295,7 +300,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	}()
 
 	dep := infra.Description()
-	st.Lambda = lambda.New(lambda.Options{Region: localRegion, AccountID: endpoint.DefaultAccountID, Logger: log.With("service", "lambda")})
+	st.Lambda = lambda.New(lambda.Options{Region: localRegion, AccountID: endpoint.DefaultAccountID, Logger: log.With("service", "lambda"), Faults: opts.Faults})
 
 	// The bus starts executions through the Step Functions service, created once the
 	// functions are registered (it resumes interrupted executions as it starts).
@@ -319,6 +324,11 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, fmt.Errorf("event bus: %w", err)
 	}
 
+	// CloudTrail events reach the default bus along a path that may lose, repeat, hold or
+	// reorder them (faults).
+	st.cloudTrail = opts.Faults.CloudTrail(func(ctx context.Context, raw []byte) error {
+		return st.Bus.PublishEnvelope(ctx, "", raw)
+	}, opts.Clock)
 	st.KMS, err = localkms.New(localkms.Options{
 		DataDir: dir, Region: localRegion, AccountID: endpoint.DefaultAccountID, Clock: opts.Clock,
 		Sink: localkms.EventSinkFunc(func(ctx context.Context, ev localkms.CloudTrailEvent) error {
@@ -326,7 +336,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 			if err != nil {
 				return err
 			}
-			return st.Bus.PublishEnvelope(ctx, "", raw)
+			return st.cloudTrail.Publish(ctx, ev.Detail.EventName, raw)
 		}),
 		CloudTrailDelay: opts.CloudTrailDelay, CloudTrailDrop: opts.CloudTrailDrop,
 		Logger: log.With("service", "kms"),
@@ -340,7 +350,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, fmt.Errorf("s3: %w", err)
 	}
 
-	st.router = endpoint.New(endpoint.Options{Addr: opts.Addr, AccountID: endpoint.DefaultAccountID, Logger: log.With("service", "endpoint")})
+	st.router = endpoint.New(endpoint.Options{Addr: opts.Addr, AccountID: endpoint.DefaultAccountID, Logger: log.With("service", "endpoint"), Faults: opts.Faults})
 	st.router.Register(endpoint.ServiceKMS, st.KMS)
 	st.router.Register(endpoint.ServiceS3, s3svc)
 	st.router.Register(endpoint.ServiceEvents, st.Bus)
@@ -438,6 +448,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		Invoker: st.Lambda, Events: busPutter{st.Bus}, DynamoDB: ddbCaller{st.ddb},
 		Items:  s3Items{s3c},
 		Logger: log.With("service", "states"), Region: localRegion, Account: endpoint.DefaultAccountID,
+		Faults: opts.Faults,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("step functions: %w", err)
@@ -487,6 +498,9 @@ func (s *Stack) Close() {
 		order := []func() error{}
 		if s.cancel != nil {
 			order = append(order, func() error { s.cancel(); return nil })
+		}
+		if s.cloudTrail != nil {
+			order = append(order, func() error { s.cloudTrail.Close(); return nil })
 		}
 		if s.Bus != nil {
 			order = append(order, s.Bus.Close)

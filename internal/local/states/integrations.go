@@ -181,6 +181,9 @@ func (in *Integrations) lambda(ctx context.Context, fn string, payload []byte, w
 		if errors.As(err, &te) {
 			return nil, te
 		}
+		if errors.Is(err, invoke.ErrTooManyRequests) {
+			return nil, &TaskError{Name: "Lambda.TooManyRequestsException", Cause: err.Error()}
+		}
 		if errors.Is(err, invoke.ErrRequestTooLarge) {
 			return nil, &TaskError{Name: "Lambda.RequestTooLargeException", Cause: invoke.RequestTooLargeMessage}
 		}

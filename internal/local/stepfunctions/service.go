@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/keyline/keyline/internal/clock"
+	"github.com/keyline/keyline/internal/local/fault"
 	"github.com/keyline/keyline/internal/local/invoke"
 	"github.com/keyline/keyline/internal/local/states"
 )
@@ -74,6 +75,8 @@ type Options struct {
 	// MaxConcurrentExecutions bounds executions running at once (0: no bound). Executions over the
 	// bound wait, RUNNING, for a slot. Nested executions started by a Task do not count.
 	MaxConcurrentExecutions int
+	// Faults may crash the process at a state transition (nil: never).
+	Faults *fault.Injector
 }
 
 type stateMachine struct {
@@ -344,6 +347,8 @@ func (s *Service) run(ctx context.Context, x *execution, m *states.Machine, cp *
 			x.mu.Unlock()
 		},
 		OnCheckpoint: func(c states.Checkpoint) {
+			// A crash here loses the transition: the state that just ran runs again on resume.
+			s.opts.Faults.Transition(smName, c.Next)
 			x.mu.Lock()
 			x.Checkpoint = &c
 			x.mu.Unlock()
