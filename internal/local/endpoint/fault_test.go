@@ -188,7 +188,9 @@ func TestSDKRetriesRideOutTransientFaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	table := fmt.Sprintf("fault-table-%d", time.Now().UnixNano())
-	t.Cleanup(func() { _, _ = dc.DeleteTable(context.Background(), &awsddb.DeleteTableInput{TableName: aws.String(table)}) })
+	t.Cleanup(func() {
+		_, _ = dc.DeleteTable(context.Background(), &awsddb.DeleteTableInput{TableName: aws.String(table)})
+	})
 	if _, err := dc.CreateTable(ctx, &awsddb.CreateTableInput{TableName: aws.String(table), BillingMode: ddbtypes.BillingModePayPerRequest,
 		AttributeDefinitions: []ddbtypes.AttributeDefinition{{AttributeName: aws.String("pk"), AttributeType: ddbtypes.ScalarAttributeTypeS}},
 		KeySchema:            []ddbtypes.KeySchemaElement{{AttributeName: aws.String("pk"), KeyType: ddbtypes.KeyTypeHash}}}); err != nil {
