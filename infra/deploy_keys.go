@@ -10,8 +10,12 @@ import (
 // Key-plane function and machine names. Function names carry no '-', so that the
 // `${Fn_<name>}` placeholders of the ASL files match them.
 const (
-	FnKeyEvent          = "keyevent"
-	FnKeyHealth         = "keyhealth"
+	FnKeyEvent  = "keyevent"
+	FnKeyHealth = "keyhealth"
+	FnKeyNotify = "keynotify"
+	// FnKeyStateMigrate is the one-off upgrade of a table written before the key item
+	// existed (lineage Migrate): invoke it once after deploying; it is idempotent.
+	FnKeyStateMigrate   = "keystatemigrate"
 	FnReencryptValidate = "reencryptvalidate"
 	FnReencryptBegin    = "reencryptbegin"
 	FnReencryptBatch    = "reencryptbatch"
@@ -32,6 +36,10 @@ const KMSKeyEventPattern = `{"source":["aws.kms"],"detail-type":["AWS API Call v
 	`"eventName":["DisableKey","ScheduleKeyDeletion","EnableKey","CancelKeyDeletion"],` +
 	`"errorCode":[{"exists":false}]}}`
 
+// KeyNotificationPattern matches keyline's own continuation events of a key change's
+// notifications (internal/audit DetailKeyNotificationPage), on keyline's bus.
+const KeyNotificationPattern = `{"source":["keyline"],"detail-type":["Key Notification Page"]}`
+
 // keyCheck is the access a test round trip (DescribeKey, GenerateDataKey, Decrypt) needs.
 const keyCheck = "describe,generate,decrypt"
 
@@ -51,6 +59,28 @@ func keyPlane() Deployment {
 					{Resource: CustomerKeys, Level: keyCheck},
 					{Resource: ProviderKey, Level: keyCheck},
 					{Resource: EventBus, Level: "write"},
+				},
+			},
+			{
+				Name: FnKeyNotify,
+				Description: "Sends a key change's notifications (B5): the per-key event with the number of apps on the key, then " +
+					"App Deactivated / App Reactivated per app, one page of apps per invocation, each page triggering the next (at least once).",
+				Timeout:             5 * time.Minute,
+				MemoryMB:            256,
+				ReservedConcurrency: 5,
+				Access: []Access{
+					{Resource: Table, Level: "read"},
+					{Resource: EventBus, Level: "write"},
+				},
+			},
+			{
+				Name: FnKeyStateMigrate,
+				Description: "One-off upgrade to the key item (lineage Migrate): per-app revocations written by earlier versions move onto " +
+					"the key item; idempotent, safe to run against the live system. No trigger: invoke it once after deploying.",
+				Timeout:  15 * time.Minute,
+				MemoryMB: 512,
+				Access: []Access{
+					{Resource: Table, Level: "write"},
 				},
 			},
 			{
@@ -147,6 +177,12 @@ func keyPlane() Deployment {
 			Description:  "CloudTrail KMS key-state changes without errorCode → the key-event function (deactivation within seconds).",
 			EventPattern: json.RawMessage(KMSKeyEventPattern),
 			Target:       Target{Function: FnKeyEvent},
+		}, {
+			Name:         "key-notifications",
+			Description:  "A key change's notification pages (keyline's own events) → the notify function, one page per invocation.",
+			EventPattern: json.RawMessage(KeyNotificationPattern),
+			Target:       Target{Function: FnKeyNotify},
+			Bus:          BusKeyline,
 		}},
 		Schedules: []Schedule{{
 			Name:        "key-health",

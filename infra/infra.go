@@ -87,13 +87,18 @@ type Target struct {
 	Input        json.RawMessage `json:"input,omitempty"`
 }
 
-// Rule is an EventBridge rule on the default bus (CloudTrail events arrive there).
+// Rule is an EventBridge rule on the default bus (CloudTrail events arrive there), or on
+// keyline's own event bus when Bus is BusKeyline.
 type Rule struct {
 	Name         string          `json:"name"`
 	Description  string          `json:"description"`
 	EventPattern json.RawMessage `json:"eventPattern"`
 	Target       Target          `json:"target"`
+	Bus          string          `json:"bus,omitempty"`
 }
+
+// BusKeyline names keyline's own event bus (its `source: keyline` events) in Rule.Bus.
+const BusKeyline = "keyline"
 
 // Schedule is an EventBridge Scheduler schedule.
 type Schedule struct {

@@ -730,6 +730,10 @@ func (k *Keyline) newRule(cid string, r infra.Rule, bus awsevents.IEventBus) aws
 
 func (k *Keyline) rule(r infra.Rule) error {
 	cid := "Rule" + id(r.Name)
+	if r.Bus == infra.BusKeyline {
+		k.Rules[r.Name] = k.newRule(cid, r, k.EventBus)
+		return nil
+	}
 	k.Rules[r.Name] = k.newRule(cid, r, nil)
 	if isCloudTrailKMS(r) {
 		k.CustomerRules[r.Name] = k.newRule("Customer"+cid, r, k.CustomerEventBus)
@@ -918,7 +922,7 @@ func (k *Keyline) alarms() {
 			TreatMissingData:   awscloudwatch.TreatMissingData_NOT_BREACHING,
 		})
 	}
-	// Revocations: a rule on keyline's audit bus matches every revoked generation, whatever
+	// Revocations: a rule on keyline's audit bus matches every revoked key, whatever
 	// path revoked it; the alarm counts its matches (AWS/Events TriggeredRules). The rule
 	// needs no target: matching is what is measured.
 	k.RevocationRule = awsevents.NewRule(s, jsii.String("RevocationAuditRule"), &awsevents.RuleProps{

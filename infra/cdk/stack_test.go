@@ -635,7 +635,12 @@ func TestRulePatternsAreTheDescriptions(t *testing.T) {
 		if got := props(res)["EventPattern"]; !reflect.DeepEqual(got, want) {
 			t.Errorf("rule %s: pattern %v, want the description's %v", r.Name, got, want)
 		}
-		if _, onBus := props(res)["EventBusName"]; onBus {
+		_, onBus := props(res)["EventBusName"]
+		if r.Bus == infra.BusKeyline {
+			if got, want := resolve(props(res)["EventBusName"]), "<Ref "+f.lid(f.k.EventBus)+">"; got != want && got != *f.k.EventBus.EventBusName() {
+				t.Errorf("rule %s is on bus %s, want keyline's bus", r.Name, got)
+			}
+		} else if onBus {
 			t.Errorf("rule %s is not on the default bus (CloudTrail delivers there)", r.Name)
 		}
 		if cr, ok := f.k.CustomerRules[r.Name]; ok {

@@ -24,6 +24,19 @@ const Source = decl.AuditSource
 
 // Detail types of keyline's events. Operators write rules on these: never rename them.
 const (
+	// DetailKeyRevoked is the one event per key revocation (detail: keyArn, apps = the
+	// number of apps whose active generation uses the key); the revocation alarm counts it.
+	DetailKeyRevoked = decl.DetailKeyRevoked
+	// DetailKeyReactivated is the one event per key reactivation (detail: keyArn, apps).
+	DetailKeyReactivated = "Key Reactivated"
+	// DetailKeyAwaitingOperator is the one event per key that came back past the
+	// reactivation window (detail: keyArn, apps): an operator must reactivate it.
+	DetailKeyAwaitingOperator = "Key Awaiting Operator"
+	// DetailKeyNotificationPage is keyline's own continuation event: the notify function
+	// sends the per-app events of one key change page by page, each page triggered by one.
+	DetailKeyNotificationPage = "Key Notification Page"
+	// DetailAppDeactivated and DetailAppReactivated are sent per app after a key change, at
+	// least once, asynchronously, in pages (DetailKeyNotificationPage).
 	DetailAppDeactivated          = decl.DetailAppDeactivated
 	DetailAppReactivated          = "App Reactivated"
 	DetailGenerationRevoked       = "Key Generation Revoked"

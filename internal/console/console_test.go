@@ -440,11 +440,11 @@ func TestOperatorReactivation(t *testing.T) {
 	if _, err := e.kms.DisableKey(ctx, &kms.DisableKeyInput{KeyId: aws.String(key)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.store.RevokeKey(ctx, key, "DisableKey", lineage.Cause{EventID: "ev-1"}); err != nil {
+	if _, err := e.store.RevokeKey(ctx, key, "DisableKey", lineage.KeyEventRef{ID: "ev-1", Time: time.Now()}, lineage.Cause{EventID: "ev-1"}); err != nil {
 		t.Fatal(err)
 	}
 	e.clock.Advance(11 * 24 * time.Hour)
-	if _, err := e.store.ReactivateKey(ctx, key, lineage.Cause{EventID: "ev-2"}, 10*24*time.Hour); err != nil {
+	if _, err := e.store.ReactivateKey(ctx, key, 10*24*time.Hour, lineage.KeyEventRef{ID: "ev-2", Time: time.Now()}, lineage.Cause{EventID: "ev-2"}); err != nil {
 		t.Fatal(err)
 	}
 	var app struct{ Status string }

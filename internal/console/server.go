@@ -579,10 +579,17 @@ func (s *Server) listKeys(w http.ResponseWriter, r *request) error {
 		State      string    `json:"state"`
 		Since      time.Time `json:"since"`
 		Reason     string    `json:"reason,omitempty"`
+		// Usable and KeyState are derived from the key's state (USABLE or REVOKED).
+		Usable   bool   `json:"usable"`
+		KeyState string `json:"keyState"`
 	}
 	out := make([]genView, 0, len(gens))
 	for _, g := range gens {
-		out = append(out, genView{g.Number, g.KeyARN, string(g.State), g.Since, g.StateReason})
+		v := genView{g.Number, g.KeyARN, string(g.State), g.Since, g.StateReason, g.Usable(), string(lineage.KeyUsable)}
+		if g.KeyRevoked {
+			v.KeyState, v.Reason = string(lineage.KeyRevoked), g.KeyReason
+		}
+		out = append(out, v)
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil

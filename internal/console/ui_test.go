@@ -268,7 +268,7 @@ func TestUIFlow(t *testing.T) {
 	if _, err := e.kms.DisableKey(ctx, &kms.DisableKeyInput{KeyId: aws.String(key)}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.store.RevokeKey(ctx, key, "DisableKey", lineage.Cause{EventID: "ev-ui-1"}); err != nil {
+	if _, err := e.store.RevokeKey(ctx, key, "DisableKey", lineage.KeyEventRef{ID: "ev-ui-1", Time: time.Now()}, lineage.Cause{EventID: "ev-ui-1"}); err != nil {
 		t.Fatal(err)
 	}
 	var app struct{ Status, StatusReason string }

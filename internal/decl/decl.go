@@ -45,17 +45,20 @@ const IDPattern = `^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`
 // AuditSource is the `source` of every audit event keyline emits (internal/audit).
 const AuditSource = "keyline"
 
-// Detail types of the audit events a revocation emits (internal/workflow/revocation): an app
-// deactivated because its active generation's key was revoked, and a re-encryption's pending
-// generation revoked (B8). The revocation alarm's pattern is generated from them.
+// Detail types of the audit events a revocation emits (internal/workflow/revocation): one
+// per revoked key (with the number of apps on it), one per app deactivated because its
+// active generation's key was revoked (sent after it, in pages), and one per re-encryption
+// whose pending generation was revoked (B8).
 const (
+	DetailKeyRevoked               = "Key Revoked"
 	DetailAppDeactivated           = "App Deactivated"
 	DetailPendingGenerationRevoked = "Pending Key Generation Revoked"
 )
 
-// RevocationDetailTypes are the detail types of the events a revocation emits.
+// RevocationDetailTypes are the detail types the revocation alarm counts: one event per
+// revoked key, whatever the number of apps on it, and each aborted re-encryption (B8).
 func RevocationDetailTypes() []string {
-	return []string{DetailAppDeactivated, DetailPendingGenerationRevoked}
+	return []string{DetailKeyRevoked, DetailPendingGenerationRevoked}
 }
 
 // The metric keyline publishes about backups (internal/workflow/backup, embedded metric

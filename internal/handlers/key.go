@@ -6,6 +6,7 @@ import (
 	"errors"
 
 	"github.com/keyline/keyline/infra"
+	"github.com/keyline/keyline/internal/lineage"
 	"github.com/keyline/keyline/internal/workflow/keyhealth"
 	"github.com/keyline/keyline/internal/workflow/reencrypt"
 	"github.com/keyline/keyline/internal/workflow/revocation"
@@ -81,6 +82,32 @@ func keyHandlers() map[string]Constructor {
 			return func(ctx context.Context, raw json.RawMessage) (revocation.Result, error) {
 				res, err := env.revocation.HandleCloudTrail(ctx, raw)
 				return res, keyEventError(err)
+			}, nil
+		},
+		// A key change's notification pages (B5), one page per invocation.
+		infra.FnKeyNotify: func(ctx context.Context, d Deps) (any, error) {
+			env, err := newKeyEnv(ctx, d)
+			if err != nil {
+				return nil, err
+			}
+			n, err := revocation.NewNotifier(revocation.NotifierConfig{Store: env.store, Emitter: env.events, Clock: d.Clock, Logger: d.Logger})
+			if err != nil {
+				return nil, err
+			}
+			return func(ctx context.Context, raw json.RawMessage) (revocation.NotifyResult, error) {
+				res, err := n.HandlePage(ctx, raw)
+				return res, keyEventError(err)
+			}, nil
+		},
+		// The one-off upgrade to the key item; its input is ignored.
+		infra.FnKeyStateMigrate: func(ctx context.Context, d Deps) (any, error) {
+			env, err := newKeyEnv(ctx, d)
+			if err != nil {
+				return nil, err
+			}
+			return func(ctx context.Context, _ json.RawMessage) (lineage.MigrationReport, error) {
+				rep, err := env.store.Migrate(ctx)
+				return rep, wferr.From(err)
 			}, nil
 		},
 		// The key-health schedule (B2); its input is ignored.

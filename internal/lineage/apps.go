@@ -181,6 +181,7 @@ func (s *Store) CreateApp(ctx context.Context, app App, firstKeyARN string, wrap
 	app.Status, app.StatusReason = AppActive, ""
 	app.ActiveGeneration, app.PendingGeneration, app.LatestGeneration = 1, 0, 1
 	app.Version = 1
+	app.ActiveKeyARN, app.PendingKeyARN, app.Hold = firstKeyARN, "", ""
 	app.BackupLease = nil
 	app.LastBackupAt = time.Time{}
 	gen := Generation{AppID: app.ID, OrgID: app.OrgID, Number: 1, KeyARN: firstKeyARN, KeyModel: app.KeyModel,
@@ -199,10 +200,15 @@ func (s *Store) CreateApp(ctx context.Context, app App, firstKeyARN string, wrap
 	if err != nil {
 		return App{}, err
 	}
-	err = s.transact(ctx, []types.TransactWriteItem{
+	if err := s.noteKeyOrg(ctx, firstKeyARN, app.OrgID); err != nil {
+		return App{}, err
+	}
+	items := []types.TransactWriteItem{
 		s.check(keyOf(orgPK(app.OrgID), skMeta), "attribute_exists(PK)", nil, nil),
 		s.putNew(am), s.putNew(gm), audit,
-	})
+	}
+	items = append(items, s.keyUsableChecks(firstKeyARN)...)
+	err = s.transact(ctx, items)
 	var f *txFailure
 	switch {
 	case err == nil:
@@ -211,37 +217,31 @@ func (s *Store) CreateApp(ctx context.Context, app App, firstKeyARN string, wrap
 		return App{}, fmt.Errorf("%w: app %s exists", ErrDuplicate, app.ID)
 	case errors.As(err, &f) && f.failed(0):
 		return App{}, notFound("org %s (create it before its apps)", app.OrgID)
+	case errors.As(err, &f) && f.failed(4):
+		return App{}, conflict(app.ID, ErrKeyRevoked, "key %s is revoked: an app cannot be created on it", firstKeyARN)
 	}
 	return App{}, fmt.Errorf("lineage: create app %s: %w", app.ID, err)
 }
 
-// GetApp returns the app (strongly consistent read), or ErrNotFound.
+// GetApp returns the app with its derived status (strongly consistent reads of the app and
+// of its keys), or ErrNotFound.
 func (s *Store) GetApp(ctx context.Context, appID string) (App, error) {
-	if err := validID("app", appID); err != nil {
-		return App{}, err
-	}
-	m, err := s.getItem(ctx, appPK(appID), skMeta)
-	if err != nil {
-		return App{}, err
-	}
-	if m == nil {
-		return App{}, notFound("app %s", appID)
-	}
-	var a App
-	return a, unmarshal(m, &a)
+	a, _, err := s.getAppKeys(ctx, appID)
+	return a, err
 }
 
-// ActiveKey returns the app and its active generation (whatever the generation's state:
-// check app.Status and gen.State).
+// ActiveKey returns the app and its active generation, both with their derived state: check
+// app.Status and gen.Usable().
 func (s *Store) ActiveKey(ctx context.Context, appID string) (App, Generation, error) {
-	app, err := s.GetApp(ctx, appID)
+	app, keys, err := s.getAppKeys(ctx, appID)
 	if err != nil {
 		return App{}, Generation{}, err
 	}
-	gen, err := s.GetGeneration(ctx, appID, app.ActiveGeneration)
+	gen, err := s.getGenRaw(ctx, appID, app.ActiveGeneration)
 	if err != nil {
 		return App{}, Generation{}, err
 	}
+	deriveGen(&gen, &app, keys)
 	return app, gen, nil
 }
 
@@ -283,14 +283,14 @@ func (s *Store) ListApps(ctx context.Context, cursor string, limit int) (Page[Ap
 		}
 		if more {
 			page.Next = encodeCursor(listCursor{Org: org, App: page.Items[len(page.Items)-1].ID})
-			return page, nil
+			return page, s.deriveApps(ctx, page.Items)
 		}
 		nextOrg, _, err := s.gsiAfter(ctx, gsiOrgs, "ORG#", org, 1)
 		if err != nil {
 			return page, err
 		}
 		if len(nextOrg) == 0 {
-			return page, nil
+			return page, s.deriveApps(ctx, page.Items)
 		}
 		var o Org
 		if err := unmarshal(nextOrg[0], &o); err != nil {
@@ -299,7 +299,7 @@ func (s *Store) ListApps(ctx context.Context, cursor string, limit int) (Page[Ap
 		org, afterApp = o.ID, ""
 		if len(page.Items) >= limit {
 			page.Next = encodeCursor(listCursor{Org: org})
-			return page, nil
+			return page, s.deriveApps(ctx, page.Items)
 		}
 	}
 }
@@ -335,7 +335,7 @@ func (s *Store) ListAppsByOrg(ctx context.Context, orgID, cursor string, limit i
 	if more {
 		page.Next = encodeCursor(listCursor{Org: orgID, App: page.Items[len(page.Items)-1].ID})
 	}
-	return page, nil
+	return page, s.deriveApps(ctx, page.Items)
 }
 
 // GetGeneration returns generation n of the app, or ErrNotFound.
@@ -346,19 +346,29 @@ func (s *Store) GetGeneration(ctx context.Context, appID string, n int) (Generat
 	if n < 1 {
 		return Generation{}, invalid("generation %d of app %s: generations start at 1", n, appID)
 	}
-	m, err := s.getItem(ctx, appPK(appID), genSK(n))
+	g, err := s.getGenRaw(ctx, appID, n)
 	if err != nil {
 		return Generation{}, err
 	}
-	if m == nil {
-		return Generation{}, notFound("generation %d of app %s", n, appID)
+	var app *App
+	if g.State == GenRevoked {
+		a, err := s.getAppRaw(ctx, appID)
+		if err != nil {
+			return Generation{}, err
+		}
+		app = &a
 	}
-	var g Generation
-	return g, unmarshal(m, &g)
+	keys, err := s.getKeys(ctx, []string{g.KeyARN})
+	if err != nil {
+		return Generation{}, err
+	}
+	deriveGen(&g, app, keys)
+	return g, nil
 }
 
-// ListGenerations returns the app's lineage, generation 1 first (ErrNotFound if the app
-// has none, i.e. does not exist).
+// ListGenerations returns the app's lineage, generation 1 first, each with its derived key
+// state (one BatchGetItem of their keys); ErrNotFound if the app has none, i.e. does not
+// exist.
 func (s *Store) ListGenerations(ctx context.Context, appID string) ([]Generation, error) {
 	if err := validID("app", appID); err != nil {
 		return nil, err
@@ -375,5 +385,32 @@ func (s *Store) ListGenerations(ctx context.Context, appID string) ([]Generation
 	if err == nil && len(out) == 0 {
 		return nil, notFound("app %s", appID)
 	}
-	return out, err
+	if err != nil {
+		return nil, err
+	}
+	return out, s.deriveGens(ctx, appID, out)
+}
+
+// deriveGens derives the key state of an app's generations with one BatchGetItem.
+func (s *Store) deriveGens(ctx context.Context, appID string, gens []Generation) error {
+	var arns []string
+	var app *App
+	for _, g := range gens {
+		arns = append(arns, g.KeyARN)
+		if g.State == GenRevoked && app == nil {
+			a, err := s.getAppRaw(ctx, appID)
+			if err != nil {
+				return err
+			}
+			app = &a
+		}
+	}
+	keys, err := s.getKeys(ctx, arns)
+	if err != nil {
+		return err
+	}
+	for i := range gens {
+		deriveGen(&gens[i], app, keys)
+	}
+	return nil
 }

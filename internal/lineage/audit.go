@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
+	"sort"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -23,11 +23,17 @@ func (s *Store) auditItem(e AuditEntry, now time.Time) (types.TransactWriteItem,
 }
 
 func (s *Store) auditRecord(e *AuditEntry, now time.Time) (item, error) {
-	if err := validID("app", e.AppID); err != nil {
-		return nil, err
+	pk := keyPK(e.KeyARN)
+	if e.KeyARN == "" {
+		if err := validID("app", e.AppID); err != nil {
+			return nil, err
+		}
+		pk = appPK(e.AppID)
+	} else if e.AppID != "" {
+		return nil, invalid("audit entry names both app %s and key %s: a key's entry is shown in its apps' trails", e.AppID, e.KeyARN)
 	}
 	if e.Action == "" {
-		return nil, invalid("audit entry of app %s has no action", e.AppID)
+		return nil, invalid("audit entry of %s has no action", pk)
 	}
 	if e.Time.IsZero() {
 		e.Time = now
@@ -38,7 +44,7 @@ func (s *Store) auditRecord(e *AuditEntry, now time.Time) (item, error) {
 	}
 	e.Seq = s.seq.Add(1)
 	sk := fmt.Sprintf("AUDIT#%s#%020d#%s", e.Time.Format(skTime), e.Seq, s.nonce)
-	return marshal(*e, typeAudit, appPK(e.AppID), sk)
+	return marshal(*e, typeAudit, pk, sk)
 }
 
 // AppendAudit appends an entry to the app's audit trail (Time defaults to now; Seq is set).
@@ -56,13 +62,91 @@ func (s *Store) AppendAudit(ctx context.Context, e AuditEntry) (AuditEntry, erro
 	return e, nil
 }
 
-// ListAudit returns the app's audit trail, oldest first (Seq orders equal timestamps).
+// ListAudit returns the app's audit trail merged with the trails of the keys its
+// generations used (while they used them), oldest first: a key's revocation is recorded
+// once, on the key, and shows in the trail of every app on it.
 func (s *Store) ListAudit(ctx context.Context, appID string) ([]AuditEntry, error) {
 	if err := validID("app", appID); err != nil {
 		return nil, err
 	}
 	var out []AuditEntry
 	err := s.queryPrefix(ctx, appPK(appID), "AUDIT#", func(m item) error {
+		var e AuditEntry
+		if err := unmarshal(m, &e); err != nil {
+			return err
+		}
+		out = append(out, e)
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	gens, err := s.ListGenerations(ctx, appID)
+	if errors.Is(err, ErrNotFound) {
+		return out, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	// Each key's span of use: from its first generation's creation to its last one's
+	// retirement (open while one is ACTIVE or PENDING).
+	type span struct {
+		from, to time.Time
+		open     bool
+	}
+	spans := map[string]*span{}
+	var order []string
+	for _, g := range gens {
+		if g.KeyARN == "" {
+			continue
+		}
+		sp, ok := spans[g.KeyARN]
+		if !ok {
+			sp = &span{from: g.CreatedAt}
+			spans[g.KeyARN] = sp
+			order = append(order, g.KeyARN)
+		}
+		if g.State == GenRetired {
+			if g.Since.After(sp.to) {
+				sp.to = g.Since
+			}
+		} else {
+			sp.open = true
+		}
+	}
+	for _, arn := range order {
+		sp := spans[arn]
+		err := s.queryPrefix(ctx, keyPK(arn), "AUDIT#", func(m item) error {
+			var e AuditEntry
+			if err := unmarshal(m, &e); err != nil {
+				return err
+			}
+			if e.Time.Before(sp.from) || (!sp.open && e.Time.After(sp.to)) {
+				return nil
+			}
+			out = append(out, e)
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if !out[i].Time.Equal(out[j].Time) {
+			return out[i].Time.Before(out[j].Time)
+		}
+		return out[i].Seq < out[j].Seq
+	})
+	return out, nil
+}
+
+// ListKeyAudit returns the key's own audit trail, oldest first.
+func (s *Store) ListKeyAudit(ctx context.Context, arn string) ([]AuditEntry, error) {
+	if err := validKeyARN(arn); err != nil {
+		return nil, err
+	}
+	var out []AuditEntry
+	err := s.queryPrefix(ctx, keyPK(arn), "AUDIT#", func(m item) error {
 		var e AuditEntry
 		if err := unmarshal(m, &e); err != nil {
 			return err
@@ -146,38 +230,4 @@ func (s *Store) MarkEventSeen(ctx context.Context, eventID string, ttl time.Dura
 		return fmt.Errorf("lineage: mark event %s seen: %w", eventID, err)
 	}
 	return nil
-}
-
-// ObserveKeyEvent orders key events per key (B3): it reports apply=true and records eventTime
-// when eventTime is not older than the latest applied event of keyARN, and apply=false for
-// an older event, which must be ignored. Events with an equal eventTime all apply
-// (CloudTrail times have one-second resolution; their order cannot be known).
-func (s *Store) ObserveKeyEvent(ctx context.Context, keyARN string, eventTime time.Time, eventID string) (bool, error) {
-	if keyARN == "" {
-		return false, invalid("key ARN is empty")
-	}
-	if eventTime.IsZero() {
-		return false, invalid("event %s has no event time", eventID)
-	}
-	t := eventTime.UTC().UnixNano()
-	_, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:           aws.String(s.table),
-		Key:                 keyOf(keyPK(keyARN), "CLOCK"),
-		UpdateExpression:    aws.String("SET #t = :t, #id = :id, #ty = :ty, #at = :at"),
-		ConditionExpression: aws.String("attribute_not_exists(PK) OR #t <= :t"),
-		ExpressionAttributeNames: map[string]string{
-			"#t": "lastEventTime", "#id": "lastEventId", "#ty": "Type", "#at": "lastEventAt",
-		},
-		ExpressionAttributeValues: item{
-			":t": &types.AttributeValueMemberN{Value: strconv.FormatInt(t, 10)}, ":id": str(eventID),
-			":ty": str(typeClock), ":at": tm(eventTime),
-		},
-	})
-	if isCondFailed(err) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("lineage: observe key event %s of %s: %w", eventID, keyARN, err)
-	}
-	return true, nil
 }

@@ -33,7 +33,7 @@ func (s *Store) AcquireBackupLease(ctx context.Context, appID, holder string, tt
 				app.BackupLease.Holder, app.BackupLease.Until.Format(time.RFC3339))
 		}
 		app.BackupLease = &Lease{Holder: holder, Until: now.Add(ttl)}
-		return appChange{}, nil
+		return appChange{items: s.keyUsableChecks(app.ActiveKeyARN)}, nil
 	})
 }
 
@@ -109,8 +109,8 @@ func (s *Store) RecordBackup(ctx context.Context, b Backup, holder string, cause
 		if err != nil {
 			return appChange{}, err
 		}
-		if gen.State == GenRevoked {
-			return appChange{}, conflict(app.ID, ErrKeyRevoked, "backup %s not recorded: %s", b.ID, revokedReason(gen))
+		if gen.KeyRevoked {
+			return appChange{}, conflict(app.ID, ErrKeyRevoked, "backup %s not recorded: %s", b.ID, gen.KeyReason)
 		}
 		if gen.State != GenActive || app.ActiveGeneration != b.Generation {
 			return appChange{}, conflict(app.ID, nil, "backup %s not recorded: it was sealed under generation %d (%s), the active generation is %d",
@@ -130,11 +130,11 @@ func (s *Store) RecordBackup(ctx context.Context, b Backup, holder string, cause
 		app.BackupLease = nil
 		app.LastBackupAt = b.CreatedAt
 		return appChange{
-			items: []types.TransactWriteItem{
+			items: append([]types.TransactWriteItem{
 				s.check(keyOf(appPK(app.ID), genSK(gen.Number)), "#st = :a", map[string]string{"#st": "state"}, item{":a": str(string(GenActive))}),
 				s.putNew(bm),
 				s.putNew(ref),
-			},
+			}, s.keyUsableChecks(gen.KeyARN)...),
 			audit: &AuditEntry{AppID: app.ID, Action: ActionBackupRecorded, Cause: cause, Detail: map[string]string{
 				"backupId": b.ID, "generation": strconv.Itoa(b.Generation), "keyArn": b.KeyARN,
 				"objectKey": b.ObjectKey, "digest": b.Digest, "sizeBytes": strconv.FormatInt(b.SizeBytes, 10),

@@ -80,16 +80,43 @@ func unmarshal(m item, v any) error {
 	return nil
 }
 
+// appItem encodes an app as stored: its status is ACTIVE or REENCRYPTING (whether a
+// generation is pending), never DEACTIVATED, which is derived on read (key.go, K1); the
+// derived reason is not stored either.
 func (s *Store) appItem(a App) (item, error) {
+	a.Status = storedStatus(a)
+	if a.Status == AppActive {
+		a.StatusReason = ""
+	} else if !strings.HasPrefix(a.StatusReason, "re-encrypting") {
+		a.StatusReason = fmt.Sprintf("re-encrypting from generation %d to generation %d", a.ActiveGeneration, a.PendingGeneration)
+	}
 	return marshal(a, typeApp, appPK(a.ID), skMeta, attrGSI1PK, orgPK(a.OrgID), attrGSI1SK, "APP#"+a.ID)
 }
 
+// storedStatus is the status an app item stores: REENCRYPTING while a generation is pending.
+func storedStatus(a App) AppStatus {
+	if a.PendingGeneration != 0 {
+		return AppReencrypting
+	}
+	return AppActive
+}
+
+// gsiGenPrefix is the start of a generation's GSI1 sort key in state st: generations on a
+// key are listed by state (PENDING ones for B8, ACTIVE ones for the notifications) without
+// reading the others.
+func gsiGenPrefix(st GenerationState) string { return string(st) + "#APP#" }
+
+func gsiGenSK(st GenerationState, appID string, n int) string {
+	return fmt.Sprintf("%s%s#GEN#%08d", gsiGenPrefix(st), appID, n)
+}
+
 func (s *Store) genItem(g Generation) (item, error) {
+	g.KeyRevoked, g.KeyReason = false, ""
 	if g.KeyARN == "" {
 		return marshal(g, typeGen, appPK(g.AppID), genSK(g.Number))
 	}
 	return marshal(g, typeGen, appPK(g.AppID), genSK(g.Number),
-		attrGSI1PK, keyPK(g.KeyARN), attrGSI1SK, fmt.Sprintf("APP#%s#GEN#%08d", g.AppID, g.Number))
+		attrGSI1PK, keyPK(g.KeyARN), attrGSI1SK, gsiGenSK(g.State, g.AppID, g.Number))
 }
 
 func (s *Store) put(m item, cond string, names map[string]string, values item) types.TransactWriteItem {
@@ -135,20 +162,17 @@ func (s *Store) check(key item, cond string, names map[string]string, values ite
 	return types.TransactWriteItem{ConditionCheck: c}
 }
 
-// genStateUpdate moves a generation from one state to another, conditionally.
-func (s *Store) genStateUpdate(appID string, n int, from []GenerationState, to GenerationState, reason string, now time.Time, revokedBy *string, awaiting *bool) types.TransactWriteItem {
+// genStateUpdate moves a generation from one state to another, conditionally, and its
+// GSI1 sort key with it (only a generation with a key has one).
+func (s *Store) genStateUpdate(g Generation, from []GenerationState, to GenerationState, reason string, now time.Time) types.TransactWriteItem {
+	appID, n := g.AppID, g.Number
 	names := map[string]string{"#st": "state", "#sr": "stateReason", "#since": "since"}
 	values := item{":to": str(string(to)), ":sr": str(reason), ":now": tm(now)}
 	expr := "SET #st = :to, #sr = :sr, #since = :now"
-	if revokedBy != nil {
-		names["#rb"] = "revokedBy"
-		values[":rb"] = str(*revokedBy)
-		expr += ", #rb = :rb"
-	}
-	if awaiting != nil {
-		names["#aw"] = "awaitingOperator"
-		values[":aw"] = &types.AttributeValueMemberBOOL{Value: *awaiting}
-		expr += ", #aw = :aw"
+	if g.KeyARN != "" {
+		names["#gsk"] = attrGSI1SK
+		values[":gsk"] = str(gsiGenSK(to, appID, n))
+		expr += ", #gsk = :gsk"
 	}
 	var conds []string
 	for i, f := range from {

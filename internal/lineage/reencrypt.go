@@ -22,6 +22,11 @@ func (s *Store) BeginReencrypt(ctx context.Context, appID string, newGen int, ne
 	if newGen < 0 {
 		return Generation{}, invalid("re-encryption of app %s: generation %d", appID, newGen)
 	}
+	if raw, err := s.getAppRaw(ctx, appID); err == nil {
+		if err := s.noteKeyOrg(ctx, newKeyARN, raw.OrgID); err != nil {
+			return Generation{}, err
+		}
+	}
 	var result Generation
 	_, err := s.changeApp(ctx, appID, "begin re-encryption", func(app *App, now time.Time) (appChange, error) {
 		if app.KeyModel != KeyModelCMK {
@@ -59,6 +64,11 @@ func (s *Store) BeginReencrypt(ctx context.Context, appID string, newGen int, ne
 		case AppDeactivated:
 			return appChange{}, conflict(app.ID, ErrAppDeactivated, "cannot re-encrypt a deactivated app: %s", app.StatusReason)
 		}
+		if nk, err := s.GetKey(ctx, newKeyARN); err != nil {
+			return appChange{}, err
+		} else if !nk.Usable() {
+			return appChange{}, conflict(app.ID, ErrKeyRevoked, "cannot re-encrypt to %s", nk.Reason())
+		}
 		if app.LeaseHeld(now) {
 			return appChange{}, conflict(app.ID, ErrLeaseHeld, "a backup holds the lease (%s until %s); retry when it ends",
 				app.BackupLease.Holder, app.BackupLease.Until.Format(time.RFC3339))
@@ -76,13 +86,13 @@ func (s *Store) BeginReencrypt(ctx context.Context, appID string, newGen int, ne
 		app.BackupLease = nil // expired, or it would have refused above
 		app.Status = AppReencrypting
 		app.StatusReason = fmt.Sprintf("re-encrypting from generation %d to generation %d", app.ActiveGeneration, n)
-		app.PendingGeneration, app.LatestGeneration = n, n
+		app.PendingGeneration, app.LatestGeneration, app.PendingKeyARN = n, n, newKeyARN
 		result = g
 		return appChange{
-			items: []types.TransactWriteItem{
+			items: append([]types.TransactWriteItem{
 				s.check(keyOf(appPK(app.ID), genSK(app.ActiveGeneration)), "#st = :a", map[string]string{"#st": "state"}, item{":a": str(string(GenActive))}),
 				s.putNew(gm),
-			},
+			}, s.keyUsableChecks(app.ActiveKeyARN, newKeyARN)...),
 			audit: &AuditEntry{AppID: app.ID, Action: ActionReencryptBegun, Cause: cause, Detail: map[string]string{
 				"fromGeneration": strconv.Itoa(app.ActiveGeneration), "generation": strconv.Itoa(n), "keyArn": newKeyARN,
 			}},
@@ -122,21 +132,26 @@ func (s *Store) CommitReencrypt(ctx context.Context, appID string, gen int, caus
 		if err != nil {
 			return appChange{}, err
 		}
-		switch pending.State {
-		case GenPending:
-		case GenRevoked:
-			return appChange{}, conflict(app.ID, ErrKeyRevoked, "the new key of generation %d was revoked; abort the re-encryption (%s)", gen, revokedReason(pending))
-		default:
+		if pending.State != GenPending {
 			return appChange{}, invariant("app %s: pending generation %d is %s", app.ID, gen, pending.State)
 		}
+		if pending.KeyRevoked {
+			return appChange{}, conflict(app.ID, ErrKeyRevoked, "the new key of generation %d was revoked; abort the re-encryption (%s)", gen, pending.KeyReason)
+		}
+		oldGen, err := s.getGenRaw(ctx, app.ID, app.ActiveGeneration)
+		if err != nil {
+			return appChange{}, err
+		}
 		old := app.ActiveGeneration
+		oldKey := app.ActiveKeyARN
 		app.Status, app.StatusReason = AppActive, ""
 		app.ActiveGeneration, app.PendingGeneration = gen, 0
+		app.ActiveKeyARN, app.PendingKeyARN = pending.KeyARN, ""
 		return appChange{
-			items: []types.TransactWriteItem{
-				s.genStateUpdate(app.ID, old, []GenerationState{GenActive}, GenRetired, fmt.Sprintf("by re-encryption to generation %d", gen), now, nil, nil),
-				s.genStateUpdate(app.ID, gen, []GenerationState{GenPending}, GenActive, "", now, nil, nil),
-			},
+			items: append([]types.TransactWriteItem{
+				s.genStateUpdate(oldGen, []GenerationState{GenActive, GenRevoked}, GenRetired, fmt.Sprintf("by re-encryption to generation %d", gen), now),
+				s.genStateUpdate(pending, []GenerationState{GenPending}, GenActive, "", now),
+			}, s.keyUsableChecks(oldKey, pending.KeyARN)...),
 			audit: &AuditEntry{AppID: app.ID, Action: ActionReencryptCommitted, Cause: cause, Detail: map[string]string{
 				"retiredGeneration": strconv.Itoa(old), "generation": strconv.Itoa(gen), "keyArn": pending.KeyARN,
 			}},
@@ -144,9 +159,9 @@ func (s *Store) CommitReencrypt(ctx context.Context, appID string, gen int, caus
 	})
 }
 
-// AbortReencrypt abandons a re-encryption: the pending generation RETIRED (left REVOKED if
-// its key was revoked), the app back to ACTIVE on its previous generation, or left
-// DEACTIVATED if that generation's key was revoked meanwhile (B8); audit. Idempotent.
+// AbortReencrypt abandons a re-encryption: the pending generation RETIRED, the app back on
+// its previous generation (deactivated, derived, if that generation's key was revoked
+// meanwhile, B8); audit. Idempotent.
 func (s *Store) AbortReencrypt(ctx context.Context, appID string, gen int, reason string, cause Cause) (App, error) {
 	if gen < 2 {
 		return App{}, invalid("abort re-encryption of app %s: generation %d cannot be a new generation", appID, gen)
@@ -160,40 +175,36 @@ func (s *Store) AbortReencrypt(ctx context.Context, appID string, gen int, reaso
 			if err != nil {
 				return appChange{}, err
 			}
-			if app.ActiveGeneration != gen && (g.State == GenRetired || g.State == GenRevoked) {
+			if app.ActiveGeneration != gen && g.State == GenRetired {
 				return appChange{noWrite: true}, nil // already aborted
 			}
 			return appChange{}, conflict(app.ID, nil, "no re-encryption to generation %d is running (generation %d is %s)", gen, gen, g.State)
 		}
-		pending, err := s.GetGeneration(ctx, app.ID, gen)
+		pending, err := s.getGenRaw(ctx, app.ID, gen)
 		if err != nil {
 			return appChange{}, err
 		}
-		old, err := s.GetGeneration(ctx, app.ID, app.ActiveGeneration)
-		if err != nil {
-			return appChange{}, err
-		}
-		var items []types.TransactWriteItem
-		switch pending.State {
-		case GenPending:
-			items = append(items, s.genStateUpdate(app.ID, gen, []GenerationState{GenPending}, GenRetired, "by an aborted re-encryption: "+reason, now, nil, nil))
-		case GenRevoked:
-			items = append(items, s.check(keyOf(appPK(app.ID), genSK(gen)), "#st = :r", map[string]string{"#st": "state"}, item{":r": str(string(GenRevoked))}))
-		default:
+		if pending.State != GenPending && pending.State != GenRevoked {
 			return appChange{}, invariant("app %s: pending generation %d is %s", app.ID, gen, pending.State)
 		}
-		app.PendingGeneration = 0
-		switch old.State {
-		case GenActive:
-			app.Status, app.StatusReason = AppActive, ""
-			items = append(items, s.check(keyOf(appPK(app.ID), genSK(old.Number)), "#st = :a", map[string]string{"#st": "state"}, item{":a": str(string(GenActive))}))
-		case GenRevoked:
-			app.Status = AppDeactivated
-			if app.StatusReason == "" {
-				app.StatusReason = revokedReason(old)
-			}
-		default:
+		old, err := s.getGenRaw(ctx, app.ID, app.ActiveGeneration)
+		if err != nil {
+			return appChange{}, err
+		}
+		if old.State != GenActive && old.State != GenRevoked {
 			return appChange{}, invariant("app %s: active generation %d is %s", app.ID, old.Number, old.State)
+		}
+		// The pending generation is retired whatever its key's state (K7); the app goes back
+		// to its previous generation, and is deactivated exactly when that one's key is
+		// revoked (derived, K1).
+		items := []types.TransactWriteItem{
+			s.genStateUpdate(pending, []GenerationState{GenPending, GenRevoked}, GenRetired, "by an aborted re-encryption: "+reason, now),
+			s.check(keyOf(appPK(app.ID), genSK(old.Number)), "#st = :a OR #st = :r", map[string]string{"#st": "state"},
+				item{":a": str(string(GenActive)), ":r": str(string(GenRevoked))}),
+		}
+		app.PendingGeneration, app.PendingKeyARN = 0, ""
+		if app.Status != AppDeactivated {
+			app.Status, app.StatusReason = AppActive, ""
 		}
 		return appChange{
 			items: items,

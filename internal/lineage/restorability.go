@@ -7,16 +7,14 @@ import (
 
 // Restorability derives whether the backup can be restored now, from the generation it was
 // sealed under (gen, whose Number must be b.Generation) and its app (R6, R7, R8). A backup
-// is restorable only if that generation is ACTIVE and is the app's active generation and the
-// app is not deactivated. When it is not, reason says why in words a person can act on.
+// is restorable only if that generation is ACTIVE, its key is usable, it is the app's
+// active generation and the app is not deactivated (all derived, K1). When it is not, reason says why in words a person can act on.
 func (b Backup) Restorability(gen Generation, app App) (ok bool, reason string) {
 	if gen.Number != b.Generation || (gen.AppID != "" && gen.AppID != b.AppID) {
 		return false, fmt.Sprintf("backup %s was sealed under generation %d of app %s, but generation %d of app %s was given: lineage record mismatch, contact the operator",
 			b.ID, b.Generation, b.AppID, gen.Number, gen.AppID)
 	}
 	switch gen.State {
-	case GenRevoked:
-		return false, revokedReason(gen)
 	case GenRetired:
 		return false, fmt.Sprintf("backup was sealed under generation %d, retired %s on %s; restore a backup taken under generation %d",
 			gen.Number, retiredHow(gen), day(gen.Since), app.ActiveGeneration)
@@ -25,6 +23,9 @@ func (b Backup) Restorability(gen Generation, app App) (ok bool, reason string) 
 	case GenActive:
 	default:
 		return false, fmt.Sprintf("generation %d has unknown state %q; contact the operator", gen.Number, gen.State)
+	}
+	if gen.KeyRevoked {
+		return false, gen.KeyReason + " to restore"
 	}
 	if app.Status == AppDeactivated {
 		r := app.StatusReason
@@ -38,17 +39,6 @@ func (b Backup) Restorability(gen Generation, app App) (ok bool, reason string) 
 			gen.Number, app.ActiveGeneration, app.ActiveGeneration)
 	}
 	return true, ""
-}
-
-func revokedReason(gen Generation) string {
-	why := gen.StateReason
-	if why == "" {
-		why = "revoked"
-	}
-	if gen.RevokedBy != "" {
-		why += ", event " + gen.RevokedBy
-	}
-	return fmt.Sprintf("key %s is revoked (%s, since %s): re-enable the key to restore", gen.KeyARN, why, gen.Since.UTC().Format(time.RFC3339))
 }
 
 func retiredHow(gen Generation) string {

@@ -11,9 +11,12 @@ import (
 func TestRestorability(t *testing.T) {
 	since := time.Date(2026, 2, 3, 4, 5, 0, 0, time.UTC)
 	b := lineage.Backup{AppID: "a", ID: "b1", Generation: 1, KeyARN: keyA}
-	gen := func(state lineage.GenerationState, reason, by string) lineage.Generation {
-		return lineage.Generation{AppID: "a", Number: 1, KeyARN: keyA, State: state, StateReason: reason, RevokedBy: by, Since: since}
+	gen := func(state lineage.GenerationState, reason, _ string) lineage.Generation {
+		return lineage.Generation{AppID: "a", Number: 1, KeyARN: keyA, State: state, StateReason: reason, Since: since}
 	}
+	revokedKey := lineage.Key{ARN: keyA, State: lineage.KeyRevoked, Cause: "DisableKey", CauseEventID: "ev-9", Since: since}
+	revoked := gen(lineage.GenActive, "", "")
+	revoked.KeyRevoked, revoked.KeyReason = true, revokedKey.Reason()
 	active := lineage.App{ID: "a", Status: lineage.AppActive, ActiveGeneration: 1}
 	moved := lineage.App{ID: "a", Status: lineage.AppActive, ActiveGeneration: 2}
 	deact := lineage.App{ID: "a", Status: lineage.AppDeactivated, StatusReason: "key revoked", ActiveGeneration: 1}
@@ -29,7 +32,7 @@ func TestRestorability(t *testing.T) {
 			lineage.App{ID: "a", Status: lineage.AppReencrypting, ActiveGeneration: 1, PendingGeneration: 2}, true, nil},
 		{"retired", gen(lineage.GenRetired, "by re-encryption to generation 2", ""), moved, false,
 			[]string{"sealed under generation 1, retired by re-encryption to generation 2 on 2026-02-03 04:05 UTC", "restore a backup taken under generation 2"}},
-		{"revoked", gen(lineage.GenRevoked, "DisableKey", "ev-9"), deact, false,
+		{"revoked", revoked, deact, false,
 			[]string{"key " + keyA + " is revoked (DisableKey, event ev-9", "re-enable the key to restore"}},
 		{"active generation of a deactivated app", gen(lineage.GenActive, "", ""), deact, false, []string{"deactivated", "reactivate"}},
 		{"active but not the app's", gen(lineage.GenActive, "", ""), moved, false, []string{"not the app's active generation 2"}},

@@ -127,6 +127,9 @@ func (s *Store) UpdateRestore(ctx context.Context, r Restore) (Restore, error) {
 		if r.Digest != "" {
 			next.Digest = r.Digest
 		}
+		if r.KeyARN != "" {
+			next.KeyARN = r.KeyARN
+		}
 		if !r.FinishedAt.IsZero() {
 			next.FinishedAt = r.FinishedAt.UTC()
 		}
@@ -156,10 +159,28 @@ func (s *Store) UpdateRestore(ctx context.Context, r Restore) (Restore, error) {
 		if err != nil {
 			return Restore{}, err
 		}
-		err = s.transact(ctx, []types.TransactWriteItem{
+		items := []types.TransactWriteItem{
 			s.put(m, "#st = :st", map[string]string{"#st": "status"}, item{":st": str(string(cur.Status))}),
 			audit,
-		})
+		}
+		starting := next.Status == RestoreRunning && cur.Status != RestoreRunning
+		if starting {
+			// K5: a restore starts only while the backup's key and the target's key are usable.
+			target, keys, err := s.getAppKeys(ctx, r.AppID)
+			if err != nil {
+				return Restore{}, err
+			}
+			for _, arn := range []string{next.KeyARN, target.ActiveKeyARN} {
+				if k, ok := keys[arn]; ok && !k.Usable() {
+					return Restore{}, conflict(r.AppID, ErrKeyRevoked, "restore %s cannot start: %s", r.ID, k.Reason())
+				}
+			}
+			if target.Status == AppDeactivated {
+				return Restore{}, conflict(r.AppID, ErrAppDeactivated, "restore %s cannot start: %s", r.ID, target.StatusReason)
+			}
+			items = append(items, s.keyUsableChecks(next.KeyARN, target.ActiveKeyARN)...)
+		}
+		err = s.transact(ctx, items)
 		if err == nil {
 			return next, nil
 		}

@@ -21,16 +21,8 @@ type Options struct {
 	// Clock stamps every change and decides lease expiry and the reactivation window.
 	// Default: clock.Real().
 	Clock clock.Clock
-	// Parallelism bounds the transactions RevokeKey and ReactivateKey run at once.
-	// Default: 32.
+	// Parallelism bounds the reads Migrate runs at once. Default: 32.
 	Parallelism int
-	// RevokeBatch is how many apps RevokeKey revokes per TransactWriteItems (1 to 33). Each
-	// app is three writes (generation, app, audit), all-or-nothing either way, and a batch
-	// that is canceled (an app changed meanwhile) falls back to one transaction per app.
-	// Batches cut the number of calls: on DynamoDB Local, which handles transactions
-	// poorly in parallel, 25 apps per transaction revoke 2-3 times faster than one. Default:
-	// 25; 1 means one transaction per app.
-	RevokeBatch int
 	// PageLimit is the Limit of each Query page (0: DynamoDB's default of 1 MB pages).
 	// Tests set it small to force pagination.
 	PageLimit int32
@@ -44,11 +36,15 @@ type Store struct {
 	table string
 	clock clock.Clock
 	par   int
-	batch int
 	limit int32
 	log   *slog.Logger
 	seq   atomic.Int64
 	nonce string
+	// Test hooks (export_test.go): beforeWrite runs between changeApp's read and its
+	// transaction; noKeyChecks drops the key ConditionChecks (K5), to show the tests that
+	// need them fail without them.
+	beforeWrite func(what string)
+	noKeyChecks bool
 }
 
 // New returns a Store on the table (created with CreateTable) reached through client.
@@ -60,11 +56,6 @@ func New(client *dynamodb.Client, tableName string, opts Options) *Store {
 	if s.par <= 0 {
 		s.par = 32
 	}
-	s.batch = opts.RevokeBatch
-	if s.batch <= 0 {
-		s.batch = 25
-	}
-	s.batch = min(s.batch, 33)
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -98,11 +89,14 @@ type appChange struct {
 }
 
 // changeApp is the one place app items are rewritten: it reads the app (strongly
-// consistent), lets fn check the invariants and change it, then writes the app with
-// Version+1, conditional on the Version read, together with fn's other items and audit
-// entry in one transaction. When a condition fails because something changed underneath,
-// it reads again and lets fn decide again, so a loser gets the specific refusal fn gives
-// for the new state; after maxAttempts it gives up with a *ConflictError.
+// consistent) with the keys of its generations, derives its status (K1), lets fn check the
+// invariants and change it, then writes the app with Version+1, conditional on the Version
+// read, together with fn's other items (among them the ConditionChecks on the key items a
+// change needs usable, K5) and audit entry in one transaction. When a condition fails
+// because something changed underneath (the app, a generation, a key), it reads again and
+// lets fn decide again, so a loser gets the specific refusal fn gives for the new state;
+// after maxAttempts it gives up with a *ConflictError. The app returned carries its derived
+// status.
 func (s *Store) changeApp(ctx context.Context, appID, what string, fn func(app *App, now time.Time) (appChange, error)) (App, error) {
 	if err := validID("app", appID); err != nil {
 		return App{}, err
@@ -114,7 +108,7 @@ func (s *Store) changeApp(ctx context.Context, appID, what string, fn func(app *
 				return App{}, err
 			}
 		}
-		app, err := s.GetApp(ctx, appID)
+		app, keys, err := s.getAppKeys(ctx, appID)
 		if err != nil {
 			return App{}, err
 		}
@@ -151,8 +145,17 @@ func (s *Store) changeApp(ctx context.Context, appID, what string, fn func(app *
 			}
 			items = append(items, a)
 		}
+		if s.beforeWrite != nil {
+			s.beforeWrite(what)
+		}
 		err = s.transact(ctx, items)
 		if err == nil {
+			if _, ok := keys[next.ActiveKeyARN]; !ok {
+				// A commit moved the app onto its pending key, which its ConditionCheck found usable.
+				keys[next.ActiveKeyARN] = Key{ARN: next.ActiveKeyARN, State: KeyUsable}
+			}
+			next.Status, next.StatusReason = storedStatus(next), ""
+			deriveApp(&next, keys)
 			return next, nil
 		}
 		var f *txFailure
@@ -165,19 +168,14 @@ func (s *Store) changeApp(ctx context.Context, appID, what string, fn func(app *
 	return App{}, &ConflictError{AppID: appID, What: fmt.Sprintf("%s: the app kept changing concurrently (%d attempts; last: %v)", what, maxAttempts, lastErr)}
 }
 
-// checkAppInvariant checks what must hold of every app written.
+// checkAppInvariant checks what must hold of every app written: its stored status follows
+// from whether a generation is pending (DEACTIVATED is derived, never stored, K1).
 func checkAppInvariant(a App) error {
-	switch a.Status {
-	case AppActive, AppDeactivated:
-		if a.PendingGeneration != 0 && a.Status == AppActive {
-			return invariant("app %s: ACTIVE with pending generation %d", a.ID, a.PendingGeneration)
-		}
-	case AppReencrypting:
-		if a.PendingGeneration <= a.ActiveGeneration {
-			return invariant("app %s: re-encrypting without a pending generation after %d", a.ID, a.ActiveGeneration)
-		}
-	default:
-		return invariant("app %s: unknown status %q", a.ID, a.Status)
+	if a.PendingGeneration != 0 && a.PendingGeneration <= a.ActiveGeneration {
+		return invariant("app %s: pending generation %d is not after the active generation %d", a.ID, a.PendingGeneration, a.ActiveGeneration)
+	}
+	if (a.PendingGeneration == 0) != (a.PendingKeyARN == "") && a.KeyModel == KeyModelCMK {
+		return invariant("app %s: pending generation %d with pending key %q", a.ID, a.PendingGeneration, a.PendingKeyARN)
 	}
 	if a.ActiveGeneration < 1 || a.ActiveGeneration > a.LatestGeneration || a.PendingGeneration > a.LatestGeneration {
 		return invariant("app %s: generations active %d, pending %d, latest %d are inconsistent",

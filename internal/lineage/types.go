@@ -1,30 +1,66 @@
-// Package lineage is keyline's record of orgs, apps, their key generations, backups,
-// restores and audit trail, kept in one DynamoDB table (DESIGN.md §2).
+// Package lineage is keyline's record of orgs, apps, their key generations, keys,
+// backups, restores and audit trail, kept in one DynamoDB table (DESIGN.md §2). Like a
+// keyring with sequential terms, an app's lineage is generations 1..n, exactly one ACTIVE,
+// at most one PENDING (being introduced by a re-encryption), the others RETIRED; new data
+// is always written under the active one. The invariants are enforced here, in the store,
+// not by callers: the app's in changeApp and checkAppInvariant (store.go), the key's in
+// changeKey (key.go, K1-K7).
 //
-// State lives in one place: a backup points at the generation it was sealed under, and
-// whether it can be restored is derived from that generation's state and the app's
-// status (see Backup.Restorability). Revoking a key therefore writes one generation and
-// one app item per app, never one item per backup.
+// State lives in one place. A KMS key's state (USABLE or REVOKED, since, cause, the last
+// key event applied) lives in its key item, KEY#arn / META, and nowhere else: revoking or
+// reactivating a key is one conditional write of that item, whatever the number of apps
+// on it, refused for an event older than the last one applied (K3). An app is DEACTIVATED
+// exactly when its active generation's key is revoked or an operator holds it; a
+// generation is usable exactly when it is ACTIVE or PENDING and its key is not revoked; a
+// backup is restorable exactly when its generation is ACTIVE, its key USABLE and the app
+// not deactivated. All three are derived on every read (Backup.Restorability, deriveApp,
+// deriveGen), never copied: a read of one app costs the app item and its keys (one
+// BatchGetItem), a listing page one BatchGetItem of the keys on the page.
 //
-// Every change that must agree (app status + generation state + audit entry) is one
-// TransactWriteItems; app items carry a Version attribute that every write checks and
-// increments, so concurrent changes to one app are fenced and the loser gets a
-// *ConflictError (errors.Is(err, ErrConflict), plus the specific sentinel such as
-// ErrLeaseHeld or ErrReencrypting when there is one). The invariant "exactly one ACTIVE
-// generation per app, unless the app is deactivated" is enforced here, not by callers.
+// B1, reactivation: a key that comes back within the reactivation window, measured from
+// its revocation, is verified by the caller (a test round trip) and becomes USABLE, which
+// reactivates every app on it and makes their backups under an ACTIVE generation
+// restorable again; a generation RETIRED by re-encryption never becomes usable again (the
+// lineage A→B→A shows it: only the generation that uses A now comes back). Past the window
+// an operator decides, per key: the key stays REVOKED, marked AwaitingOperator, until an
+// operator reactivates it (ReactivateApp on any of its apps, or the key itself). Per key,
+// because the window and the revocation are facts of the key that all its apps share: an
+// operator judging a key that was gone for weeks judges the key, a per-app decision would
+// need one write per app when the key returns (the fan-out the key item removes) and would
+// leave apps of one usable key in different states that no key event explains. An
+// operator who wants one app kept down holds it (HoldApp); the hold is part of the same
+// derivation.
+//
+// B8: revoking a key makes every PENDING generation on it unusable at once; the
+// re-encryptions are found through GSI1 (PENDING generations have their own sort-key
+// prefix), confirmed with strongly consistent reads (FindPendingOnKey), and cannot commit
+// in any case: CommitReencrypt carries a ConditionCheck on the new key's item. Every change
+// that needs a usable key carries such a check in its own transaction (K5): backup lease
+// and record, restore start, re-encryption begin and commit, app creation.
+//
+// App items carry a Version attribute that every write checks and increments, so
+// concurrent changes to one app are fenced and the loser gets a *ConflictError
+// (errors.Is(err, ErrConflict), plus the specific sentinel such as ErrLeaseHeld,
+// ErrReencrypting, ErrAppDeactivated or ErrKeyRevoked when there is one).
+//
+// Items written before the key item existed (generations REVOKED per app, apps stored
+// DEACTIVATED, a KEY#arn / CLOCK item) are read correctly and upgraded by Migrate
+// (migrate.go), which `keyline local` runs on start and the keystatemigrate function runs
+// once in AWS.
 //
 // Table layout (PK / SK):
 //
 //	ORG#id    / META                     org                (GSI1: ORGS / ORG#id)
 //	APP#id    / META                     app                (GSI1: ORG#orgId / APP#id)
-//	APP#id    / GEN#0000000n             key generation     (GSI1: KEY#arn / APP#id#GEN#0000000n)
+//	APP#id    / GEN#0000000n             key generation     (GSI1: KEY#arn / <state>#APP#id#GEN#0000000n)
 //	APP#id    / BACKUP#time#id           backup
 //	APP#id    / BACKUPREF#id             backup id → its sort key (idempotency, GetBackup)
 //	APP#id    / SKIP#time#seq            skipped backup (R5)
 //	APP#id    / RESTORE#id               restore request and outcome
-//	APP#id    / AUDIT#time#seq#nonce     audit entry (append-only)
+//	APP#id    / AUDIT#time#seq#nonce     audit entry of the app (append-only)
+//	KEY#arn   / META                     the key's state (K1-K7)
+//	KEY#arn   / AUDIT#time#seq#nonce     audit entry of the key, shown in its apps' trails
 //	EVENT#id  / EVENT                    event dedupe, expires through TTL on ExpiresAt
-//	KEY#arn   / CLOCK                    latest applied key event time (B3 ordering)
 package lineage
 
 import (
@@ -52,7 +88,10 @@ const (
 	AppActive AppStatus = "ACTIVE"
 	// AppReencrypting: a re-encryption is moving data to a PENDING generation; no backups run (R5).
 	AppReencrypting AppStatus = "REENCRYPTING"
-	// AppDeactivated: the active generation's key was revoked (R8); nothing runs until reactivation (B1).
+	// AppDeactivated: the active generation's key is revoked (R8) or an operator holds the app;
+	// nothing runs until reactivation (B1). Derived on every read from the key item and the
+	// app's hold, never stored (items written before the key item existed may still say so:
+	// Migrate upgrades them).
 	AppDeactivated AppStatus = "DEACTIVATED"
 )
 
@@ -60,15 +99,17 @@ const (
 type GenerationState string
 
 const (
-	// GenActive is the generation new data is written under; exactly one per app unless deactivated.
+	// GenActive is the generation new data is written under; exactly one per app. It is usable
+	// only while its key is (Generation.KeyRevoked, derived from the key item).
 	GenActive GenerationState = "ACTIVE"
 	// GenPending is being introduced by a running re-encryption.
 	GenPending GenerationState = "PENDING"
 	// GenRetired was superseded by re-encryption (or its re-encryption was aborted); its backups
 	// are disabled for good (R6) and are never reactivated.
 	GenRetired GenerationState = "RETIRED"
-	// GenRevoked has a key that was disabled or scheduled for deletion (R8); reactivation (B1)
-	// may bring it back to ACTIVE if it is still the app's active generation.
+	// GenRevoked is a legacy state: items written before the key item existed copied the
+	// key's revocation onto each generation. It is never written any more; reads treat it as
+	// ACTIVE or PENDING (whichever the app says) and Migrate rewrites it.
 	GenRevoked GenerationState = "REVOKED"
 )
 
@@ -121,6 +162,15 @@ type App struct {
 	PendingGeneration int `json:"pendingGeneration,omitempty"`
 	// LatestGeneration is the highest generation number ever allocated for the app.
 	LatestGeneration int `json:"latestGeneration"`
+	// ActiveKeyARN is the key of the active generation (a copy of an immutable fact of that
+	// generation, so that reading the app needs no read of the generation). Empty on items
+	// written before it existed: the store then reads the generation.
+	ActiveKeyARN string `json:"activeKeyArn,omitempty"`
+	// PendingKeyARN is the key of the pending generation ("" when none).
+	PendingKeyARN string `json:"pendingKeyArn,omitempty"`
+	// Hold, when set, is an operator's hold on the app: it is deactivated whatever its key's
+	// state, until the operator releases it.
+	Hold string `json:"hold,omitempty"`
 	// Version is incremented by every write of the app; writes are conditional on it.
 	Version      int64     `json:"version"`
 	BackupLease  *Lease    `json:"backupLease,omitempty"`
@@ -146,13 +196,18 @@ type Generation struct {
 	Since time.Time `json:"since"`
 	// WrappedDataKey is the generation's data key, wrapped by KMS under KeyARN; the app's
 	// objects of this generation are sealed with it (one KMS call per generation).
-	WrappedDataKey []byte `json:"wrappedDataKey,omitempty"`
-	// RevokedBy is the id of the event (or check) that revoked the key, when REVOKED.
-	RevokedBy string `json:"revokedBy,omitempty"`
-	// AwaitingOperator is set on a REVOKED generation whose key came back after the
-	// reactivation window: an operator must reactivate the app (B1).
-	AwaitingOperator bool      `json:"awaitingOperator,omitempty"`
-	CreatedAt        time.Time `json:"createdAt"`
+	WrappedDataKey []byte    `json:"wrappedDataKey,omitempty"`
+	CreatedAt      time.Time `json:"createdAt"`
+	// KeyRevoked and KeyReason are derived on read from the key item (never stored): the
+	// generation is unusable while its key is revoked.
+	KeyRevoked bool   `json:"keyRevoked,omitempty" dynamodbav:"-"`
+	KeyReason  string `json:"keyReason,omitempty" dynamodbav:"-"`
+}
+
+// Usable reports whether new data may be sealed under, or old data opened with, the
+// generation: it is ACTIVE or PENDING and its key is not revoked.
+func (g Generation) Usable() bool {
+	return (g.State == GenActive || g.State == GenPending) && !g.KeyRevoked
 }
 
 // Backup is one sealed snapshot of an app. It points at the generation it was sealed under;
@@ -193,6 +248,9 @@ type Restore struct {
 	FinishedAt   time.Time     `json:"finishedAt,omitempty"`
 	// Digest is the sha256 (hex) of the restored plaintext, checked against the backup's.
 	Digest string `json:"digest,omitempty"`
+	// KeyARN is the key of the backup's generation. Moving the restore to RUNNING carries a
+	// ConditionCheck that it and the target app's active key are usable (K5).
+	KeyARN string `json:"keyArn,omitempty"`
 }
 
 // Cause says why a change happened: the event, request or execution behind it.
@@ -216,18 +274,23 @@ const (
 	ActionReencryptBegun      = "reencrypt.begun"
 	ActionReencryptCommitted  = "reencrypt.committed"
 	ActionReencryptAborted    = "reencrypt.aborted"
-	ActionKeyRevoked          = "key.revoked"           // app deactivated, its active generation REVOKED
-	ActionPendingKeyRevoked   = "key.pending_revoked"   // a PENDING generation's key revoked (B8)
-	ActionKeyReactivated      = "key.reactivated"       // generation ACTIVE again, app ACTIVE (B1)
-	ActionReactivationWaiting = "key.awaiting_operator" // revoked longer ago than the window (B1)
+	ActionKeyRevoked          = "key.revoked"           // on the key's trail: the key REVOKED, its apps deactivated
+	ActionPendingKeyRevoked   = "key.pending_revoked"   // on an app's trail: its PENDING generation's key revoked (B8)
+	ActionKeyReactivated      = "key.reactivated"       // on the key's trail: USABLE again, its apps reactivated (B1)
+	ActionReactivationWaiting = "key.awaiting_operator" // on the key's trail: came back past the window (B1)
+	ActionKeyAwaitingEnable   = "key.awaiting_enable"   // on the key's trail: deletion cancelled, still Disabled
+	ActionAppHeld             = "app.held"              // an operator holds the app
+	ActionAppReleased         = "app.released"          // an operator released the hold
 	ActionRestoreRequested    = "restore.requested"
 	ActionRestoreUpdated      = "restore.updated"
 )
 
-// AuditEntry is one append-only entry of an app's audit trail (B5).
+// AuditEntry is one append-only entry of an app's or a key's audit trail (B5). An entry of
+// a key's trail has KeyARN set and no AppID; GET /v1/apps/{id}/audit shows both merged.
 type AuditEntry struct {
-	AppID string    `json:"appId"`
-	Time  time.Time `json:"time"`
+	AppID  string    `json:"appId,omitempty"`
+	KeyARN string    `json:"keyArn,omitempty"`
+	Time   time.Time `json:"time"`
 	// Seq orders entries that share a timestamp.
 	Seq    int64             `json:"seq"`
 	Action string            `json:"action"`

@@ -226,7 +226,10 @@ func (s *S3Source) generationKey(ctx context.Context, appID string, n int, forWr
 	if err != nil {
 		return wrappedKey{}, mapLineage(err)
 	}
-	if forWrite && gen.State != lineage.GenActive && gen.State != lineage.GenPending {
+	if forWrite && !gen.Usable() {
+		if gen.KeyRevoked {
+			return wrappedKey{}, fmt.Errorf("%w: generation %d of app %s: %s", ErrGenerationNotUsable, n, appID, gen.KeyReason)
+		}
 		return wrappedKey{}, fmt.Errorf("%w: generation %d of app %s is %s", ErrGenerationNotUsable, n, appID, gen.State)
 	}
 	if len(gen.WrappedDataKey) == 0 {

@@ -19,7 +19,6 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/keyline/keyline/internal/keys"
-	"github.com/keyline/keyline/internal/lineage"
 	"github.com/keyline/keyline/internal/sealing"
 )
 
@@ -171,7 +170,7 @@ func (s *S3Source) checkStillPending(ctx context.Context, appID, path, key strin
 	if err != nil {
 		return mapLineage(err)
 	}
-	if gen.State == lineage.GenPending || gen.State == lineage.GenActive {
+	if gen.Usable() {
 		return nil
 	}
 	back, err := s.generationKey(ctx, appID, from, false)

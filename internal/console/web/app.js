@@ -287,7 +287,7 @@
   function renderKeys(gens) {
     fillTable($("keys-table"), gens.map((g) => el("tr", {},
       td(String(g.generation)), el("td", { class: "arn" }, g.keyArn), el("td", {}, badge(g.state)),
-      td(when(g.since), "nowrap"), td(g.reason))));
+      el("td", {}, badge(g.keyState || "USABLE")), td(when(g.since), "nowrap"), td(g.reason))));
   }
 
   function renderBackups(list) {

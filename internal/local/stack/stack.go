@@ -436,6 +436,13 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		return nil, fmt.Errorf("lineage table: %w", err)
 	}
 	st.Store = lineage.New(ddbc, st.state.TableName, lineage.Options{Clock: opts.Clock, Logger: log.With("component", "lineage")})
+	// Items written by earlier versions (per-app revocations) move onto the key item: the
+	// same idempotent step the one-off keystatemigrate function runs in AWS.
+	if rep, err := st.Store.Migrate(ctx); err != nil {
+		return nil, fmt.Errorf("lineage upgrade: %w", err)
+	} else if rep != (lineage.MigrationReport{}) {
+		log.Info("lineage upgraded to key items", "apps", rep.Apps, "generations", rep.Generations, "keys", rep.Keys, "clocks", rep.Clocks)
+	}
 
 	// The functions, built in process exactly as Lambda builds them.
 	if err := registerFunctions(ctx, st.Lambda, dep, st.state, cfg, opts.Clock, log); err != nil {
@@ -460,7 +467,7 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if err := registerMachines(dep, st.state, st.Lambda, svc); err != nil {
 		return nil, err
 	}
-	if err := wireEvents(runCtx, dep, st.Bus, st.Lambda, st.Machines); err != nil {
+	if err := wireEvents(runCtx, dep, st.Bus, st.state.EventBusName, st.Lambda, st.Machines); err != nil {
 		return nil, err
 	}
 	if err := writeStackState(dir, st.state); err != nil {
@@ -689,20 +696,24 @@ func targetARN(t infra.Target, reg *lambda.Registry, machines map[string]string)
 
 // wireEvents puts the deployment's rules (on the default bus, where CloudTrail events
 // arrive) and schedules on the bus. Both replace what a previous start stored.
-func wireEvents(ctx context.Context, dep infra.Deployment, bus *eventbridge.Bus, reg *lambda.Registry, machines map[string]string) error {
+func wireEvents(ctx context.Context, dep infra.Deployment, bus *eventbridge.Bus, keylineBus string, reg *lambda.Registry, machines map[string]string) error {
 	for _, r := range dep.Rules {
 		arn, err := targetARN(r.Target, reg, machines)
 		if err != nil {
 			return fmt.Errorf("rule %s: %w", r.Name, err)
 		}
-		if _, err := bus.PutRule(ctx, eventbridge.RuleInput{Name: r.Name, EventPattern: string(r.EventPattern), Description: r.Description}); err != nil {
+		busName := eventbridge.DefaultBusName
+		if r.Bus == infra.BusKeyline {
+			busName = keylineBus
+		}
+		if _, err := bus.PutRule(ctx, eventbridge.RuleInput{Name: r.Name, EventBusName: busName, EventPattern: string(r.EventPattern), Description: r.Description}); err != nil {
 			return fmt.Errorf("rule %s: %w", r.Name, err)
 		}
 		tgt := eventbridge.Target{ID: "target", Arn: arn}
 		if len(r.Target.Input) > 0 {
 			tgt.Input = string(r.Target.Input)
 		}
-		if err := bus.PutTargets(ctx, eventbridge.DefaultBusName, r.Name, []eventbridge.Target{tgt}); err != nil {
+		if err := bus.PutTargets(ctx, busName, r.Name, []eventbridge.Target{tgt}); err != nil {
 			return fmt.Errorf("rule %s targets: %w", r.Name, err)
 		}
 	}

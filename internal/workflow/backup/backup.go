@@ -519,8 +519,10 @@ func (b *Backups) Record(ctx context.Context, st Step) (Step, error) {
 	switch {
 	case gen.Number != st.Generation:
 		reason = fmt.Sprintf("key generation changed during the backup (sealed under generation %d, now %d): backup discarded", st.Generation, gen.Number)
+	case gen.KeyRevoked:
+		reason = fmt.Sprintf("the key of generation %d was revoked during the backup (%s): backup discarded", gen.Number, gen.KeyReason)
 	case gen.State != lineage.GenActive || app.Status == lineage.AppDeactivated:
-		reason = fmt.Sprintf("generation %d became %s during the backup (app %s): backup discarded", gen.Number, gen.State, app.Status)
+		reason = fmt.Sprintf("generation %d became %s during the backup (app %s: %s): backup discarded", gen.Number, gen.State, app.Status, app.StatusReason)
 	case app.Status == lineage.AppReencrypting:
 		reason = ReasonReencrypting + ": backup discarded"
 	case errors.Is(err, lineage.ErrLeaseHeld) || (app.BackupLease != nil && app.BackupLease.Holder != st.BackupID):

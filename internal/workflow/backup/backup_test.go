@@ -212,7 +212,7 @@ func TestNoBackupForDeactivatedApp(t *testing.T) {
 	keyARN := f.CMKApp(t, "org1", "app1")
 	f.Put(t, "app1", objects.ScopeCMK, "a", []byte("x"))
 	ctx := context.Background()
-	if _, err := f.Store.RevokeKey(ctx, keyARN, "DisableKey", lineage.Cause{EventID: "ev1", Actor: "cloudtrail"}); err != nil {
+	if _, err := f.Store.RevokeKey(ctx, keyARN, "DisableKey", lineage.KeyEventRef{ID: "ev1", Time: time.Now()}, lineage.Cause{EventID: "ev1", Actor: "cloudtrail"}); err != nil {
 		t.Fatal(err)
 	}
 	f.Keys.Reset()
@@ -356,11 +356,11 @@ func TestRecordRefusedWhenKeyRevokedMidBackup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.Store.RevokeKey(ctx, keyARN, "DisableKey", lineage.Cause{EventID: "ev-mid"}); err != nil {
+	if _, err := f.Store.RevokeKey(ctx, keyARN, "DisableKey", lineage.KeyEventRef{ID: "ev-mid", Time: time.Now()}, lineage.Cause{EventID: "ev-mid"}); err != nil {
 		t.Fatal(err)
 	}
 	r, err := f.b.Record(ctx, up)
-	if err != nil || r.Status != backup.StatusSkipped || !strings.Contains(r.Reason, "REVOKED") {
+	if err != nil || r.Status != backup.StatusSkipped || !strings.Contains(r.Reason, "revoked") {
 		t.Fatalf("record after revocation: %+v %v", r, err)
 	}
 	if bs, _ := f.Store.ListBackups(ctx, "app1"); len(bs) != 0 {

@@ -173,7 +173,7 @@ func TestListDueReportsBackupAge(t *testing.T) {
 
 	// A deactivated app (older) does not count; an active app never backed up counts from creation.
 	keyARN := e.CMKApp(t, "org1", "gone")
-	if _, err := e.Store.RevokeKey(ctx, keyARN, "DisableKey", lineage.Cause{EventID: "ev1", Actor: "cloudtrail"}); err != nil {
+	if _, err := e.Store.RevokeKey(ctx, keyARN, "DisableKey", lineage.KeyEventRef{ID: "ev1", Time: time.Now()}, lineage.Cause{EventID: "ev1", Actor: "cloudtrail"}); err != nil {
 		t.Fatal(err)
 	}
 	clk.Advance(time.Hour)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"testing"
+	"time"
 
 	"github.com/keyline/keyline/internal/audit"
 	"github.com/keyline/keyline/internal/lineage"
@@ -152,7 +153,7 @@ func TestDrillSkipsUnrestorableBackups(t *testing.T) {
 	f.Put(t, "app1", objects.ScopeCMK, "a", []byte("x"))
 	id := f.backupOf(t, "app1", "exec-1")
 	ctx := context.Background()
-	if _, err := f.Store.RevokeKey(ctx, keyARN, "DisableKey", lineage.Cause{EventID: "e"}); err != nil {
+	if _, err := f.Store.RevokeKey(ctx, keyARN, "DisableKey", lineage.KeyEventRef{ID: "e", Time: time.Now()}, lineage.Cause{EventID: "e"}); err != nil {
 		t.Fatal(err)
 	}
 	plan, err := f.d.Plan(ctx, drill.PlanInput{ExecutionArn: "drill-exec-3"})

@@ -30,8 +30,7 @@ const Actor = "key-health"
 // Store is what the check needs of the lineage store (*lineage.Store satisfies it).
 type Store interface {
 	ListApps(ctx context.Context, cursor string, limit int) (lineage.Page[lineage.App], error)
-	ActiveKey(ctx context.Context, appID string) (lineage.App, lineage.Generation, error)
-	GetGeneration(ctx context.Context, appID string, n int) (lineage.Generation, error)
+	GetKey(ctx context.Context, keyARN string) (lineage.Key, error)
 }
 
 var _ Store = (*lineage.Store)(nil)
@@ -115,7 +114,7 @@ func (c *Checker) Run(ctx context.Context) (Report, error) {
 	active := len(arns)
 	var back []string
 	for k := range revokedSet {
-		if !keySet[k] {
+		if _, ok := keySet[k]; !ok {
 			back = append(back, k)
 		}
 	}
@@ -132,9 +131,9 @@ func (c *Checker) Run(ctx context.Context) (Report, error) {
 			defer wg.Done()
 			defer func() { <-sem }()
 			if i < active {
-				results[i], errs[i] = c.checkKey(ctx, arn, keyOrgs[arn])
+				results[i], errs[i] = c.checkKey(ctx, arn, keyOrgs[arn], keySet[arn])
 			} else {
-				results[i], errs[i] = c.checkRevokedKey(ctx, arn)
+				results[i], errs[i] = c.checkRevokedKey(ctx, arn, revokedSet[arn])
 			}
 		}()
 	}
@@ -158,9 +157,10 @@ func (c *Checker) Run(ctx context.Context) (Report, error) {
 	return rep, errors.Join(errs...)
 }
 
-// checkKey checks arn in the context of each org with apps on it (B10: a key policy pinned to
-// the org admits that context, so the check never mistakes the pin for a revocation).
-func (c *Checker) checkKey(ctx context.Context, arn string, orgs []string) (KeyResult, error) {
+// checkKey checks arn (the key of apps active apps) in the context of each org with apps on
+// it (B10: a key policy pinned to the org admits that context, so the check never mistakes
+// the pin for a revocation).
+func (c *Checker) checkKey(ctx context.Context, arn string, orgs []string, apps int) (KeyResult, error) {
 	r := KeyResult{KeyARN: arn, Status: "healthy"}
 	err := revocation.CheckInOrgs(ctx, c.cfg.Keys, orgs, arn)
 	if err == nil {
@@ -175,7 +175,9 @@ func (c *Checker) checkKey(ctx context.Context, arn string, orgs []string) (KeyR
 	case errors.Is(err, keys.ErrRevoked):
 		r.Status = "revoked"
 		res, rerr := c.cfg.Revoker.RevokeKey(ctx, arn, "key-health check: "+codeOr(r.Code, "revoked"), lineage.Cause{Actor: Actor})
-		r.Deactivated = len(res.Apps)
+		if res.Changed {
+			r.Deactivated = apps
+		}
 		c.cfg.Logger.WarnContext(ctx, "key health: key revoked", slog.String("key_arn", arn), slog.String("code", r.Code), slog.Int("apps", r.Deactivated))
 		if rerr != nil {
 			return r, fmt.Errorf("keyhealth: revoke %s: %w", arn, rerr)
@@ -192,11 +194,15 @@ func (c *Checker) checkKey(ctx context.Context, arn string, orgs []string) (KeyR
 
 // checkRevokedKey tries the key of deactivated apps: if it passes its round trip again, its
 // apps are reactivated (B1, within the window).
-func (c *Checker) checkRevokedKey(ctx context.Context, arn string) (KeyResult, error) {
+func (c *Checker) checkRevokedKey(ctx context.Context, arn string, apps int) (KeyResult, error) {
 	r := KeyResult{KeyARN: arn, Status: "still-revoked"}
 	res, err := c.cfg.Revoker.ReactivateKey(ctx, arn, lineage.Cause{Actor: Actor})
-	r.Reactivated = res.Count(lineage.EffectReactivated)
-	r.AwaitingOperator = res.Count(lineage.EffectAwaitingOperator)
+	if res.Changed && res.Key.Usable() {
+		r.Reactivated = apps
+	}
+	if res.Changed && res.Key.AwaitingOperator {
+		r.AwaitingOperator = apps
+	}
 	switch {
 	case err != nil && errors.Is(err, keys.ErrTransient):
 		r.Status, r.Error = "transient", err.Error()
@@ -206,7 +212,7 @@ func (c *Checker) checkRevokedKey(ctx context.Context, arn string) (KeyResult, e
 		return r, fmt.Errorf("keyhealth: reactivate %s: %w", arn, err)
 	case res.Outcome == revocation.OutcomeReactivated:
 		r.Status = "reactivated"
-		if len(res.Apps) > 0 {
+		if res.Changed {
 			c.cfg.Logger.InfoContext(ctx, "key health: revoked key usable again", slog.String("key_arn", arn),
 				slog.Int("reactivated", r.Reactivated), slog.Int("awaiting_operator", r.AwaitingOperator))
 		}
@@ -222,11 +228,19 @@ func codeOr(code, def string) string {
 }
 
 // activeKeys lists all apps and returns the distinct keys of the ACTIVE and REENCRYPTING
-// ones (active and pending generations), the keys of the apps deactivated by a revocation
-// that no operator is awaited for, the orgs of the apps on each active key, and how many
-// active apps there are.
-func (c *Checker) activeKeys(ctx context.Context) (map[string]bool, map[string]bool, map[string][]string, int, error) {
-	var ids, deactivated []lineage.App
+// ones (active and pending generations) with their number of apps, the keys of the apps
+// deactivated by a revocation that no operator is awaited for (with theirs), the orgs of
+// the apps on each active key, and how many active apps there are. The apps carry their
+// keys' ARNs and their derived status, so the listing is all it reads, plus one read per
+// distinct revoked key.
+func (c *Checker) activeKeys(ctx context.Context) (map[string]int, map[string]int, map[string][]string, int, error) {
+	set, revoked, orgs := map[string]int{}, map[string]int{}, map[string][]string{}
+	active := 0
+	addOrg := func(arn, org string) {
+		if !slices.Contains(orgs[arn], org) {
+			orgs[arn] = append(orgs[arn], org)
+		}
+	}
 	for cursor := ""; ; {
 		page, err := c.cfg.Store.ListApps(ctx, cursor, 100)
 		if err != nil {
@@ -235,9 +249,19 @@ func (c *Checker) activeKeys(ctx context.Context) (map[string]bool, map[string]b
 		for _, a := range page.Items {
 			switch a.Status {
 			case lineage.AppActive, lineage.AppReencrypting:
-				ids = append(ids, a)
+				active++
+				if a.ActiveKeyARN != "" {
+					set[a.ActiveKeyARN]++
+					addOrg(a.ActiveKeyARN, a.OrgID)
+				}
+				if a.PendingKeyARN != "" {
+					set[a.PendingKeyARN] += 0
+					addOrg(a.PendingKeyARN, a.OrgID)
+				}
 			case lineage.AppDeactivated:
-				deactivated = append(deactivated, a)
+				if a.Hold == "" && a.ActiveKeyARN != "" {
+					revoked[a.ActiveKeyARN]++
+				}
 			}
 		}
 		if page.Next == "" {
@@ -245,71 +269,17 @@ func (c *Checker) activeKeys(ctx context.Context) (map[string]bool, map[string]b
 		}
 		cursor = page.Next
 	}
-	var (
-		mu      sync.Mutex
-		set     = map[string]bool{}
-		orgs    = map[string][]string{}
-		revoked = map[string]bool{}
-		errs    []error
-		wg      sync.WaitGroup
-		sem     = make(chan struct{}, 4*c.cfg.Concurrency)
-	)
-	for _, a := range ids {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			var found []string
-			app, gen, err := c.cfg.Store.ActiveKey(ctx, a.ID)
-			if err == nil && gen.State == lineage.GenActive {
-				found = append(found, gen.KeyARN)
-			}
-			if err == nil && app.PendingGeneration > 0 {
-				var pg lineage.Generation
-				pg, err = c.cfg.Store.GetGeneration(ctx, a.ID, app.PendingGeneration)
-				if err == nil && pg.State == lineage.GenPending {
-					found = append(found, pg.KeyARN)
-				}
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil && !errors.Is(err, lineage.ErrNotFound) {
-				errs = append(errs, fmt.Errorf("app %s: %w", a.ID, err))
-			}
-			for _, k := range found {
-				if k != "" {
-					set[k] = true
-					if !slices.Contains(orgs[k], a.OrgID) {
-						orgs[k] = append(orgs[k], a.OrgID)
-					}
-				}
-			}
-		}()
-	}
-	for _, a := range deactivated {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			_, gen, err := c.cfg.Store.ActiveKey(ctx, a.ID)
-			mu.Lock()
-			defer mu.Unlock()
-			switch {
-			case err != nil && !errors.Is(err, lineage.ErrNotFound):
-				errs = append(errs, fmt.Errorf("app %s: %w", a.ID, err))
-			case err == nil && gen.State == lineage.GenRevoked && !gen.AwaitingOperator && gen.KeyARN != "":
-				revoked[gen.KeyARN] = true
-			}
-		}()
-	}
-	wg.Wait()
-	if len(errs) > 0 {
-		return nil, nil, nil, 0, fmt.Errorf("keyhealth: read active keys: %w", errors.Join(errs...))
+	for arn := range revoked {
+		k, err := c.cfg.Store.GetKey(ctx, arn)
+		if err != nil {
+			return nil, nil, nil, 0, fmt.Errorf("keyhealth: key %s: %w", arn, err)
+		}
+		if k.AwaitingOperator {
+			delete(revoked, arn)
+		}
 	}
 	for _, o := range orgs {
 		slices.Sort(o)
 	}
-	return set, revoked, orgs, len(ids), nil
+	return set, revoked, orgs, active, nil
 }

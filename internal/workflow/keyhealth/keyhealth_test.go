@@ -120,8 +120,8 @@ func TestDisabledKeyDeactivatesItsAppsOnly(t *testing.T) {
 	if last := entries[len(entries)-1]; last.Action != lineage.ActionKeyRevoked || last.Actor != keyhealth.Actor {
 		t.Errorf("audit %+v, want key.revoked by %s", last, keyhealth.Actor)
 	}
-	if n := e.rec.Count(audit.DetailAppDeactivated); n != 2 {
-		t.Errorf("%d App Deactivated events, want 2", n)
+	if n := e.rec.Count(audit.DetailKeyNotificationPage); n != 1 {
+		t.Errorf("%d key notifications started, want 1 (the notify function sends the apps' events)", n)
 	}
 
 	// The next run checks the healthy key as an active key, and tries the revoked one for
@@ -151,8 +151,8 @@ func TestDisabledKeyDeactivatesItsAppsOnly(t *testing.T) {
 			t.Errorf("app %s is %s after its key came back", id, got)
 		}
 	}
-	if n := e.rec.Count(audit.DetailAppReactivated); n != 2 {
-		t.Errorf("%d App Reactivated events, want 2", n)
+	if n := e.rec.Count(audit.DetailKeyNotificationPage); n != 2 {
+		t.Errorf("%d key notifications started, want 2 (revoked, then reactivated)", n)
 	}
 }
 
@@ -186,8 +186,8 @@ func TestKeyBackPastWindowAwaitsOperatorOnce(t *testing.T) {
 	if err != nil || len(rep.Keys) != 0 {
 		t.Fatalf("next run %+v, %v", rep, err)
 	}
-	if n := e.rec.Count(audit.DetailReactivationWaiting); n != 1 {
-		t.Errorf("%d awaiting-operator events, want 1", n)
+	if n := e.rec.Count(audit.DetailKeyNotificationPage); n != 2 {
+		t.Errorf("%d key notifications started, want 2 (revoked, then awaiting an operator once)", n)
 	}
 }
 

@@ -344,7 +344,7 @@ func (s *Service) Batch(ctx context.Context, b Batch) (BatchResult, error) {
 	if err != nil {
 		return BatchResult{}, wferr.From(fmt.Errorf("reencrypt: generation %d of %s: %w", in.ToGeneration, in.AppID, err))
 	}
-	if pending.State == lineage.GenRevoked {
+	if pending.KeyRevoked {
 		// B8: the new key was revoked; stop moving objects to it.
 		return BatchResult{}, &wferr.KeyRevoked{KeyARN: pending.KeyARN, Msg: fmt.Sprintf("the new key %s of app %s was revoked during the re-encryption", pending.KeyARN, in.AppID)}
 	}

@@ -224,7 +224,7 @@ func TestStateMachineAbortsWhenNewKeyRevoked(t *testing.T) {
 	if a.Status != lineage.AppActive || a.ActiveGeneration != 1 || a.PendingGeneration != 0 {
 		t.Fatalf("app %+v, want ACTIVE on generation 1", a)
 	}
-	if e.genState("app1", 1) != lineage.GenActive || e.genState("app1", 2) != lineage.GenRevoked {
+	if e.genState("app1", 1) != lineage.GenActive || e.genState("app1", 2) != lineage.GenRetired {
 		t.Errorf("generations 1 %s, 2 %s", e.genState("app1", 1), e.genState("app1", 2))
 	}
 	for k, g := range e.readAll(e.newSource(), "app1") {

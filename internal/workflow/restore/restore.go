@@ -299,7 +299,7 @@ func (r *Restores) Start(ctx context.Context, in Input) (Step, error) {
 		}
 		return Step{}, wferr.From(err)
 	}
-	cur.Status, cur.ExecutionArn = lineage.RestoreRunning, in.ExecutionArn
+	cur.Status, cur.ExecutionArn, cur.KeyARN = lineage.RestoreRunning, in.ExecutionArn, b.KeyARN
 	if _, err := r.cfg.Store.UpdateRestore(ctx, cur); err != nil {
 		return Step{}, wferr.From(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
@@ -300,7 +301,7 @@ func TestRefusalR7RevokedAndRetiredGeneration(t *testing.T) {
 	f.Put(t, "app3", objects.ScopeCMK, "a", []byte("x"))
 	id3 := f.backupOf(t, "app3")
 	gen, _ := f.Store.GetGeneration(ctx, "app3", 1)
-	if _, err := f.Store.RevokeKey(ctx, gen.KeyARN, "DisableKey", lineage.Cause{EventID: "e1"}); err != nil {
+	if _, err := f.Store.RevokeKey(ctx, gen.KeyARN, "DisableKey", lineage.KeyEventRef{ID: "e1", Time: time.Now()}, lineage.Cause{EventID: "e1"}); err != nil {
 		t.Fatal(err)
 	}
 	err = restore.Validate(ctx, f.Store, f.Keys, restore.Request{AppID: "app3", BackupID: id3})

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 
 	"github.com/keyline/keyline/internal/audit"
 	"github.com/keyline/keyline/internal/keys"
@@ -13,8 +12,8 @@ import (
 	"github.com/keyline/keyline/internal/sealing"
 )
 
-// EffectAwaitingEnable marks an app whose key's deletion was cancelled but which is not
-// enabled yet (CancelKeyDeletion): recorded, nothing changed.
+// EffectAwaitingEnable marks a key whose deletion was cancelled but which is not enabled yet
+// (CancelKeyDeletion): recorded on the key's trail, nothing changed.
 const EffectAwaitingEnable lineage.Effect = "awaiting-enable"
 
 // ErrNotDeactivated: an operator asked to reactivate an app that is not deactivated by a
@@ -24,31 +23,81 @@ var ErrNotDeactivated = errors.New("revocation: app is not deactivated by a key 
 // ErrKeyNotUsable: the key still fails its test round trip, so nothing is reactivated.
 var ErrKeyNotUsable = errors.New("revocation: key not usable")
 
-// RevokeKey deactivates every app whose active generation uses keyARN (and revokes pending
-// generations on it, B8), without checking the key first: for callers that already know
-// the key is revoked (a CloudTrail event, a failed key-health check). It emits one audit
-// event per app changed. Repeating it changes nothing.
+// Key changes, as the notify function's continuation events name them.
+const (
+	ChangeRevoked          = "revoked"
+	ChangeReactivated      = "reactivated"
+	ChangeAwaitingOperator = "awaiting-operator"
+)
+
+// RevokeKey revokes keyARN without checking the key first: for callers that already know
+// the key is revoked (a failed key-health check). The revocation is ordered at the time it
+// is applied. Repeating it changes nothing.
 func (s *Service) RevokeKey(ctx context.Context, keyARN, reason string, cause lineage.Cause) (Result, error) {
 	if !IsKeyARN(keyARN) {
 		return Result{}, fmt.Errorf("%w: %q is not a KMS key ARN", ErrMalformedEvent, keyARN)
 	}
-	return s.revoke(ctx, keyARN, reason, cause)
+	return s.revoke(ctx, keyARN, reason, s.nowRef(cause.Actor), cause)
 }
 
-func (s *Service) revoke(ctx context.Context, keyARN, reason string, cause lineage.Cause) (Result, error) {
-	apps, err := s.store.RevokeKey(ctx, keyARN, reason, cause)
+// nowRef orders a change found by keyline itself (a check, a KMS error) at the time it was
+// found, among the key's CloudTrail events. Its id starts with the time and this process's
+// sequence number, so that two changes found at one clock reading apply in the order they
+// were found.
+func (s *Service) nowRef(what string) lineage.KeyEventRef {
+	now := s.clock.Now().UTC()
+	if what == "" {
+		what = "keyline"
+	}
+	id := fmt.Sprintf("%s:%012d:%s:%s", now.Format("20060102T150405.000000000Z"), s.seq.Add(1), s.nonce, what)
+	return lineage.KeyEventRef{ID: id, Time: now}
+}
+
+// revoke makes the key REVOKED (one conditional write: every app on it is deactivated at
+// that instant), then aborts the re-encryptions whose pending generation uses it (B8) and
+// starts the notifications.
+func (s *Service) revoke(ctx context.Context, keyARN, reason string, ev lineage.KeyEventRef, cause lineage.Cause) (Result, error) {
+	r, err := s.store.RevokeKey(ctx, keyARN, reason, ev, cause)
 	// B9: whatever this process holds in memory under the key goes at once, even if the
-	// write failed part way (a retry finishes it; a dropped key is only unwrapped again).
+	// write failed (a retry finishes it; a dropped key is only unwrapped again).
 	if n := sealing.ForgetKey(keyARN); n > 0 {
 		s.log.InfoContext(ctx, "revocation: cached data keys dropped", slog.String("key_arn", keyARN), slog.Int("keys", n))
 	}
-	// Apps changed before an error are changed (and a retry, which finishes the rest, will
-	// not report them again): their events go out either way.
-	s.emit(ctx, keyARN, reason, cause, apps)
 	if err != nil {
-		return Result{KeyARN: keyARN, Apps: apps}, fmt.Errorf("revocation: revoke key %s: %w", keyARN, err)
+		return Result{KeyARN: keyARN}, fmt.Errorf("revocation: revoke key %s: %w", keyARN, err)
 	}
-	return Result{KeyARN: keyARN, Outcome: OutcomeRevoked, Reason: reason, Apps: apps}, nil
+	res := Result{KeyARN: keyARN, Outcome: OutcomeRevoked, Reason: reason, Key: r.Key, Changed: r.Changed}
+	if r.OutOfOrder {
+		res.Outcome, res.Reason = OutcomeOutOfOrder, "a newer event for the key was applied already"
+		return res, nil
+	}
+	if r.Key.State != lineage.KeyRevoked {
+		return res, nil
+	}
+	// B8: every re-encryption whose pending generation uses the key is aborted: it can no
+	// longer commit (the commit's ConditionCheck on the key fails) and its next step stops
+	// it. Repeated on every applied revocation event (idempotent), so a retry finishes it.
+	pending, err := s.store.FindPendingOnKey(ctx, keyARN)
+	if err != nil {
+		return res, fmt.Errorf("revocation: pending generations of %s: %w", keyARN, err)
+	}
+	for _, g := range pending {
+		if r.Changed {
+			if err := s.store.NotePendingRevoked(ctx, g, ev.ID, cause); err != nil {
+				return res, fmt.Errorf("revocation: %w", err)
+			}
+		}
+		res.Apps = append(res.Apps, lineage.AffectedApp{AppID: g.AppID, OrgID: g.OrgID, Generation: g.Number, KeyARN: keyARN, Effect: lineage.EffectPendingRevoked})
+	}
+	if r.Changed {
+		s.emitPending(ctx, keyARN, reason, cause, res.Apps)
+	}
+	if r.Changed || r.Repeat {
+		if err := s.startNotify(ctx, keyARN, ChangeRevoked, r.Key, cause); err != nil {
+			return res, err
+		}
+	}
+	return res, nil
 }
 
 // RevokeFromKMSError feeds a KMS error met while working into the revocation path (B2).
@@ -89,7 +138,7 @@ func (s *Service) RevokeFromKMSError(ctx context.Context, keyARN string, kmsErr 
 	if ce := (*keys.KeyError)(nil); errors.As(checkErr, &ce) && ce.Code != "" {
 		code += ", confirmed " + ce.Code
 	}
-	return s.revoke(ctx, keyARN, fmt.Sprintf("KMS %s during %s", code, cause), lineage.Cause{Actor: cause})
+	return s.revoke(ctx, keyARN, fmt.Sprintf("KMS %s during %s", code, cause), s.nowRef(cause), lineage.Cause{Actor: cause})
 }
 
 // ReportRevoked is RevokeFromKMSError in the shape the data plane's workflows report with.
@@ -100,15 +149,15 @@ func (s *Service) ReportRevoked(ctx context.Context, keyARN, cause string, err e
 
 // ReactivateKey is B1 for a caller that has no EnableKey event (the key-health check finding
 // a revoked key usable again, e.g. after a key-policy change): the key must pass its test
-// round trip, then its apps are reactivated within the window or left for an operator.
+// round trip, then it becomes usable within the window or awaits an operator.
 func (s *Service) ReactivateKey(ctx context.Context, keyARN string, cause lineage.Cause) (Result, error) {
 	if !IsKeyARN(keyARN) {
 		return Result{}, fmt.Errorf("%w: %q is not a KMS key ARN", ErrMalformedEvent, keyARN)
 	}
-	return s.reactivate(ctx, keyARN, cause)
+	return s.reactivate(ctx, keyARN, s.nowRef(cause.Actor), cause)
 }
 
-func (s *Service) reactivate(ctx context.Context, keyARN string, cause lineage.Cause) (Result, error) {
+func (s *Service) reactivate(ctx context.Context, keyARN string, ev lineage.KeyEventRef, cause lineage.Cause) (Result, error) {
 	res := Result{KeyARN: keyARN}
 	if err := s.checkKey(ctx, keyARN); err != nil {
 		if errors.Is(err, keys.ErrRevoked) {
@@ -118,66 +167,56 @@ func (s *Service) reactivate(ctx context.Context, keyARN string, cause lineage.C
 		}
 		return res, fmt.Errorf("revocation: verify key %s: %w", keyARN, err)
 	}
-	apps, err := s.store.ReactivateKey(ctx, keyARN, cause, s.window)
-	s.emit(ctx, keyARN, "EnableKey", cause, apps)
+	r, err := s.store.ReactivateKey(ctx, keyARN, s.window, ev, cause)
 	if err != nil {
-		return Result{KeyARN: keyARN, Apps: apps}, fmt.Errorf("revocation: reactivate key %s: %w", keyARN, err)
+		return res, fmt.Errorf("revocation: reactivate key %s: %w", keyARN, err)
 	}
-	res.Outcome, res.Apps = OutcomeReactivated, apps
+	res.Key, res.Changed = r.Key, r.Changed
+	if r.OutOfOrder {
+		res.Outcome, res.Reason = OutcomeOutOfOrder, "a newer event for the key was applied already"
+		return res, nil
+	}
+	res.Outcome = OutcomeReactivated
+	if r.Key.AwaitingOperator {
+		res.Reason = fmt.Sprintf("the key came back more than %s after it was revoked: an operator must reactivate it", s.window)
+	}
+	if r.Changed || r.Repeat {
+		change := ChangeReactivated
+		if r.Key.AwaitingOperator {
+			change = ChangeAwaitingOperator
+		}
+		if err := s.startNotify(ctx, keyARN, change, r.Key, cause); err != nil {
+			return res, err
+		}
+	}
 	return res, nil
 }
 
-// awaitingEnable records, for every app deactivated on keyARN, that the key's deletion was
-// cancelled but the key is still Disabled. Nothing else changes.
-func (s *Service) awaitingEnable(ctx context.Context, keyARN string, cause lineage.Cause) ([]lineage.AffectedApp, error) {
-	gens, err := s.store.FindGenerationsByKey(ctx, keyARN)
+// awaitingEnable records on the key's trail that its deletion was cancelled but it is still
+// Disabled (CancelKeyDeletion). Nothing else changes.
+func (s *Service) awaitingEnable(ctx context.Context, keyARN string, ev lineage.KeyEventRef, cause lineage.Cause) (Result, error) {
+	r, err := s.store.NoteKeyEvent(ctx, keyARN, lineage.ActionKeyAwaitingEnable, "key deletion cancelled; the key stays Disabled until EnableKey", ev, cause)
 	if err != nil {
-		return nil, fmt.Errorf("revocation: find generations of %s: %w", keyARN, err)
+		return Result{KeyARN: keyARN}, fmt.Errorf("revocation: record awaiting EnableKey: %w", err)
 	}
-	var (
-		mu   sync.Mutex
-		out  []lineage.AffectedApp
-		errs []error
-		wg   sync.WaitGroup
-		sem  = make(chan struct{}, 16)
-	)
-	for _, g := range gens {
-		if g.State != lineage.GenRevoked {
-			continue
+	res := Result{KeyARN: keyARN, Key: r.Key, Outcome: OutcomeAwaitingEnable,
+		Reason: "CancelKeyDeletion leaves the key Disabled: its apps stay deactivated until EnableKey"}
+	if r.OutOfOrder {
+		res.Outcome, res.Reason = OutcomeOutOfOrder, "a newer event for the key was applied already"
+		return res, nil
+	}
+	if r.Key.State == lineage.KeyRevoked {
+		if err := s.emitter.Emit(ctx, audit.Event{DetailType: audit.DetailKeyAwaitingEnable, Resources: []string{keyARN}, Time: s.clock.Now().UTC(),
+			Detail: map[string]any{"keyArn": keyARN, "cause": cause, "effect": EffectAwaitingEnable}}); err != nil {
+			s.log.ErrorContext(ctx, "audit event not emitted", slog.String("key_arn", keyARN), slog.Any("error", err))
 		}
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			app, err := s.store.GetApp(ctx, g.AppID)
-			if err == nil && (app.Status != lineage.AppDeactivated || app.ActiveGeneration != g.Number) {
-				return
-			}
-			if err == nil {
-				_, err = s.store.AppendAudit(ctx, lineage.AuditEntry{AppID: g.AppID, Action: ActionAwaitingEnable, Actor: cause.Actor, Cause: cause,
-					Detail: map[string]string{"keyArn": keyARN, "generation": fmt.Sprint(g.Number),
-						"note": "key deletion cancelled; the key stays Disabled until EnableKey"}})
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errs = append(errs, fmt.Errorf("app %s: %w", g.AppID, err))
-				return
-			}
-			out = append(out, lineage.AffectedApp{AppID: g.AppID, OrgID: app.OrgID, Generation: g.Number, KeyARN: keyARN, Effect: EffectAwaitingEnable})
-		}()
 	}
-	wg.Wait()
-	if len(errs) > 0 {
-		return out, fmt.Errorf("revocation: record awaiting EnableKey: %w", errors.Join(errs...))
-	}
-	s.emit(ctx, keyARN, "CancelKeyDeletion", cause, out)
-	return out, nil
+	return res, nil
 }
 
-// ReactivateApp is an operator's reactivation of one app deactivated by a key revocation,
-// past the reactivation window (B1): the app's key must pass its test round trip first.
+// ReactivateApp is an operator's reactivation of an app deactivated by its key past the
+// reactivation window (B1): the app's key must pass its test round trip first. The operator
+// decides per key (lineage K6): the key becomes usable, and with it every app on it.
 func (s *Service) ReactivateApp(ctx context.Context, appID, operator string) (lineage.App, error) {
 	if appID == "" || operator == "" {
 		return lineage.App{}, fmt.Errorf("%w: an app id and the operator are required", lineage.ErrInvalidInput)
@@ -186,28 +225,38 @@ func (s *Service) ReactivateApp(ctx context.Context, appID, operator string) (li
 	if err != nil {
 		return lineage.App{}, fmt.Errorf("revocation: app %s: %w", appID, err)
 	}
-	if app.Status != lineage.AppDeactivated || gen.State != lineage.GenRevoked {
-		return app, fmt.Errorf("%w: app %s is %s and its generation %d is %s", ErrNotDeactivated, appID, app.Status, gen.Number, gen.State)
+	if app.Status != lineage.AppDeactivated {
+		return app, fmt.Errorf("%w: app %s is %s", ErrNotDeactivated, appID, app.Status)
 	}
-	if err := s.keys.Check(ctx, app.OrgID, gen.KeyARN); err != nil {
-		if errors.Is(err, keys.ErrRevoked) {
-			return app, fmt.Errorf("%w: key %s of app %s fails its test round trip; enable it first: %w", ErrKeyNotUsable, gen.KeyARN, appID, err)
+	if gen.KeyARN != "" && app.Hold == "" {
+		if err := s.keys.Check(ctx, app.OrgID, gen.KeyARN); err != nil {
+			if errors.Is(err, keys.ErrRevoked) {
+				return app, fmt.Errorf("%w: key %s of app %s fails its test round trip; enable it first: %w", ErrKeyNotUsable, gen.KeyARN, appID, err)
+			}
+			return app, fmt.Errorf("revocation: verify key %s: %w", gen.KeyARN, err)
 		}
-		return app, fmt.Errorf("revocation: verify key %s: %w", gen.KeyARN, err)
 	}
 	cause := lineage.Cause{Actor: operator}
 	app, err = s.store.ReactivateApp(ctx, appID, cause)
 	if err != nil {
 		return app, fmt.Errorf("revocation: reactivate app %s: %w", appID, err)
 	}
-	s.emit(ctx, gen.KeyARN, "operator", cause, []lineage.AffectedApp{{AppID: appID, OrgID: app.OrgID, Generation: gen.Number,
-		KeyARN: gen.KeyARN, Effect: lineage.EffectReactivated}})
+	if gen.KeyARN != "" {
+		k, err := s.store.GetKey(ctx, gen.KeyARN)
+		if err == nil && k.Usable() {
+			err = s.startNotify(ctx, gen.KeyARN, ChangeReactivated, k, cause)
+		}
+		if err != nil {
+			// The app is reactivated; only its notifications are missing.
+			s.log.ErrorContext(ctx, "operator reactivation: notifications not started", slog.String("app_id", appID), slog.Any("error", err))
+		}
+	}
 	return app, nil
 }
 
-// emit sends one audit event per app changed. Delivery failures are logged, not returned:
-// the change and its audit entry are already in the lineage table.
-func (s *Service) emit(ctx context.Context, keyARN, reason string, cause lineage.Cause, apps []lineage.AffectedApp) {
+// emitPending sends one event per re-encryption aborted by the revocation (B8): there are
+// few, and each is acted on by a person.
+func (s *Service) emitPending(ctx context.Context, keyARN, reason string, cause lineage.Cause, apps []lineage.AffectedApp) {
 	if len(apps) == 0 {
 		return
 	}
@@ -215,7 +264,7 @@ func (s *Service) emit(ctx context.Context, keyARN, reason string, cause lineage
 	events := make([]audit.Event, 0, len(apps))
 	for _, a := range apps {
 		events = append(events, audit.Event{
-			DetailType: detailType(a.Effect),
+			DetailType: audit.DetailPendingGenerationRevoke,
 			Resources:  []string{keyARN},
 			Time:       now,
 			Detail: map[string]any{
@@ -227,20 +276,4 @@ func (s *Service) emit(ctx context.Context, keyARN, reason string, cause lineage
 	if err := s.emitter.Emit(ctx, events...); err != nil {
 		s.log.ErrorContext(ctx, "audit events not emitted", slog.String("key_arn", keyARN), slog.Int("events", len(events)), slog.Any("error", err))
 	}
-}
-
-func detailType(e lineage.Effect) string {
-	switch e {
-	case lineage.EffectDeactivated:
-		return audit.DetailAppDeactivated
-	case lineage.EffectPendingRevoked:
-		return audit.DetailPendingGenerationRevoke
-	case lineage.EffectReactivated:
-		return audit.DetailAppReactivated
-	case lineage.EffectAwaitingOperator:
-		return audit.DetailReactivationWaiting
-	case EffectAwaitingEnable:
-		return audit.DetailKeyAwaitingEnable
-	}
-	return audit.DetailGenerationRevoked
 }

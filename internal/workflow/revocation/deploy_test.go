@@ -1,6 +1,7 @@
 package revocation_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/keyline/keyline/infra"
+	"github.com/keyline/keyline/internal/audit"
 	"github.com/keyline/keyline/internal/handlers"
 	"github.com/keyline/keyline/internal/local/eventpattern"
 )
@@ -54,8 +56,8 @@ func TestKeyPlaneRuleMatchesSampleEvents(t *testing.T) {
 func TestKeyPlaneDeployment(t *testing.T) {
 	d := infra.Description()
 	names := handlers.Names()
-	fns := []string{infra.FnKeyEvent, infra.FnKeyHealth, infra.FnReencryptValidate, infra.FnReencryptBegin,
-		infra.FnReencryptBatch, infra.FnReencryptCommit, infra.FnReencryptAbort}
+	fns := []string{infra.FnKeyEvent, infra.FnKeyHealth, infra.FnKeyNotify, infra.FnKeyStateMigrate, infra.FnReencryptValidate,
+		infra.FnReencryptBegin, infra.FnReencryptBatch, infra.FnReencryptCommit, infra.FnReencryptAbort}
 	for _, fn := range fns {
 		f, ok := d.Function(fn)
 		if !ok {
@@ -98,5 +100,27 @@ func TestKeyPlaneDeployment(t *testing.T) {
 	}
 	if !found {
 		t.Error("no schedule runs the key-health function")
+	}
+	// The notification pages reach the notify function through a rule on keyline's bus.
+	var notify *infra.Rule
+	for _, r := range d.Rules {
+		if r.Target.Function == infra.FnKeyNotify {
+			notify = &r
+		}
+	}
+	if notify == nil || notify.Bus != infra.BusKeyline {
+		t.Fatalf("no rule on keyline's bus targets the notify function: %+v", notify)
+	}
+	p, err := eventpattern.Compile(notify.EventPattern)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := fmt.Sprintf(`{"version":"0","id":"1","source":%q,"detail-type":%q,"account":"000000000000","time":"2026-11-27T10:00:00Z","region":"us-east-1","resources":[],"detail":{"keyArn":%q,"change":"revoked","page":1}}`,
+		audit.Source, audit.DetailKeyNotificationPage, sampleKey)
+	if m, err := p.Match([]byte(page)); err != nil || !m {
+		t.Errorf("a notification page does not match the notify rule: %v %v", m, err)
+	}
+	if m, _ := p.Match(sample(t, "kms-disable-key.json")); m {
+		t.Error("a CloudTrail event matches the notify rule")
 	}
 }

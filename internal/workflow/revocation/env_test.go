@@ -3,6 +3,7 @@ package revocation_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -36,6 +37,7 @@ type env struct {
 	kms   *kms.Client
 	keys  keys.Provider
 	rec   *audit.Recorder
+	pump  *pump
 	clk   *clock.Fake
 	svc   *revocation.Service
 	org   string
@@ -51,14 +53,67 @@ func newEnv(t *testing.T) *env {
 	kc, _ := testenv.KMS(t)
 	kp := keys.NewKMS(kc, keys.Options{MaxAttempts: 2, BaseDelay: time.Millisecond})
 	rec := &audit.Recorder{}
-	svc, err := revocation.New(revocation.Config{Store: store, Keys: kp, Emitter: rec, Clock: clk})
+	p := &pump{rec: rec}
+	n, err := revocation.NewNotifier(revocation.NotifierConfig{Store: store, Emitter: p, Clock: clk, PageSize: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.n = n
+	svc, err := revocation.New(revocation.Config{Store: store, Keys: kp, Emitter: p, Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := store.CreateOrg(ctx, lineage.Org{ID: "org-1", Name: "Org One", Accounts: []string{testenv.KMSAccountID}}); err != nil {
 		t.Fatal(err)
 	}
-	return &env{t: t, ctx: ctx, store: store, kms: kc, keys: kp, rec: rec, clk: clk, svc: svc, org: "org-1"}
+	return &env{t: t, ctx: ctx, store: store, kms: kc, keys: kp, rec: rec, pump: p, clk: clk, svc: svc, org: "org-1"}
+}
+
+// pump stands in for keyline's event bus and its key-notifications rule: it records every
+// event and runs each Key Notification Page event through the notifier at once (pages of
+// two apps, so that paging is exercised).
+type pump struct {
+	rec *audit.Recorder
+	n   *revocation.Notifier
+}
+
+func (p *pump) Emit(ctx context.Context, events ...audit.Event) error {
+	if err := p.rec.Emit(ctx, events...); err != nil {
+		return err
+	}
+	for _, ev := range events {
+		if ev.DetailType != audit.DetailKeyNotificationPage {
+			continue
+		}
+		page, ok := ev.Detail.(revocation.NotifyPage)
+		if !ok {
+			return fmt.Errorf("notification page event with detail %T", ev.Detail)
+		}
+		if _, err := p.n.Page(ctx, page); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// keyEventApps returns the "apps" of the per-key events of detail type dt.
+func (e *env) keyEventApps(dt string) []int {
+	var out []int
+	for _, ev := range e.rec.Events() {
+		if ev.DetailType == dt {
+			out = append(out, ev.Detail.(map[string]any)["apps"].(int))
+		}
+	}
+	return out
+}
+
+func (e *env) genUsable(id string, n int) bool {
+	e.t.Helper()
+	g, err := e.store.GetGeneration(e.ctx, id, n)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return g.Usable()
 }
 
 func (e *env) newKey() string { return testenv.NewKMSKey(e.t, e.kms) }

@@ -71,21 +71,21 @@ func TestSampleEventsThroughHandler(t *testing.T) {
 	e.wantStatus("a1", lineage.AppActive)
 
 	e.disable(k)
-	if res := invoke("kms-disable-key.json"); res.Outcome != revocation.OutcomeRevoked || len(res.Apps) != 1 || res.Apps[0].AppID != "a1" {
+	if res := invoke("kms-disable-key.json"); res.Outcome != revocation.OutcomeRevoked || !res.Changed || res.Key.State != lineage.KeyRevoked {
 		t.Fatalf("DisableKey: %+v", res)
 	}
 	e.wantStatus("a1", lineage.AppDeactivated)
 
-	if res := invoke("kms-schedule-key-deletion.json"); res.Outcome != revocation.OutcomeRevoked || len(res.Apps) != 0 {
+	if res := invoke("kms-schedule-key-deletion.json"); res.Outcome != revocation.OutcomeRevoked || res.Changed {
 		t.Fatalf("ScheduleKeyDeletion: %+v", res)
 	}
-	if res := invoke("kms-cancel-key-deletion.json"); res.Outcome != revocation.OutcomeAwaitingEnable || len(res.Apps) != 1 {
+	if res := invoke("kms-cancel-key-deletion.json"); res.Outcome != revocation.OutcomeAwaitingEnable || res.Key.State != lineage.KeyRevoked {
 		t.Fatalf("CancelKeyDeletion: %+v", res)
 	}
 	e.wantStatus("a1", lineage.AppDeactivated)
 
 	e.enable(k)
-	if res := invoke("kms-enable-key.json"); res.Outcome != revocation.OutcomeReactivated || len(res.Apps) != 1 {
+	if res := invoke("kms-enable-key.json"); res.Outcome != revocation.OutcomeReactivated || !res.Changed || !res.Key.Usable() {
 		t.Fatalf("EnableKey: %+v", res)
 	}
 	e.wantStatus("a1", lineage.AppActive)

@@ -4,30 +4,22 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 
 	"github.com/keyline/keyline/internal/keys"
-	"github.com/keyline/keyline/internal/lineage"
 )
 
-// GenerationFinder lists the generations naming a key (*lineage.Store satisfies it).
-type GenerationFinder interface {
-	FindGenerationsByKey(ctx context.Context, keyARN string) ([]lineage.Generation, error)
+// OrgFinder lists the orgs with apps on a key (*lineage.Store satisfies it, with one query
+// of the key's org items, whatever the number of apps on the key).
+type OrgFinder interface {
+	KeyOrgs(ctx context.Context, keyARN string) ([]string, error)
 }
 
 // KeyOrgs returns the distinct orgs whose apps have a generation on keyARN, sorted.
-func KeyOrgs(ctx context.Context, store GenerationFinder, keyARN string) ([]string, error) {
-	gens, err := store.FindGenerationsByKey(ctx, keyARN)
+func KeyOrgs(ctx context.Context, store OrgFinder, keyARN string) ([]string, error) {
+	orgs, err := store.KeyOrgs(ctx, keyARN)
 	if err != nil {
-		return nil, fmt.Errorf("revocation: find generations of %s: %w", keyARN, err)
+		return nil, fmt.Errorf("revocation: orgs on key %s: %w", keyARN, err)
 	}
-	var orgs []string
-	for _, g := range gens {
-		if g.OrgID != "" && !slices.Contains(orgs, g.OrgID) {
-			orgs = append(orgs, g.OrgID)
-		}
-	}
-	slices.Sort(orgs)
 	return orgs, nil
 }
 

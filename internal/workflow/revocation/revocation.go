@@ -1,22 +1,28 @@
 // Package revocation is keyline's key-revocation path (DESIGN R8, B1, B2, B3, B6, B8): it
 // turns CloudTrail KMS key events (DisableKey, ScheduleKeyDeletion, EnableKey,
 // CancelKeyDeletion, delivered by an EventBridge rule), revoked-class KMS errors met by the
-// workflows and failed key-health checks into lineage changes, and emits a keyline audit
-// event for each app it changes.
+// workflows and failed key-health checks into changes of the key item (lineage, K1-K7).
 //
-// Revocation acts per key (B6): only the apps whose active (or pending) generation uses
-// the key are touched. Events with an errorCode change nothing; events are deduplicated by
-// id and ordered by eventTime per key (B3). Reactivation (B1) verifies the key with a test
-// round trip first and never brings back a generation retired by re-encryption.
+// A revocation or reactivation is one conditional write of the key item, whatever the
+// number of apps on the key (B6: only the apps whose active generation uses it change, by
+// derivation). Events with an errorCode change nothing; events are deduplicated by id and
+// the key item refuses one older than the last applied (B3). Reactivation (B1) verifies the
+// key with a test round trip first and never brings back a generation retired by
+// re-encryption. After a change, the handler aborts the re-encryptions whose pending
+// generation uses the key (B8) and hands the notifications to the notify function: one
+// per-key event with the number of apps, then per-app events, page by page (Notifier).
 package revocation
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/keyline/keyline/internal/audit"
@@ -38,13 +44,17 @@ type Store interface {
 	GetApp(ctx context.Context, appID string) (lineage.App, error)
 	GetOrg(ctx context.Context, orgID string) (lineage.Org, error)
 	ActiveKey(ctx context.Context, appID string) (lineage.App, lineage.Generation, error)
-	FindGenerationsByKey(ctx context.Context, keyARN string) ([]lineage.Generation, error)
-	RevokeKey(ctx context.Context, keyARN, reason string, cause lineage.Cause) ([]lineage.AffectedApp, error)
-	ReactivateKey(ctx context.Context, keyARN string, cause lineage.Cause, window time.Duration) ([]lineage.AffectedApp, error)
+	GetKey(ctx context.Context, keyARN string) (lineage.Key, error)
+	RevokeKey(ctx context.Context, keyARN, cause string, ev lineage.KeyEventRef, by lineage.Cause) (lineage.KeyChangeResult, error)
+	ReactivateKey(ctx context.Context, keyARN string, window time.Duration, ev lineage.KeyEventRef, by lineage.Cause) (lineage.KeyChangeResult, error)
+	NoteKeyEvent(ctx context.Context, keyARN, action, note string, ev lineage.KeyEventRef, by lineage.Cause) (lineage.KeyChangeResult, error)
 	ReactivateApp(ctx context.Context, appID string, cause lineage.Cause) (lineage.App, error)
-	AppendAudit(ctx context.Context, e lineage.AuditEntry) (lineage.AuditEntry, error)
+	FindPendingOnKey(ctx context.Context, keyARN string) ([]lineage.Generation, error)
+	NotePendingRevoked(ctx context.Context, g lineage.Generation, eventID string, by lineage.Cause) error
+	CountAppsOnKey(ctx context.Context, keyARN string) (int, error)
+	AppsOnKey(ctx context.Context, keyARN, cursor string, limit int) (lineage.KeyAppsPage, error)
 	MarkEventSeen(ctx context.Context, eventID string, ttl time.Duration) error
-	ObserveKeyEvent(ctx context.Context, keyARN string, eventTime time.Time, eventID string) (bool, error)
+	KeyOrgs(ctx context.Context, keyARN string) ([]string, error)
 }
 
 var _ Store = (*lineage.Store)(nil)
@@ -74,6 +84,9 @@ type Service struct {
 	ttl     time.Duration
 	clock   clock.Clock
 	log     *slog.Logger
+	// seq and nonce make the ids of the changes this process finds itself unique (nowRef).
+	seq   atomic.Int64
+	nonce string
 }
 
 // New returns a Service.
@@ -96,8 +109,10 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	var nonce [4]byte
+	_, _ = rand.Read(nonce[:])
 	return &Service{store: cfg.Store, keys: cfg.Keys, emitter: cfg.Emitter, window: cfg.Window,
-		ttl: cfg.DedupeTTL, clock: cfg.Clock, log: cfg.Logger}, nil
+		ttl: cfg.DedupeTTL, clock: cfg.Clock, log: cfg.Logger, nonce: hex.EncodeToString(nonce[:])}, nil
 }
 
 // ParseWindow parses a reactivation window: a Go duration ("240h") or whole days ("10d").
@@ -125,7 +140,8 @@ func ParseWindow(s string) (time.Duration, error) {
 type Outcome string
 
 const (
-	// OutcomeRevoked: the key's apps were deactivated (Apps lists the ones this call changed).
+	// OutcomeRevoked: the key is REVOKED, its apps deactivated (Apps lists the re-encryptions
+	// aborted, B8).
 	OutcomeRevoked Outcome = "revoked"
 	// OutcomeReactivated: the key was verified and its apps reactivated or left for an operator.
 	OutcomeReactivated Outcome = "reactivated"
@@ -148,12 +164,18 @@ const (
 
 // Result is what handling one event or report did.
 type Result struct {
-	EventID   string                `json:"eventId,omitempty"`
-	EventName string                `json:"eventName,omitempty"`
-	KeyARN    string                `json:"keyArn,omitempty"`
-	Outcome   Outcome               `json:"outcome"`
-	Reason    string                `json:"reason,omitempty"`
-	Apps      []lineage.AffectedApp `json:"apps,omitempty"`
+	EventID   string  `json:"eventId,omitempty"`
+	EventName string  `json:"eventName,omitempty"`
+	KeyARN    string  `json:"keyArn,omitempty"`
+	Outcome   Outcome `json:"outcome"`
+	Reason    string  `json:"reason,omitempty"`
+	// Key is the key's state after the call; Changed says whether this call changed it.
+	Key     lineage.Key `json:"key"`
+	Changed bool        `json:"changed,omitempty"`
+	// Apps lists the apps acted on one by one: re-encryptions aborted (B8). The apps whose
+	// active generation uses the key change with the key item and are not listed: the
+	// notify function sends their events.
+	Apps []lineage.AffectedApp `json:"apps,omitempty"`
 }
 
 // Count returns how many of the result's apps had the given effect.
@@ -172,7 +194,8 @@ func (r Result) Count(effect lineage.Effect) int {
 //
 // Dedupe and order (B3): a delivery of an event id that was applied (or is being applied by
 // a concurrent delivery) is a duplicate and changes nothing (lineage MarkEventSeen); an
-// event older than the last applied one for its key is ignored (lineage ObserveKeyEvent).
+// event older than the last applied one for its key is refused by the key item's write
+// itself (lineage K3), whatever order concurrent handlers run in.
 // Applying is idempotent, so a delivery that failed midway is retried by Lambda and finishes
 // the work.
 func (s *Service) HandleCloudTrail(ctx context.Context, raw []byte) (Result, error) {
@@ -210,38 +233,29 @@ func (s *Service) HandleEvent(ctx context.Context, ev KeyEvent) (Result, error) 
 		log.InfoContext(ctx, "key event ignored: duplicate")
 		return res, nil
 	}
-	apply, err := s.store.ObserveKeyEvent(ctx, ev.KeyARN, ev.Time, ev.ID)
-	if err != nil {
-		return Result{}, fmt.Errorf("revocation: order event %s: %w", ev.ID, err)
-	}
-	if !apply {
-		res.Outcome, res.Reason = OutcomeOutOfOrder, "a newer event for the key was applied already"
-		log.InfoContext(ctx, "key event ignored: older than the last applied one", slog.Time("event_time", ev.Time))
-		return s.done(ctx, ev, res)
-	}
 	cause := lineage.Cause{EventID: ev.ID, Actor: "cloudtrail"}
+	ref := lineage.KeyEventRef{ID: ev.ID, Time: ev.Time}
+	var (
+		r   Result
+		err error
+	)
 	switch ev.Name {
 	case EventDisableKey, EventScheduleKeyDeletion:
-		r, err := s.revoke(ctx, ev.KeyARN, ev.Name, cause)
-		if err != nil {
-			return Result{}, err
-		}
-		res.Outcome, res.Apps = r.Outcome, r.Apps
+		r, err = s.revoke(ctx, ev.KeyARN, ev.Name, ref, cause)
 	case EventEnableKey:
-		r, err := s.reactivate(ctx, ev.KeyARN, cause)
-		if err != nil {
-			return Result{}, err
-		}
-		res.Outcome, res.Reason, res.Apps = r.Outcome, r.Reason, r.Apps
+		r, err = s.reactivate(ctx, ev.KeyARN, ref, cause)
 	case EventCancelKeyDeletion:
-		apps, err := s.awaitingEnable(ctx, ev.KeyARN, cause)
-		if err != nil {
-			return Result{}, err
-		}
-		res.Outcome, res.Apps = OutcomeAwaitingEnable, apps
-		res.Reason = "CancelKeyDeletion leaves the key Disabled: its apps stay deactivated until EnableKey"
+		r, err = s.awaitingEnable(ctx, ev.KeyARN, ref, cause)
 	default:
 		return Result{}, &MalformedError{EventID: ev.ID, What: "eventName " + ev.Name + " is not acted on"}
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	res.Outcome, res.Reason, res.Apps, res.Key, res.Changed = r.Outcome, r.Reason, r.Apps, r.Key, r.Changed
+	if res.Outcome == OutcomeOutOfOrder {
+		log.InfoContext(ctx, "key event ignored: not newer than the last applied one", slog.Time("event_time", ev.Time))
+		return s.done(ctx, ev, res)
 	}
 	log.InfoContext(ctx, "key event applied", slog.String("outcome", string(res.Outcome)), slog.Int("apps", len(res.Apps)))
 	return s.done(ctx, ev, res)

@@ -24,14 +24,17 @@ func TestDisableKeyDeactivatesOnlyThatKeysApps(t *testing.T) {
 	e.disable(kA)
 
 	res := e.handle(event(t, "kms-disable-key.json", kA, "", time.Time{}))
-	if res.Outcome != revocation.OutcomeRevoked || res.Count(lineage.EffectDeactivated) != 2 || res.KeyARN != kA {
-		t.Fatalf("result %+v, want 2 apps deactivated on %s", res, kA)
+	if res.Outcome != revocation.OutcomeRevoked || !res.Changed || res.Key.State != lineage.KeyRevoked || res.KeyARN != kA {
+		t.Fatalf("result %+v, want %s revoked", res, kA)
+	}
+	if got := e.keyEventApps(audit.DetailKeyRevoked); len(got) != 1 || got[0] != 2 {
+		t.Errorf("Key Revoked events with apps %v, want one with 2", got)
 	}
 	e.wantStatus("a1", lineage.AppDeactivated)
 	e.wantStatus("a2", lineage.AppDeactivated)
 	e.wantStatus("b1", lineage.AppActive) // B6
-	if e.genState("a1", 1) != lineage.GenRevoked || e.genState("b1", 1) != lineage.GenActive {
-		t.Errorf("generations: a1 %s, b1 %s", e.genState("a1", 1), e.genState("b1", 1))
+	if e.genUsable("a1", 1) || !e.genUsable("b1", 1) {
+		t.Errorf("generations usable: a1 %v, b1 %v", e.genUsable("a1", 1), e.genUsable("b1", 1))
 	}
 	if n := e.rec.Count(audit.DetailAppDeactivated); n != 2 {
 		t.Errorf("%d App Deactivated events, want 2", n)
@@ -51,7 +54,7 @@ func TestScheduleKeyDeletionRevokes(t *testing.T) {
 	k := e.newKey()
 	e.app("a1", k)
 	res := e.handle(event(t, "kms-schedule-key-deletion.json", k, "", time.Time{}))
-	if res.Outcome != revocation.OutcomeRevoked || len(res.Apps) != 1 {
+	if res.Outcome != revocation.OutcomeRevoked || !res.Changed {
 		t.Fatalf("result %+v", res)
 	}
 	e.wantStatus("a1", lineage.AppDeactivated)
@@ -72,7 +75,7 @@ func TestFailedCallChangesNothing(t *testing.T) {
 	// The failed call did not claim its event id or order the key: a successful DisableKey
 	// one second earlier still applies.
 	res = e.handle(event(t, "kms-disable-key.json", k, "", time.Date(2026, 11, 27, 10, 14, 39, 0, time.UTC)))
-	if res.Outcome != revocation.OutcomeRevoked || len(res.Apps) != 1 {
+	if res.Outcome != revocation.OutcomeRevoked || !res.Changed {
 		t.Fatalf("result %+v", res)
 	}
 }
@@ -88,7 +91,7 @@ func TestDuplicateEventIsHarmless(t *testing.T) {
 	// The key comes back (EnableKey, later): then the first event is delivered again.
 	e.clk.Advance(time.Hour)
 	res := e.handle(raw)
-	if res.Outcome != revocation.OutcomeDuplicate || len(res.Apps) != 0 {
+	if res.Outcome != revocation.OutcomeDuplicate || res.Changed {
 		t.Fatalf("second delivery: %+v, want a duplicate", res)
 	}
 	if n := e.rec.Count(audit.DetailAppDeactivated); n != 1 {
@@ -106,8 +109,9 @@ func TestDuplicateAfterReactivationDoesNotRevokeAgain(t *testing.T) {
 	at := time.Date(2026, 11, 27, 10, 15, 0, 0, time.UTC)
 	disable := event(t, "kms-disable-key.json", k, "dis-1", at)
 	e.handle(disable)
-	// EnableKey in the same second (CloudTrail's resolution): both apply.
-	if res := e.handle(event(t, "kms-enable-key.json", k, "en-1", at)); res.Count(lineage.EffectReactivated) != 1 {
+	// EnableKey in the same second (CloudTrail's resolution): ordered by event id, so
+	// every replica decides the same ("en-1" after "dis-1").
+	if res := e.handle(event(t, "kms-enable-key.json", k, "en-1", at)); !res.Changed || !res.Key.Usable() {
 		t.Fatalf("EnableKey: %+v", res)
 	}
 	if res := e.handle(disable); res.Outcome != revocation.OutcomeDuplicate {
@@ -123,7 +127,7 @@ func TestOutOfOrderEvents(t *testing.T) {
 	t1 := time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC)
 	t2 := t1.Add(5 * time.Minute)
 	// The customer disabled then re-enabled the key; EventBridge delivers EnableKey first.
-	if res := e.handle(event(t, "kms-enable-key.json", k, "en-1", t2)); res.Outcome != revocation.OutcomeReactivated || len(res.Apps) != 0 {
+	if res := e.handle(event(t, "kms-enable-key.json", k, "en-1", t2)); res.Outcome != revocation.OutcomeReactivated || res.Changed {
 		t.Fatalf("EnableKey: %+v", res)
 	}
 	res := e.handle(event(t, "kms-disable-key.json", k, "dis-1", t1))
@@ -139,12 +143,12 @@ func TestOutOfOrderEvents(t *testing.T) {
 	e.handle(event(t, "kms-disable-key.json", k2, "dis-2", t1))
 	e.wantStatus("a2", lineage.AppDeactivated)
 	e.enable(k2)
-	if res := e.handle(event(t, "kms-enable-key.json", k2, "en-2", t2)); res.Count(lineage.EffectReactivated) != 1 {
+	if res := e.handle(event(t, "kms-enable-key.json", k2, "en-2", t2)); !res.Changed || !res.Key.Usable() {
 		t.Fatalf("EnableKey: %+v", res)
 	}
 	e.wantStatus("a2", lineage.AppActive)
-	if e.genState("a2", 1) != lineage.GenActive {
-		t.Errorf("generation 1 is %s, want ACTIVE", e.genState("a2", 1))
+	if e.genState("a2", 1) != lineage.GenActive || !e.genUsable("a2", 1) {
+		t.Errorf("generation 1 is %s, want ACTIVE and usable", e.genState("a2", 1))
 	}
 	if n := e.rec.Count(audit.DetailAppReactivated); n != 1 {
 		t.Errorf("%d App Reactivated events, want 1", n)
@@ -167,7 +171,7 @@ func TestReactivationWindow(t *testing.T) {
 	e.clk.Advance(9 * 24 * time.Hour)
 	e.enable(k)
 	res := e.handle(event(t, "kms-enable-key.json", k, "en-1", e.clk.Now()))
-	if res.Count(lineage.EffectReactivated) != 1 {
+	if !res.Changed || !res.Key.Usable() {
 		t.Fatalf("within the window: %+v", res)
 	}
 	e.wantStatus("within", lineage.AppActive)
@@ -176,8 +180,11 @@ func TestReactivationWindow(t *testing.T) {
 	e.clk.Advance(3 * 24 * time.Hour)
 	e.enable(k2)
 	res = e.handle(event(t, "kms-enable-key.json", k2, "en-2", e.clk.Now()))
-	if res.Count(lineage.EffectAwaitingOperator) != 1 || res.Count(lineage.EffectReactivated) != 0 {
+	if !res.Changed || !res.Key.AwaitingOperator || res.Key.Usable() {
 		t.Fatalf("past the window: %+v", res)
+	}
+	if got := e.keyEventApps(audit.DetailKeyAwaitingOperator); len(got) != 1 || got[0] != 1 {
+		t.Errorf("Key Awaiting Operator events with apps %v, want one with 1", got)
 	}
 	e.wantStatus("past", lineage.AppDeactivated)
 	if n := e.rec.Count(audit.DetailReactivationWaiting); n != 1 {
@@ -212,7 +219,7 @@ func TestConfiguredWindow(t *testing.T) {
 	}
 	e.clk.Advance(2 * time.Hour)
 	res, err := svc.HandleCloudTrail(e.ctx, event(t, "kms-enable-key.json", k, "en", e.clk.Now()))
-	if err != nil || res.Count(lineage.EffectAwaitingOperator) != 1 {
+	if err != nil || !res.Changed || !res.Key.AwaitingOperator {
 		t.Fatalf("past a one-hour window: %+v, %v", res, err)
 	}
 }
@@ -234,7 +241,7 @@ func TestCancelKeyDeletionThenEnableKey(t *testing.T) {
 	}
 	e.disable(k)
 	res := e.handle(event(t, "kms-cancel-key-deletion.json", k, "cancel", at.Add(time.Minute)))
-	if res.Outcome != revocation.OutcomeAwaitingEnable || len(res.Apps) != 1 || res.Apps[0].Effect != revocation.EffectAwaitingEnable {
+	if res.Outcome != revocation.OutcomeAwaitingEnable || res.Key.State != lineage.KeyRevoked {
 		t.Fatalf("CancelKeyDeletion: %+v", res)
 	}
 	e.wantStatus("a1", lineage.AppDeactivated)
@@ -251,7 +258,7 @@ func TestCancelKeyDeletionThenEnableKey(t *testing.T) {
 
 	e.enable(k)
 	res = e.handle(event(t, "kms-enable-key.json", k, "en", at.Add(3*time.Minute)))
-	if res.Count(lineage.EffectReactivated) != 1 {
+	if !res.Changed || !res.Key.Usable() {
 		t.Fatalf("EnableKey: %+v", res)
 	}
 	e.wantStatus("a1", lineage.AppActive)
