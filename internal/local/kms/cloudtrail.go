@@ -112,6 +112,13 @@ func (s *Service) envelope(detailType string, now time.Time, d CloudTrailDetail)
 	}
 }
 
+// localEventTime is the eventTime of the local CloudTrail events: RFC 3339 with
+// milliseconds. AWS stamps whole seconds, and keyline orders a key's events by eventTime
+// with ties broken by event id (a random UUID); a script that disables and re-enables a key
+// within one second would then see an arbitrary order locally, where AWS's own delay between
+// the calls makes that rare. Milliseconds keep the local order the order of the calls.
+const localEventTime = "2006-01-02T15:04:05.000Z07:00"
+
 // record builds and delivers the CloudTrail event of one management call.
 func (s *Service) record(r *http.Request, c *call, resp handler.Response) {
 	now := s.clk.Now()
@@ -133,7 +140,7 @@ func (s *Service) record(r *http.Request, c *call, resp handler.Response) {
 			Type: "Root", PrincipalID: caller, Arn: "arn:aws:iam::" + caller + ":root",
 			AccountID: caller, AccessKeyID: akid,
 		},
-		EventTime:          now.UTC().Format(time.RFC3339),
+		EventTime:          now.UTC().Format(localEventTime),
 		EventSource:        "kms.amazonaws.com",
 		EventName:          c.op,
 		AWSRegion:          s.opts.Region,
@@ -176,7 +183,7 @@ func (s *Service) deleteKeyEvent(p pendingKey) CloudTrailEvent {
 	d := CloudTrailDetail{
 		EventVersion:        "1.08",
 		UserIdentity:        UserIdentity{AccountID: owner, InvokedBy: "kms.amazonaws.com"},
-		EventTime:           now.UTC().Format(time.RFC3339),
+		EventTime:           now.UTC().Format(localEventTime),
 		EventSource:         "kms.amazonaws.com",
 		EventName:           "DeleteKey",
 		AWSRegion:           s.opts.Region,

@@ -345,7 +345,7 @@ func TestCloudTrailEventsOfManagementCalls(t *testing.T) {
 		t.Helper()
 		want := map[string]any{"eventVersion": "1.08", "eventSource": "kms.amazonaws.com", "eventName": name,
 			"awsRegion": "us-east-1", "readOnly": false, "eventType": "AwsApiCall", "managementEvent": true,
-			"recipientAccountId": "000000000000", "eventCategory": "Management", "eventTime": t0.Format(time.RFC3339),
+			"recipientAccountId": "000000000000", "eventCategory": "Management", "eventTime": t0.Format("2006-01-02T15:04:05.000Z07:00"),
 			"sourceIPAddress": "127.0.0.1"}
 		for k, v := range want {
 			if d[k] != v {
