@@ -252,7 +252,7 @@ func TestKeyPastItsWindowIsGone(t *testing.T) {
 	}
 	del := e.sink.named("DeleteKey")
 	if len(del) != 1 || del[0].Detail.EventType != "AwsServiceEvent" || del[0].Detail.Resources[0].ARN != arn ||
-		del[0].DetailType != kms.DetailTypeServiceEvent || del[0].Detail.EventTime != t0.Add(7*24*time.Hour).Format(time.RFC3339) {
+		del[0].DetailType != kms.DetailTypeServiceEvent || del[0].Detail.EventTime != t0.Add(7*24*time.Hour).Format("2006-01-02T15:04:05.000Z07:00") {
 		t.Fatalf("DeleteKey events: %+v", del)
 	}
 }
