@@ -72,12 +72,30 @@ func revocationEvents(t *testing.T) []audit.Event {
 	if _, err := svc.RevokeFromKMSError(ctx, k2, kmsErr, "backup"); err != nil {
 		t.Fatal(err)
 	}
+	// The key-event path emits one notification page per key change; the notify function
+	// (triggered by it through the bus) sends the per-key event and the per-app events.
+	notifier, err := revocation.NewNotifier(revocation.NotifierConfig{Store: e.Store, Emitter: rec, Logger: e.Logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range rec.Events() {
+		if ev.DetailType != audit.DetailKeyNotificationPage {
+			continue
+		}
+		page, err := revocation.ParseNotifyPage(envelope(t, ev))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := notifier.Drain(ctx, page); err != nil {
+			t.Fatal(err)
+		}
+	}
 	return rec.Events()
 }
 
-// TestRevocationAlarmMatchesEmittedEvents runs the events revocation really emits through the
-// revocation alarm's pattern (the contract's, which the CDK app deploys): each revoked app
-// is counted. The pattern keyline deployed before (detail type "Key Generation Revoked")
+// TestRevocationAlarmMatchesEmittedEvents runs the events revocation really emits (the key
+// event's and the notify function's) through the revocation alarm's pattern (the contract's,
+// which the CDK app deploys): each revoked key is counted once, whatever its number of apps. The pattern keyline deployed before (detail type "Key Generation Revoked")
 // matches none of them: the check can fail.
 func TestRevocationAlarmMatchesEmittedEvents(t *testing.T) {
 	events := revocationEvents(t)
@@ -101,7 +119,7 @@ func TestRevocationAlarmMatchesEmittedEvents(t *testing.T) {
 		}
 	}
 	if matched != 2 {
-		t.Errorf("the revocation alarm's pattern matches %d of the revocations' events %v, want one per deactivated app (2)", matched, detailTypes(events))
+		t.Errorf("the revocation alarm's pattern matches %d of the revocations' events %v, want one per revoked key (2)", matched, detailTypes(events))
 	}
 	if brokenMatched != 0 {
 		t.Errorf("the old pattern matches %d events: this check could not tell it from the fixed one", brokenMatched)

@@ -109,8 +109,8 @@ func TestDomainDeclarations(t *testing.T) {
 	if infra.MetricNamespace != backup.MetricNamespace || infra.MetricBackupAgeMax != backup.MetricBackupAgeMax {
 		t.Errorf("backup metric %s/%s, contract %s/%s", backup.MetricNamespace, backup.MetricBackupAgeMax, infra.MetricNamespace, infra.MetricBackupAgeMax)
 	}
-	if !bytes.Contains(infra.RevocationAlarmPattern(), []byte(audit.DetailAppDeactivated)) {
-		t.Errorf("revocation alarm pattern %s misses %q", infra.RevocationAlarmPattern(), audit.DetailAppDeactivated)
+	if !bytes.Contains(infra.RevocationAlarmPattern(), []byte(audit.DetailKeyRevoked)) {
+		t.Errorf("revocation alarm pattern %s misses %q", infra.RevocationAlarmPattern(), audit.DetailKeyRevoked)
 	}
 }
 
