@@ -574,7 +574,7 @@ func TestRevokedKeyCutsAccess(t *testing.T) {
 	}
 	e.must(403, e.do("POST", "/v1/apps/cut/reencryptions/abort", acme, map[string]string{"reason": "x"}))
 	e.must(409, e.do("POST", "/v1/apps/cut/reencryptions/abort", operatorToken, map[string]string{"reason": "nothing runs"}))
-	if _, err := e.store.RevokeKey(ctx, key, "DisableKey", lineage.Cause{EventID: "ev-b9"}); err != nil {
+	if _, err := e.store.RevokeKey(ctx, key, "DisableKey", lineage.KeyEventRef{ID: "ev-b9", Time: time.Now()}, lineage.Cause{EventID: "ev-b9"}); err != nil {
 		t.Fatal(err)
 	}
 	r := e.must(409, e.do("GET", "/v1/apps/cut/objects/a.txt", acme, nil))
