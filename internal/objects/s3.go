@@ -228,7 +228,7 @@ func (s *S3Source) generationKey(ctx context.Context, appID string, n int, forWr
 	}
 	if forWrite && !gen.Usable() {
 		if gen.KeyRevoked {
-			return wrappedKey{}, fmt.Errorf("%w: generation %d of app %s: %s", ErrGenerationNotUsable, n, appID, gen.KeyReason)
+			return wrappedKey{}, fmt.Errorf("%w: %w: generation %d of app %s: %s", ErrGenerationNotUsable, ErrKeyRevoked, n, appID, gen.KeyReason)
 		}
 		return wrappedKey{}, fmt.Errorf("%w: generation %d of app %s is %s", ErrGenerationNotUsable, n, appID, gen.State)
 	}
@@ -262,10 +262,15 @@ func (s *S3Source) expectFor(ctx context.Context, appID string, scope Scope, h *
 		if err != nil {
 			return sealing.Expect{}, mapLineage(err)
 		}
-		if gen.State == lineage.GenRevoked {
-			// B9: the lineage is the key state every process reads before serving: whatever
-			// a cache still holds, nothing sealed under a revoked key is opened.
-			return sealing.Expect{}, fmt.Errorf("%w: generation %d of app %s: key %s revoked (%s)", ErrKeyRevoked, h.Generation, appID, gen.KeyARN, gen.StateReason)
+		if gen.KeyRevoked || gen.State == lineage.GenRevoked {
+			// B9: the key item is the key state every process reads before serving: whatever
+			// a cache still holds, nothing sealed under a revoked key is opened. (A REVOKED
+			// generation is an item written before the key item existed.)
+			reason := gen.KeyReason
+			if reason == "" {
+				reason = gen.StateReason
+			}
+			return sealing.Expect{}, fmt.Errorf("%w: generation %d of app %s: key %s revoked (%s)", ErrKeyRevoked, h.Generation, appID, gen.KeyARN, reason)
 		}
 		return sealing.Expect{KeyARN: gen.KeyARN, Generation: h.Generation, EncryptionContext: GenerationContext(gen.OrgID, appID, h.Generation)}, nil
 	}

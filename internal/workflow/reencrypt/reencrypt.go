@@ -433,7 +433,11 @@ func (s *Service) Commit(ctx context.Context, st State) (Outcome, error) {
 		// (A write that lands after this moves itself: the data source settles every write.)
 		moved, at, err := s.cfg.Objects.SweepReencrypt(ctx, st.AppID, st.ToGeneration)
 		if err != nil {
-			if errors.Is(err, keys.ErrRevoked) || errors.Is(err, objects.ErrKeyRevoked) {
+			if errors.Is(err, objects.ErrKeyRevoked) {
+				// The lineage says a key the sweep needs is revoked (B8: the new key).
+				return Outcome{}, &wferr.KeyRevoked{KeyARN: st.KeyARN, Msg: "verifying app " + st.AppID + " before commit: " + err.Error()}
+			}
+			if errors.Is(err, keys.ErrRevoked) {
 				return Outcome{}, keyError(err, "verifying app "+st.AppID+" before commit")
 			}
 			return Outcome{}, &wferr.Transient{Msg: fmt.Sprintf("verifying that every object of app %s is under generation %d: %v", st.AppID, st.ToGeneration, err)}
