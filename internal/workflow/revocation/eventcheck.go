@@ -65,21 +65,17 @@ func (s *Service) CheckEvent(ctx context.Context, ev KeyEvent) (reason string, e
 	return "no org with apps on the key enrolled the key's account", nil
 }
 
-// refuseEvent audits a refused event on every app on its key and answers OutcomeRefused.
+// refuseEvent audits a refused event once, on the key's trail (which the trail of every app on
+// the key shows, lineage ListAudit), when an org has apps on the key, and answers OutcomeRefused.
 func (s *Service) refuseEvent(ctx context.Context, ev KeyEvent, reason string) (Result, error) {
 	s.log.WarnContext(ctx, "key event refused", slog.String("event_id", ev.ID), slog.String("event_name", ev.Name),
 		slog.String("key_arn", ev.KeyARN), slog.String("reason", reason))
-	gens, err := s.store.FindGenerationsByKey(ctx, ev.KeyARN)
+	orgs, err := s.store.KeyOrgs(ctx, ev.KeyARN)
 	if err != nil {
-		return Result{}, fmt.Errorf("revocation: find generations of %s: %w", ev.KeyARN, err)
+		return Result{}, fmt.Errorf("revocation: orgs on key %s: %w", ev.KeyARN, err)
 	}
-	seen := map[string]bool{}
-	for _, g := range gens {
-		if seen[g.AppID] {
-			continue
-		}
-		seen[g.AppID] = true
-		if _, err := s.store.AppendAudit(ctx, lineage.AuditEntry{AppID: g.AppID, Action: ActionKeyEventRefused, Actor: "cloudtrail",
+	if len(orgs) > 0 {
+		if _, err := s.store.AppendAudit(ctx, lineage.AuditEntry{KeyARN: ev.KeyARN, Action: ActionKeyEventRefused, Actor: "cloudtrail",
 			Cause:  lineage.Cause{EventID: ev.ID},
 			Detail: map[string]string{"keyArn": ev.KeyARN, "eventName": ev.Name, "reason": reason}}); err != nil {
 			return Result{}, fmt.Errorf("revocation: audit refused event %s: %w", ev.ID, err)

@@ -71,7 +71,7 @@ func TestKeyEventChecks(t *testing.T) {
 
 	// Within the skew, from the key's enrolled account: the genuine event applies.
 	e.clk.Advance(time.Minute)
-	if res := e.handle(event(t, "kms-disable-key.json", k, "ev-genuine", t0.Add(4*time.Minute))); res.Outcome != revocation.OutcomeRevoked || len(res.Apps) != 1 {
+	if res := e.handle(event(t, "kms-disable-key.json", k, "ev-genuine", t0.Add(4*time.Minute))); res.Outcome != revocation.OutcomeRevoked || !res.Changed || res.Key.Usable() {
 		t.Fatalf("the genuine event: %+v", res)
 	}
 	e.wantStatus("a1", lineage.AppDeactivated)

@@ -55,6 +55,7 @@ type Store interface {
 	AppsOnKey(ctx context.Context, keyARN, cursor string, limit int) (lineage.KeyAppsPage, error)
 	MarkEventSeen(ctx context.Context, eventID string, ttl time.Duration) error
 	KeyOrgs(ctx context.Context, keyARN string) ([]string, error)
+	AppendAudit(ctx context.Context, e lineage.AuditEntry) (lineage.AuditEntry, error)
 }
 
 var _ Store = (*lineage.Store)(nil)
