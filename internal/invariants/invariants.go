@@ -5,11 +5,11 @@
 // invariant, its app and what was seen.
 //
 // What a snapshot can show is checked here: I1 (one ACTIVE generation; deactivated exactly
-// when its key is revoked), I3 (no CMK-scope object of a settled app under an older
+// when its key is revoked, as the key item says, or an operator holds it), I3 (no CMK-scope object of a settled app under an older
 // generation), I4 (no backup recorded for a generation that was never ACTIVE; a backup listed
 // restorable is on the active generation), I7 (no app REENCRYPTING without a running
-// execution; no execution running past a bound) and I9 (every retired or revoked generation
-// has its audit entry). I2, I5, I6, I8 and I10 need a history of operations (what a client
+// execution; no execution running past a bound) and I9 (every retired generation, and every
+// live one on a revoked key, has its audit entry). I2, I5, I6, I8 and I10 need a history of operations (what a client
 // was told, what KMS says): the soak checks them against its own record.
 package invariants
 
@@ -136,13 +136,15 @@ func checkApp(c *checker, a AppState, reencryptRunning, execKnown bool) {
 	}
 	cur, ok := gens[app.ActiveGeneration]
 	c.check(ok, I1, id, "the active generation %d is not in the lineage", app.ActiveGeneration)
-	switch app.Status {
-	case lineage.AppDeactivated:
-		c.check(active == 0, I1, id, "deactivated, yet %d generation(s) ACTIVE", active)
-		c.check(!ok || cur.State == lineage.GenRevoked || app.StatusReason != "", I1, id, "deactivated without a revoked active generation or an operator's hold (generation %d is %s)", app.ActiveGeneration, cur.State)
-	default:
-		c.check(active == 1, I1, id, "%s with %d ACTIVE generations, want exactly one", app.Status, active)
-		c.check(!ok || cur.State == lineage.GenActive, I1, id, "%s but its active generation %d is %s (revoked key, app not deactivated)", app.Status, app.ActiveGeneration, cur.State)
+	// The active generation stays ACTIVE through its key's revocation: the app is deactivated
+	// exactly when that key is revoked (derived from the key item) or an operator holds it.
+	c.check(active == 1, I1, id, "%s with %d ACTIVE generations, want exactly one", app.Status, active)
+	c.check(!ok || cur.State == lineage.GenActive, I1, id, "its active generation %d is %s, not ACTIVE", app.ActiveGeneration, cur.State)
+	revoked := ok && cur.KeyRevoked
+	if app.Status == lineage.AppDeactivated {
+		c.check(revoked || app.Hold != "", I1, id, "deactivated without a revoked key or an operator's hold (generation %d, key %s)", app.ActiveGeneration, cur.KeyARN)
+	} else {
+		c.check(!revoked, I1, id, "%s but the key of its active generation %d is revoked (app not deactivated)", app.Status, app.ActiveGeneration)
 	}
 	if app.Status == lineage.AppReencrypting {
 		p, ok := gens[app.PendingGeneration]
@@ -156,7 +158,7 @@ func checkApp(c *checker, a AppState, reencryptRunning, execKnown bool) {
 	// those an abort listed as stranded.
 	if app.KeyModel == lineage.KeyModelCMK && app.Status == lineage.AppActive {
 		for _, o := range a.Objects {
-			if a.Stranded[o.Key] || gens[o.Generation].State == lineage.GenRevoked {
+			if a.Stranded[o.Key] || gens[o.Generation].KeyRevoked {
 				continue // left by an abort under a generation only its revoked key opens
 			}
 			c.check(o.Generation == app.ActiveGeneration, I3, id, "object %s sealed under generation %d (%s), the active one is %d", o.Key, o.Generation, gens[o.Generation].State, app.ActiveGeneration)
@@ -173,7 +175,7 @@ func checkApp(c *checker, a AppState, reencryptRunning, execKnown bool) {
 		c.check(g.State != lineage.GenPending, I4, id, "backup %s recorded for the PENDING generation %d", b.ID, b.Generation)
 		c.check(g.KeyARN == b.KeyARN, I4, id, "backup %s names key %s, its generation %d key %s", b.ID, b.KeyARN, b.Generation, g.KeyARN)
 		if b.Restorable {
-			c.check(g.State == lineage.GenActive && app.Status != lineage.AppDeactivated, I4, id, "backup %s listed restorable on generation %d (%s, app %s)", b.ID, b.Generation, g.State, app.Status)
+			c.check(g.State == lineage.GenActive && !g.KeyRevoked && app.Status != lineage.AppDeactivated, I4, id, "backup %s listed restorable on generation %d (%s, key revoked %t, app %s)", b.ID, b.Generation, g.State, g.KeyRevoked, app.Status)
 		}
 	}
 
@@ -198,13 +200,13 @@ func checkApp(c *checker, a AppState, reencryptRunning, execKnown bool) {
 	c.check(len(a.Audit) == 0 || hasAction(a.Audit, lineage.ActionAppCreated), I9, id, "no %s entry", lineage.ActionAppCreated)
 	for _, g := range a.Generations {
 		n := strconv.Itoa(g.Number)
-		switch g.State {
-		case lineage.GenRetired:
+		if g.State == lineage.GenRetired {
 			c.check(actions[n][lineage.ActionReencryptCommitted] || actions[n][lineage.ActionReencryptAborted], I9, id,
 				"generation %d RETIRED without a commit or abort in the audit trail", g.Number)
-		case lineage.GenRevoked:
+		}
+		if g.KeyRevoked && g.State != lineage.GenRetired {
 			c.check(actions[n][lineage.ActionKeyRevoked] || actions[n][lineage.ActionPendingKeyRevoked] || len(actions["*revoked"]) > 0, I9, id,
-				"generation %d REVOKED without a revocation in the audit trail", g.Number)
+				"generation %d on a revoked key without a revocation in the audit trail", g.Number)
 		}
 	}
 }

@@ -53,8 +53,9 @@ func TestEachInvariantCanFail(t *testing.T) {
 		breakIt   func(s *Snapshot)
 	}{
 		{I1, "ACTIVE generations", func(s *Snapshot) { s.Apps[0].Generations[0].State = lineage.GenActive }},
-		{I1, "app not deactivated", func(s *Snapshot) { s.Apps[0].Generations[1].State = lineage.GenRevoked }},
-		{I1, "deactivated, yet", func(s *Snapshot) { s.Apps[0].App.Status = lineage.AppDeactivated }},
+		{I1, "not ACTIVE", func(s *Snapshot) { s.Apps[0].Generations[1].State = lineage.GenRetired }},
+		{I1, "app not deactivated", func(s *Snapshot) { s.Apps[0].Generations[1].KeyRevoked = true }},
+		{I1, "deactivated without a revoked key", func(s *Snapshot) { s.Apps[0].App.Status = lineage.AppDeactivated }},
 		{I3, "sealed under generation 1", func(s *Snapshot) { s.Apps[0].Objects[1].Generation = 1 }},
 		{I4, "PENDING generation", func(s *Snapshot) {
 			s.Apps[0].Generations = append(s.Apps[0].Generations, lineage.Generation{Number: 3, KeyARN: k1, State: lineage.GenPending})
@@ -72,7 +73,7 @@ func TestEachInvariantCanFail(t *testing.T) {
 		{I9, "without a revocation", func(s *Snapshot) {
 			s.Apps[0].App.Status = lineage.AppDeactivated
 			s.Apps[0].App.StatusReason = "DisableKey"
-			s.Apps[0].Generations[1].State = lineage.GenRevoked
+			s.Apps[0].Generations[1].KeyRevoked = true
 		}},
 	}
 	for _, tc := range cases {
@@ -90,8 +91,25 @@ func TestEachInvariantCanFail(t *testing.T) {
 	}
 }
 
-// A running re-encryption execution satisfies I7; stranded objects an abort listed satisfy I3.
+// A running re-encryption execution satisfies I7; stranded objects an abort listed satisfy I3;
+// an app deactivated by its key's revocation (audited on the key's trail, merged into the
+// app's) or by an operator's hold satisfies I1 and I9.
 func TestAllowedStates(t *testing.T) {
+	s0 := healthy()
+	s0.Apps[0].App.Status = lineage.AppDeactivated
+	s0.Apps[0].Generations[1].KeyRevoked = true
+	s0.Apps[0].Audit = append(s0.Apps[0].Audit, lineage.AuditEntry{Action: lineage.ActionKeyRevoked, KeyARN: k2})
+	s0.Apps[0].Backups[1].Restorable = false
+	if r := Check(s0); len(r.Violations) != 0 {
+		t.Fatalf("deactivated by its key's revocation: %v", r.Violations)
+	}
+	s0 = healthy()
+	s0.Apps[0].App.Status, s0.Apps[0].App.Hold = lineage.AppDeactivated, "incident 7"
+	s0.Apps[0].Backups[1].Restorable = false
+	if r := Check(s0); len(r.Violations) != 0 {
+		t.Fatalf("held by an operator: %v", r.Violations)
+	}
+
 	s := healthy()
 	s.Apps[0].App.Status, s.Apps[0].App.PendingGeneration = lineage.AppReencrypting, 3
 	s.Apps[0].Generations = append(s.Apps[0].Generations, lineage.Generation{Number: 3, KeyARN: k1, State: lineage.GenPending})
