@@ -3,8 +3,6 @@ package acceptance
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/keyline/keyline/internal/console/api"
 )
@@ -89,7 +88,8 @@ func broken(t *testing.T, r *demoRun, v variant) *demoRun {
 	if v.deliver != nil {
 		b.deliver = v.deliver(b)
 	}
-	b.seq.Store(r.seq.Add(1000))
+	// The broken run names its apps from a block of 1000 numbers the real run skips.
+	b.seq.Store(r.seq.Add(1000) - 1000)
 	return b
 }
 
@@ -338,24 +338,25 @@ func TestRuleB2CheckFailsWhenKMSErrorsAreIgnored(t *testing.T) {
 	mustFail(t, "B2", b, "did not deactivate")
 }
 
-// B3: events are not deduplicated by id (each delivery looks new).
-func TestRuleB3CheckFailsWithoutDedupe(t *testing.T) {
+// B3: events are applied in the order they arrive, not by eventTime (each delivery is
+// stamped with the time it arrives). With the key item's order (eventTime, then event id),
+// a duplicate is harmless even without the dedupe markers, so a variant without dedupe
+// alone breaks nothing B3 can see; the order is what the check must catch.
+func TestRuleB3CheckFailsWhenEventsAreOrderedOnArrival(t *testing.T) {
 	b := broken(t, rulesSystem(t), variant{deliver: func(r *demoRun) func(context.Context, []byte) error {
 		return func(ctx context.Context, event []byte) error {
-			fresh := make([]byte, 8)
-			_, _ = rand.Read(fresh)
-			id := "redelivered-" + hex.EncodeToString(fresh)
+			now := time.Now().UTC().Format(time.RFC3339Nano)
 			event = rewriteJSON(event, func(ev *map[string]any) {
-				(*ev)["id"] = id
+				(*ev)["time"] = now
 				if d, ok := (*ev)["detail"].(map[string]any); ok {
-					d["eventID"] = id
+					d["eventTime"] = now
 				}
 			})
 			_, err := r.invoke(ctx, "keyevent", event)
 			return err
 		}
 	}})
-	mustFail(t, "B3", b, "deduplicated")
+	mustFail(t, "B3", b, "out-of-order")
 }
 
 // drillsReport rewrites what drills report: every drill.<from> outcome becomes <to>.

@@ -788,7 +788,7 @@ func checkB3(ctx context.Context, r *demoRun) (string, error) {
 	} else if st != "ACTIVE" {
 		return "", violated("a DisableKey event with errorCode changed the app to %s", st)
 	}
-	// DisableKey and EnableKey in the same second: both apply, in delivery order.
+	// DisableKey, then EnableKey a second later: both apply.
 	dis := ev("DisableKey", "b3-disable-"+app, t0, "")
 	if err := r.deliverKeyEvent(ctx, dis); err != nil {
 		return "", err
@@ -798,20 +798,21 @@ func checkB3(ctx context.Context, r *demoRun) (string, error) {
 	} else if st != "DEACTIVATED" {
 		return "", prereq("DisableKey applied", fmt.Errorf("the app is %s", st))
 	}
-	if err := r.deliverKeyEvent(ctx, ev("EnableKey", "b3-enable-"+app, t0, "")); err != nil {
+	if err := r.deliverKeyEvent(ctx, ev("EnableKey", "b3-enable-"+app, t0.Add(time.Second), "")); err != nil {
 		return "", err
 	}
 	if _, _, err := r.waitStatus(ctx, app, "ACTIVE", 10*time.Second); err != nil {
-		return "", prereq("reactivation by an EnableKey in the same second", err)
+		return "", prereq("reactivation by a later EnableKey", err)
 	}
-	// The DisableKey delivered again (at-least-once delivery): only dedupe stops it.
+	// The DisableKey delivered again (at-least-once delivery): deduplicated by its id, and
+	// older than the EnableKey applied since.
 	if err := r.deliverKeyEvent(ctx, dis); err != nil {
 		return "", err
 	}
 	if st, err := status(); err != nil {
 		return "", err
 	} else if st != "ACTIVE" {
-		return "", violated("a duplicate delivery of an applied DisableKey deactivated the app again (%s): events are not deduplicated by id", st)
+		return "", violated("a duplicate delivery of an applied DisableKey deactivated the app again (%s)", st)
 	}
 	audit, err := r.org.Audit(ctx, app)
 	if err != nil {
@@ -820,7 +821,7 @@ func checkB3(ctx context.Context, r *demoRun) (string, error) {
 	if n := countAudit(audit, "key.revoked"); n != 1 {
 		return "", violated("the DisableKey delivered twice was applied %d times", n)
 	}
-	// An older DisableKey arriving late (a new id): ordering ignores it.
+	// An older DisableKey arriving late (a new id): ordering by eventTime ignores it.
 	if err := r.deliverKeyEvent(ctx, ev("DisableKey", "b3-late-"+app, t0.Add(-2*time.Second), "")); err != nil {
 		return "", err
 	}
@@ -829,7 +830,22 @@ func checkB3(ctx context.Context, r *demoRun) (string, error) {
 	} else if st != "ACTIVE" {
 		return "", violated("an out-of-order (older) DisableKey deactivated the app (%s)", st)
 	}
-	return "errorCode event ignored; DisableKey then EnableKey in the same second both applied; the DisableKey delivered again was stopped by its id (applied once); an older DisableKey after them ignored", nil
+	// Two events in the same second (CloudTrail's resolution) are ordered by event id, so
+	// every delivery order ends the same: the EnableKey ("…-b-…") is after the DisableKey
+	// ("…-a-…"), delivered first.
+	t1 := t0.Add(2 * time.Second)
+	if err := r.deliverKeyEvent(ctx, ev("EnableKey", "b3-tie-b-"+app, t1, "")); err != nil {
+		return "", err
+	}
+	if err := r.deliverKeyEvent(ctx, ev("DisableKey", "b3-tie-a-"+app, t1, "")); err != nil {
+		return "", err
+	}
+	if st, err := status(); err != nil {
+		return "", err
+	} else if st != "ACTIVE" {
+		return "", violated("a DisableKey in the same second as an EnableKey with a greater event id deactivated the app (%s): events of one second are not ordered by event id", st)
+	}
+	return "errorCode event ignored; DisableKey then a later EnableKey both applied; the DisableKey delivered again changed nothing (applied once); an older DisableKey after them ignored; in one second, the greater event id wins whatever the delivery order", nil
 }
 
 // B4: restore drills restore a sample into a scratch target and verify digests: a drill of

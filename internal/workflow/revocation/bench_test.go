@@ -30,7 +30,7 @@ func BenchmarkHandleDisableKey100Apps(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if _, err := store.CreateOrg(ctx, lineage.Org{ID: "org-b", Name: "Bench"}); err != nil {
+	if _, err := store.CreateOrg(ctx, lineage.Org{ID: "org-b", Name: "Bench", Accounts: []string{"111122223333"}}); err != nil {
 		b.Fatal(err)
 	}
 	wrapped := make([]byte, 184) // the lineage store keeps the wrapped key as bytes; no KMS call needed here
