@@ -10,10 +10,16 @@ import (
 // authorizer.
 const EnvOperatorTokenHash = "KEYLINE_OPERATOR_TOKEN_SHA256"
 
+// The console's functions.
+const (
+	FnConsoleAPI        = "console-api"
+	FnConsoleAuthorizer = "console-authorizer"
+)
+
 func consolePlane() Deployment {
 	return Deployment{
 		Functions: []Function{{
-			Name:        "console-api",
+			Name:        FnConsoleAPI,
 			Description: "The console API (API.md) behind API Gateway: orgs, apps, objects, backups, re-encryptions, restores, audit.",
 			Timeout:     29 * time.Second,
 			MemoryMB:    512,
@@ -33,7 +39,7 @@ func consolePlane() Deployment {
 			// API Gateway's Lambda TOKEN authorizer of the console API: it checks the bearer
 			// token (the operator's hash, org tokens in the table) before any request reaches
 			// the console, which checks it again.
-			Name:        "console-authorizer",
+			Name:        FnConsoleAuthorizer,
 			Description: "API Gateway TOKEN authorizer of the console API: bearer token → IAM policy naming the operator or the org.",
 			Timeout:     5 * time.Second,
 			MemoryMB:    128,

@@ -29,7 +29,7 @@ func cmdInvoke(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, invokeUsage); fs.PrintDefaults() }
 	eventFile := fs.String("event", "", "the event: a JSON file (see events/)")
-	dataDir := fs.String("data-dir", ".keyline", "the data directory of the running `keyline local`")
+	dataDir := fs.String("data-dir", stack.DefaultDataDir, "the data directory of the running `keyline local`")
 	verbose := fs.Bool("v", false, "the handler's logs on stderr at debug level")
 	// The function name comes first (keyline invoke NAME --event F), but accept flags first too.
 	var name string

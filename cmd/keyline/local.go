@@ -85,9 +85,9 @@ func cmdLocal(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs := flag.NewFlagSet("keyline local", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, localUsage); fs.PrintDefaults() }
-	dataDir := fs.String("data-dir", ".keyline", "directory holding all local state")
+	dataDir := fs.String("data-dir", stack.DefaultDataDir, "directory holding all local state")
 	addr := fs.String("addr", "127.0.0.1:4566", "loopback address of the AWS-compatible endpoint")
-	consoleAddr := fs.String("console-addr", "127.0.0.1:8080", "loopback address of the console API")
+	consoleAddr := fs.String("console-addr", stack.DefaultConsoleAddr, "loopback address of the console API")
 	seed := fs.String("seed", stack.SeedNone, "demo data: demo (an org, three apps, generated objects, one backup each) or none")
 	iamMode := fs.String("iam", "", "IAM evaluation in the endpoint: on, or off (debugging only; said on every start)")
 	verbose := fs.Bool("v", false, "debug logs")

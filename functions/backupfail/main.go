@@ -1,5 +1,10 @@
+// Command backupfail is the backupfail Lambda function.
 package main
 
-import "github.com/keyline/keyline/internal/handlers"
+import (
+	"github.com/keyline/keyline/infra"
+	"github.com/keyline/keyline/internal/handlers"
+	"github.com/keyline/keyline/internal/handlers/data"
+)
 
-func main() { handlers.Main("backupfail") }
+func main() { handlers.Main(infra.FnBackupFail, data.BackupFail) }

@@ -1,5 +1,10 @@
+// Command backuplease is the backuplease Lambda function.
 package main
 
-import "github.com/keyline/keyline/internal/handlers"
+import (
+	"github.com/keyline/keyline/infra"
+	"github.com/keyline/keyline/internal/handlers"
+	"github.com/keyline/keyline/internal/handlers/data"
+)
 
-func main() { handlers.Main("backuplease") }
+func main() { handlers.Main(infra.FnBackupLease, data.BackupLease) }

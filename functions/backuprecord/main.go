@@ -1,5 +1,10 @@
+// Command backuprecord is the backuprecord Lambda function.
 package main
 
-import "github.com/keyline/keyline/internal/handlers"
+import (
+	"github.com/keyline/keyline/infra"
+	"github.com/keyline/keyline/internal/handlers"
+	"github.com/keyline/keyline/internal/handlers/data"
+)
 
-func main() { handlers.Main("backuprecord") }
+func main() { handlers.Main(infra.FnBackupRecord, data.BackupRecord) }

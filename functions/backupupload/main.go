@@ -1,5 +1,10 @@
+// Command backupupload is the backupupload Lambda function.
 package main
 
-import "github.com/keyline/keyline/internal/handlers"
+import (
+	"github.com/keyline/keyline/infra"
+	"github.com/keyline/keyline/internal/handlers"
+	"github.com/keyline/keyline/internal/handlers/data"
+)
 
-func main() { handlers.Main("backupupload") }
+func main() { handlers.Main(infra.FnBackupUpload, data.BackupUpload) }

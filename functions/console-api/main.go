@@ -1,5 +1,10 @@
+// Command console-api is the console-api Lambda function.
 package main
 
-import "github.com/keyline/keyline/internal/handlers"
+import (
+	"github.com/keyline/keyline/infra"
+	"github.com/keyline/keyline/internal/handlers"
+	"github.com/keyline/keyline/internal/handlers/console"
+)
 
-func main() { handlers.Main("console-api") }
+func main() { handlers.Main(infra.FnConsoleAPI, console.API) }

@@ -1,5 +1,10 @@
+// Command drillplan is the drillplan Lambda function.
 package main
 
-import "github.com/keyline/keyline/internal/handlers"
+import (
+	"github.com/keyline/keyline/infra"
+	"github.com/keyline/keyline/internal/handlers"
+	"github.com/keyline/keyline/internal/handlers/data"
+)
 
-func main() { handlers.Main("drillplan") }
+func main() { handlers.Main(infra.FnDrillPlan, data.DrillPlan) }

@@ -1,5 +1,10 @@
+// Command drillrun is the drillrun Lambda function.
 package main
 
-import "github.com/keyline/keyline/internal/handlers"
+import (
+	"github.com/keyline/keyline/infra"
+	"github.com/keyline/keyline/internal/handlers"
+	"github.com/keyline/keyline/internal/handlers/data"
+)
 
-func main() { handlers.Main("drillrun") }
+func main() { handlers.Main(infra.FnDrillRun, data.DrillRun) }

@@ -1,6 +1,10 @@
-// Command keyevent is the keyline Lambda function "keyevent" (see infra.Description).
+// Command keyevent is the keyevent Lambda function.
 package main
 
-import "github.com/keyline/keyline/internal/handlers"
+import (
+	"github.com/keyline/keyline/infra"
+	"github.com/keyline/keyline/internal/handlers"
+	"github.com/keyline/keyline/internal/handlers/key"
+)
 
-func main() { handlers.Main("keyevent") }
+func main() { handlers.Main(infra.FnKeyEvent, key.KeyEvent) }

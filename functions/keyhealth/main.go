@@ -1,6 +1,10 @@
-// Command keyhealth is the keyline Lambda function "keyhealth" (see infra.Description).
+// Command keyhealth is the keyhealth Lambda function.
 package main
 
-import "github.com/keyline/keyline/internal/handlers"
+import (
+	"github.com/keyline/keyline/infra"
+	"github.com/keyline/keyline/internal/handlers"
+	"github.com/keyline/keyline/internal/handlers/key"
+)
 
-func main() { handlers.Main("keyhealth") }
+func main() { handlers.Main(infra.FnKeyHealth, key.KeyHealth) }

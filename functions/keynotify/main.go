@@ -1,6 +1,10 @@
-// Command keynotify is the keyline Lambda function "keynotify" (see infra.Description).
+// Command keynotify is the keynotify Lambda function.
 package main
 
-import "github.com/keyline/keyline/internal/handlers"
+import (
+	"github.com/keyline/keyline/infra"
+	"github.com/keyline/keyline/internal/handlers"
+	"github.com/keyline/keyline/internal/handlers/key"
+)
 
-func main() { handlers.Main("keynotify") }
+func main() { handlers.Main(infra.FnKeyNotify, key.KeyNotify) }

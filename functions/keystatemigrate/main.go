@@ -1,6 +1,10 @@
-// Command keystatemigrate is the keyline Lambda function "keystatemigrate" (see infra.Description).
+// Command keystatemigrate is the keystatemigrate Lambda function.
 package main
 
-import "github.com/keyline/keyline/internal/handlers"
+import (
+	"github.com/keyline/keyline/infra"
+	"github.com/keyline/keyline/internal/handlers"
+	"github.com/keyline/keyline/internal/handlers/key"
+)
 
-func main() { handlers.Main("keystatemigrate") }
+func main() { handlers.Main(infra.FnKeyStateMigrate, key.KeyStateMigrate) }

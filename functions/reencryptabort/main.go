@@ -1,6 +1,10 @@
-// Command reencryptabort is the keyline Lambda function "reencryptabort" (see infra.Description).
+// Command reencryptabort is the reencryptabort Lambda function.
 package main
 
-import "github.com/keyline/keyline/internal/handlers"
+import (
+	"github.com/keyline/keyline/infra"
+	"github.com/keyline/keyline/internal/handlers"
+	"github.com/keyline/keyline/internal/handlers/key"
+)
 
-func main() { handlers.Main("reencryptabort") }
+func main() { handlers.Main(infra.FnReencryptAbort, key.ReencryptAbort) }

@@ -1,6 +1,10 @@
-// Command reencryptbatch is the keyline Lambda function "reencryptbatch" (see infra.Description).
+// Command reencryptbatch is the reencryptbatch Lambda function.
 package main
 
-import "github.com/keyline/keyline/internal/handlers"
+import (
+	"github.com/keyline/keyline/infra"
+	"github.com/keyline/keyline/internal/handlers"
+	"github.com/keyline/keyline/internal/handlers/key"
+)
 
-func main() { handlers.Main("reencryptbatch") }
+func main() { handlers.Main(infra.FnReencryptBatch, key.ReencryptBatch) }

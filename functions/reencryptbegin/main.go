@@ -1,6 +1,10 @@
-// Command reencryptbegin is the keyline Lambda function "reencryptbegin" (see infra.Description).
+// Command reencryptbegin is the reencryptbegin Lambda function.
 package main
 
-import "github.com/keyline/keyline/internal/handlers"
+import (
+	"github.com/keyline/keyline/infra"
+	"github.com/keyline/keyline/internal/handlers"
+	"github.com/keyline/keyline/internal/handlers/key"
+)
 
-func main() { handlers.Main("reencryptbegin") }
+func main() { handlers.Main(infra.FnReencryptBegin, key.ReencryptBegin) }

@@ -1,6 +1,10 @@
-// Command reencryptcommit is the keyline Lambda function "reencryptcommit" (see infra.Description).
+// Command reencryptcommit is the reencryptcommit Lambda function.
 package main
 
-import "github.com/keyline/keyline/internal/handlers"
+import (
+	"github.com/keyline/keyline/infra"
+	"github.com/keyline/keyline/internal/handlers"
+	"github.com/keyline/keyline/internal/handlers/key"
+)
 
-func main() { handlers.Main("reencryptcommit") }
+func main() { handlers.Main(infra.FnReencryptCommit, key.ReencryptCommit) }

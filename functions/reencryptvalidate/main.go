@@ -1,6 +1,10 @@
-// Command reencryptvalidate is the keyline Lambda function "reencryptvalidate" (see infra.Description).
+// Command reencryptvalidate is the reencryptvalidate Lambda function.
 package main
 
-import "github.com/keyline/keyline/internal/handlers"
+import (
+	"github.com/keyline/keyline/infra"
+	"github.com/keyline/keyline/internal/handlers"
+	"github.com/keyline/keyline/internal/handlers/key"
+)
 
-func main() { handlers.Main("reencryptvalidate") }
+func main() { handlers.Main(infra.FnReencryptValidate, key.ReencryptValidate) }

@@ -1,5 +1,10 @@
+// Command restorefail is the restorefail Lambda function.
 package main
 
-import "github.com/keyline/keyline/internal/handlers"
+import (
+	"github.com/keyline/keyline/infra"
+	"github.com/keyline/keyline/internal/handlers"
+	"github.com/keyline/keyline/internal/handlers/data"
+)
 
-func main() { handlers.Main("restorefail") }
+func main() { handlers.Main(infra.FnRestoreFail, data.RestoreFail) }

@@ -1,5 +1,10 @@
+// Command restorefinish is the restorefinish Lambda function.
 package main
 
-import "github.com/keyline/keyline/internal/handlers"
+import (
+	"github.com/keyline/keyline/infra"
+	"github.com/keyline/keyline/internal/handlers"
+	"github.com/keyline/keyline/internal/handlers/data"
+)
 
-func main() { handlers.Main("restorefinish") }
+func main() { handlers.Main(infra.FnRestoreFinish, data.RestoreFinish) }

@@ -1,5 +1,10 @@
+// Command restorerun is the restorerun Lambda function.
 package main
 
-import "github.com/keyline/keyline/internal/handlers"
+import (
+	"github.com/keyline/keyline/infra"
+	"github.com/keyline/keyline/internal/handlers"
+	"github.com/keyline/keyline/internal/handlers/data"
+)
 
-func main() { handlers.Main("restorerun") }
+func main() { handlers.Main(infra.FnRestoreRun, data.RestoreRun) }

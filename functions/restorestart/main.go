@@ -1,5 +1,10 @@
+// Command restorestart is the restorestart Lambda function.
 package main
 
-import "github.com/keyline/keyline/internal/handlers"
+import (
+	"github.com/keyline/keyline/infra"
+	"github.com/keyline/keyline/internal/handlers"
+	"github.com/keyline/keyline/internal/handlers/data"
+)
 
-func main() { handlers.Main("restorestart") }
+func main() { handlers.Main(infra.FnRestoreStart, data.RestoreStart) }

@@ -153,11 +153,11 @@ func newDemoRun(ctx context.Context, sys demoSystem) (*demoRun, error) {
 		return nil, fmt.Errorf("the customer's account: %w", err)
 	}
 	r.account = aws.ToString(who.Account)
-	if err := r.op.Expect(ctx, 201, "POST", "/v1/orgs", map[string]any{"orgId": r.orgID, "name": "Demo customer", "accounts": []string{r.account}}, nil); err != nil {
+	if err := r.op.CreateOrg(ctx, api.CreateOrg{OrgID: r.orgID, Name: "Demo customer", Accounts: []string{r.account}}); err != nil {
 		return nil, err
 	}
-	var tok struct{ Token string }
-	if err := r.op.Expect(ctx, 201, "POST", "/v1/orgs/"+r.orgID+"/tokens", map[string]string{}, &tok); err != nil {
+	tok, err := r.op.CreateOrgToken(ctx, r.orgID, api.CreateOrgToken{})
+	if err != nil {
 		return nil, err
 	}
 	r.org = r.op.As(tok.Token)

@@ -77,11 +77,11 @@ func setup(t *testing.T) *env {
 	store := lineage.New(ddb, table, lineage.Options{Clock: clk})
 	kp := keys.NewKMS(kmsClient, keys.Options{})
 	providerKey := testenv.NewKMSKey(t, kmsClient)
-	src, err := objects.NewS3(objects.Config{S3: s3env.Client, Bucket: "data", Lineage: store, DynamoDB: ddb, Table: table, Keys: kp, ProviderKeyARN: providerKey})
+	src, err := objects.NewS3(objects.Config{S3: s3env.Client, Bucket: "data", Lineage: store, Keys: kp, ProviderKeyARN: providerKey})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tokens, err := console.NewTokens(ddb, table, console.HashToken(operatorToken), clk.Now)
+	tokens, err := console.NewTokens(store, console.HashToken(operatorToken), clk.Now)
 	if err != nil {
 		t.Fatal(err)
 	}

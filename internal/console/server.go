@@ -20,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keyline/keyline/internal/console/api"
 	"github.com/keyline/keyline/internal/decl"
 	"github.com/keyline/keyline/internal/lineage"
 	"github.com/keyline/keyline/internal/objects"
@@ -320,12 +321,7 @@ func (s *Server) createOrg(w http.ResponseWriter, r *request) error {
 	if !r.who.Operator {
 		return forbidden("only the operator creates orgs")
 	}
-	var body struct {
-		OrgID    string   `json:"orgId"`
-		Name     string   `json:"name"`
-		Accounts []string `json:"accounts"`
-		KeyARNs  []string `json:"keyArns"`
-	}
+	var body api.CreateOrg
 	if err := decode(r, &body); err != nil {
 		return err
 	}
@@ -361,9 +357,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *request) error {
 	if err := checkID("orgId", orgID); err != nil {
 		return err
 	}
-	var body struct {
-		TTLHours *int `json:"ttlHours"`
-	}
+	var body api.CreateOrgToken
 	if err := decode(r, &body); err != nil {
 		return err
 	}
@@ -442,26 +436,13 @@ func (s *Server) revokeToken(w http.ResponseWriter, r *request) error {
 
 // --- apps ---
 
-type appView struct {
-	AppID            string `json:"appId"`
-	OrgID            string `json:"orgId"`
-	KeyModel         string `json:"keyModel"`
-	Status           string `json:"status"`
-	StatusReason     string `json:"statusReason"`
-	ActiveGeneration int    `json:"activeGeneration"`
-}
-
-func viewApp(a lineage.App) appView {
-	return appView{a.ID, a.OrgID, string(a.KeyModel), string(a.Status), a.StatusReason, a.ActiveGeneration}
+func viewApp(a lineage.App) api.App {
+	return api.App{AppID: a.ID, OrgID: a.OrgID, KeyModel: string(a.KeyModel), Status: string(a.Status),
+		StatusReason: a.StatusReason, ActiveGeneration: a.ActiveGeneration}
 }
 
 func (s *Server) createApp(w http.ResponseWriter, r *request) error {
-	var body struct {
-		AppID    string `json:"appId"`
-		OrgID    string `json:"orgId"`
-		KeyModel string `json:"keyModel"`
-		KeyARN   string `json:"keyArn"`
-	}
+	var body api.CreateApp
 	if err := decode(r, &body); err != nil {
 		return err
 	}
@@ -541,11 +522,7 @@ func (s *Server) listApps(w http.ResponseWriter, r *request) error {
 	if err != nil {
 		return err
 	}
-	type appsPage struct {
-		Items []appView `json:"items"`
-		Next  string    `json:"next,omitempty"`
-	}
-	out := appsPage{Items: make([]appView, 0, len(page.Items)), Next: page.Next}
+	out := api.AppsPage{Items: make([]api.App, 0, len(page.Items)), Next: page.Next}
 	for _, a := range page.Items {
 		if r.who.mayAccessOrg(a.OrgID) {
 			out.Items = append(out.Items, viewApp(a))
@@ -573,19 +550,10 @@ func (s *Server) listKeys(w http.ResponseWriter, r *request) error {
 	if err != nil {
 		return err
 	}
-	type genView struct {
-		Generation int       `json:"generation"`
-		KeyARN     string    `json:"keyArn"`
-		State      string    `json:"state"`
-		Since      time.Time `json:"since"`
-		Reason     string    `json:"reason,omitempty"`
-		// Usable and KeyState are derived from the key's state (USABLE or REVOKED).
-		Usable   bool   `json:"usable"`
-		KeyState string `json:"keyState"`
-	}
-	out := make([]genView, 0, len(gens))
+	out := make([]api.Generation, 0, len(gens))
 	for _, g := range gens {
-		v := genView{g.Number, g.KeyARN, string(g.State), g.Since, g.StateReason, g.Usable(), string(lineage.KeyUsable)}
+		v := api.Generation{Generation: g.Number, KeyArn: g.KeyARN, State: string(g.State), Since: g.Since, Reason: g.StateReason,
+			Usable: g.Usable(), KeyState: string(lineage.KeyUsable)}
 		if g.KeyRevoked {
 			v.KeyState, v.Reason = string(lineage.KeyRevoked), g.KeyReason
 		}
@@ -708,18 +676,10 @@ func (s *Server) listBackups(w http.ResponseWriter, r *request) error {
 	if err != nil {
 		return err
 	}
-	type backupView struct {
-		BackupID   string    `json:"backupId"`
-		Generation int       `json:"generation"`
-		KeyARN     string    `json:"keyArn"`
-		CreatedAt  time.Time `json:"createdAt"`
-		SizeBytes  int64     `json:"sizeBytes"`
-		Restorable bool      `json:"restorable"`
-		Reason     string    `json:"reason"`
-	}
-	out := make([]backupView, 0, len(backups))
+	out := make([]api.Backup, 0, len(backups))
 	for _, b := range backups {
-		out = append(out, backupView{b.ID, b.Generation, b.KeyARN, b.CreatedAt, b.SizeBytes, b.Restorable, b.Reason})
+		out = append(out, api.Backup{BackupID: b.ID, Generation: b.Generation, KeyArn: b.KeyARN, CreatedAt: b.CreatedAt,
+			SizeBytes: b.SizeBytes, Restorable: b.Restorable, Reason: b.Reason})
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -732,9 +692,7 @@ func (s *Server) startReencrypt(w http.ResponseWriter, r *request) error {
 	if err != nil {
 		return err
 	}
-	var body struct {
-		KeyARN string `json:"keyArn"`
-	}
+	var body api.Reencrypt
 	if err := decode(r, &body); err != nil {
 		return err
 	}
@@ -801,10 +759,7 @@ func (s *Server) startRestore(w http.ResponseWriter, r *request) error {
 	if err != nil {
 		return err
 	}
-	var body struct {
-		BackupID    string `json:"backupId"`
-		SourceAppID string `json:"sourceAppId"`
-	}
+	var body api.Restore
 	if err := decode(r, &body); err != nil {
 		return err
 	}
@@ -847,7 +802,7 @@ func (s *Server) startRestore(w http.ResponseWriter, r *request) error {
 	if _, err := s.o.Store.UpdateRestore(r.Context(), rs); err != nil {
 		s.o.Logger.Warn("could not record the restore's execution", "restoreId", rs.ID, "error", err)
 	}
-	writeJSON(w, http.StatusAccepted, map[string]string{"executionArn": arn, "restoreId": rs.ID})
+	writeJSON(w, http.StatusAccepted, api.Started{ExecutionArn: arn, RestoreID: rs.ID})
 	return nil
 }
 
@@ -912,7 +867,7 @@ func (s *Server) start(w http.ResponseWriter, r *request, machine, prefix string
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusAccepted, map[string]string{"executionArn": arn})
+	writeJSON(w, http.StatusAccepted, api.Started{ExecutionArn: arn})
 	return nil
 }
 
@@ -942,15 +897,9 @@ func (s *Server) getExecution(w http.ResponseWriter, r *request) error {
 	if !r.who.Operator && !s.executionVisible(r, ex) {
 		return notFound("execution " + arn)
 	}
-	out := map[string]any{"status": ex.Status}
+	out := api.Execution{Status: ex.Status, Error: ex.Error, Cause: ex.Cause}
 	if ex.Output != "" {
-		out["output"] = json.RawMessage(ex.Output)
-	}
-	if ex.Error != "" {
-		out["error"] = ex.Error
-	}
-	if ex.Cause != "" {
-		out["cause"] = ex.Cause
+		out.Output = json.RawMessage(ex.Output)
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil

@@ -1,6 +1,9 @@
-// Package handlers maps each function of the deployment description (infra) to the
-// constructor of its Lambda handler, so that `functions/<name>/main.go` and the local
-// runtime build exactly the same handler from the same configuration.
+// Package handlers holds what every Lambda function of the deployment is built from: its
+// dependencies (Deps), the platform of clients and domain services (Platform), and Main,
+// the whole of a `functions/<name>/main.go`. The handlers themselves are in its
+// sub-packages, split by plane so that a function's binary holds only what it uses:
+// data (backups, restores, drills), key (key events, key health, re-encryption) and
+// console (the console API and its authorizer).
 package handlers
 
 import (
@@ -8,7 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"sort"
+	"strconv"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/keyline/keyline/infra"
@@ -39,36 +42,41 @@ func (d Deps) StateMachineARN(name string) (string, error) {
 	return d.Get(StateMachineEnv(name))
 }
 
+// IntSetting reads a positive whole number from the environment, def when unset.
+func (d Deps) IntSetting(key string, def int) (int, error) {
+	v := d.Env(key)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("setting %s=%q: want a positive whole number", key, v)
+	}
+	return n, nil
+}
+
 // StateMachineEnv is the environment variable that carries a state machine's ARN.
 func StateMachineEnv(name string) string {
 	return infra.StateMachineEnv(name)
 }
 
-// Constructor builds a handler: any function shape aws-lambda-go's lambda.NewHandler accepts.
-type Constructor func(ctx context.Context, d Deps) (any, error)
+// Constructor builds a handler of type H: any function shape aws-lambda-go's
+// lambda.NewHandler accepts. Each function's main.go names its own.
+type Constructor[H any] func(ctx context.Context, d Deps) (H, error)
 
-// Constructors returns the constructor of every function, by function name.
-func Constructors() map[string]Constructor {
-	all := map[string]Constructor{}
-	for _, part := range []map[string]Constructor{dataHandlers(), keyHandlers(), consoleHandlers()} {
-		for name, c := range part {
-			if _, dup := all[name]; dup {
-				panic("handlers: duplicate function " + name) // a programming error caught by the package's tests
-			}
-			all[name] = c
+// Untyped is a constructor whose handler's type is known only at run time: what the
+// local runtime keeps, by function name, to build every function in one process.
+type Untyped func(ctx context.Context, d Deps) (any, error)
+
+// Erase turns a typed constructor into an Untyped one.
+func Erase[H any](c Constructor[H]) Untyped {
+	return func(ctx context.Context, d Deps) (any, error) {
+		h, err := c(ctx, d)
+		if err != nil {
+			return nil, err
 		}
+		return h, nil
 	}
-	return all
-}
-
-// Names returns the registered function names, sorted.
-func Names() []string {
-	var out []string
-	for n := range Constructors() {
-		out = append(out, n)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // EnvFromOS reads settings from the process environment (as in Lambda).

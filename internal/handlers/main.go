@@ -12,12 +12,12 @@ import (
 )
 
 // Main is the whole of a `functions/<name>/main.go`: it reads the configuration from the
-// environment, builds the named handler with its dependencies and starts the Lambda
+// environment, builds the function's handler with construct and starts the Lambda
 // runtime. Logs are JSON (log/slog) and carry the request id through the context.
-func Main(name string) {
+func Main[H any](name string, construct Constructor[H]) {
 	logger := slog.New(NewContextHandler(slog.NewJSONHandler(os.Stdout, nil))).With("function", name)
 	ctx := context.Background()
-	h, err := Build(ctx, name, func(ctx context.Context) (Deps, error) {
+	h, err := Build(ctx, name, Erase(construct), func(ctx context.Context) (Deps, error) {
 		cfg, err := config.LoadDefaultConfig(ctx)
 		if err != nil {
 			return Deps{}, fmt.Errorf("load AWS configuration: %w", err)
@@ -31,17 +31,14 @@ func Main(name string) {
 	lambda.Start(h)
 }
 
-// Build constructs the named function's handler from the dependencies deps returns.
-func Build(ctx context.Context, name string, deps func(context.Context) (Deps, error)) (any, error) {
-	c, ok := Constructors()[name]
-	if !ok {
-		return nil, fmt.Errorf("no function named %q (known: %v)", name, Names())
-	}
+// Build constructs the named function's handler with construct from the dependencies
+// deps returns.
+func Build(ctx context.Context, name string, construct Untyped, deps func(context.Context) (Deps, error)) (any, error) {
 	d, err := deps(ctx)
 	if err != nil {
 		return nil, err
 	}
-	h, err := c(ctx, d)
+	h, err := construct(ctx, d)
 	if err != nil {
 		return nil, fmt.Errorf("build function %s: %w", name, err)
 	}

@@ -16,22 +16,23 @@ import (
 	"github.com/keyline/keyline/internal/workflow/revocation"
 )
 
-// platform holds the clients and domain services that every function is built from:
+// Platform holds the clients and domain services that every function is built from:
 // the lineage store, the KMS key provider, the audit emitter (EventBridge when the
 // function has the event bus, else events are dropped), the revocation path that KMS
 // errors feed (B2) and an S3 client. One place builds them, so every function sees the
 // same configuration.
-type platform struct {
-	table      string
-	ddb        *dynamodb.Client
-	store      *lineage.Store
-	keys       keys.Provider
-	events     audit.Emitter
-	revocation *revocation.Service
-	s3         *s3.Client
+type Platform struct {
+	Table      string
+	DDB        *dynamodb.Client
+	Store      *lineage.Store
+	Keys       keys.Provider
+	Events     audit.Emitter
+	Revocation *revocation.Service
+	S3         *s3.Client
 }
 
-func newPlatform(d Deps) (*platform, error) {
+// NewPlatform builds the platform from the function's settings.
+func NewPlatform(d Deps) (*Platform, error) {
 	table, err := d.Get(infra.EnvTableName)
 	if err != nil {
 		return nil, err
@@ -57,17 +58,17 @@ func newPlatform(d Deps) (*platform, error) {
 	}
 	pathStyle := d.Env(infra.EnvS3PathStyle) == "true"
 	s3c := s3.NewFromConfig(d.AWS, func(o *s3.Options) { o.UsePathStyle = pathStyle })
-	return &platform{table: table, ddb: ddb, store: store, keys: kp, events: events, revocation: rev, s3: s3c}, nil
+	return &Platform{Table: table, DDB: ddb, Store: store, Keys: kp, Events: events, Revocation: rev, S3: s3c}, nil
 }
 
-// objectSource is the apps' data in the data bucket (the reference data source).
+// ObjectSource is the apps' data in the data bucket (the reference data source).
 // partSize and concurrency tune multipart uploads (0: the source's defaults).
-func (p *platform) objectSource(d Deps, partSize int64, concurrency int) (*objects.S3Source, error) {
+func (p *Platform) ObjectSource(d Deps, partSize int64, concurrency int) (*objects.S3Source, error) {
 	bucket, err := d.Get(infra.EnvDataBucket)
 	if err != nil {
 		return nil, err
 	}
-	return objects.NewS3(objects.Config{S3: p.s3, Bucket: bucket, Lineage: p.store, DynamoDB: p.ddb, Table: p.table,
-		Keys: p.keys, ProviderKeyARN: d.Env(infra.EnvProviderKeyARN), PartSize: partSize, Concurrency: concurrency,
+	return objects.NewS3(objects.Config{S3: p.S3, Bucket: bucket, Lineage: p.Store,
+		Keys: p.Keys, ProviderKeyARN: d.Env(infra.EnvProviderKeyARN), PartSize: partSize, Concurrency: concurrency,
 		Logger: d.Logger, Clock: d.Clock})
 }

@@ -7,12 +7,9 @@ import (
 	"sync"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-
 	"github.com/keyline/keyline/internal/decl"
 	"github.com/keyline/keyline/internal/keys"
+	"github.com/keyline/keyline/internal/lineage"
 	"github.com/keyline/keyline/internal/sealing"
 )
 
@@ -57,11 +54,10 @@ func (k wrappedKey) header() *sealing.Header {
 	return &sealing.Header{KeyARN: k.KeyARN, EncryptionContext: k.Context, WrappedKey: k.Wrapped, Generation: k.Generation}
 }
 
-// scopeKeys keeps each app's managed-scope wrapped key (the item PK APP#id, SK
-// SCOPEKEY#managed in the lineage table), creating it on first use with a conditional put.
+// scopeKeys keeps each app's managed-scope wrapped key (through the lineage store: PK
+// APP#id, SK SCOPEKEY#managed), creating it on first use with a conditional put.
 type scopeKeys struct {
-	db          *dynamodb.Client
-	table       string
+	store       Lineage
 	providerKey string
 	keys        keys.Provider
 	now         func() time.Time
@@ -95,29 +91,15 @@ func (s *scopeKeys) get(ctx context.Context, orgID, appID string, create bool) (
 	return k, nil
 }
 
-func scopeKeyItemKey(appID string) map[string]ddbtypes.AttributeValue {
-	return map[string]ddbtypes.AttributeValue{
-		"PK": &ddbtypes.AttributeValueMemberS{Value: "APP#" + appID},
-		"SK": &ddbtypes.AttributeValueMemberS{Value: "SCOPEKEY#" + string(ScopeManaged)},
-	}
-}
-
 func (s *scopeKeys) read(ctx context.Context, orgID, appID string) (wrappedKey, bool, error) {
-	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
-		TableName: aws.String(s.table), Key: scopeKeyItemKey(appID), ConsistentRead: aws.Bool(true),
-	})
+	k, err := s.store.GetScopeKey(ctx, appID, string(ScopeManaged))
+	if errors.Is(err, lineage.ErrNotFound) {
+		return wrappedKey{}, false, nil
+	}
 	if err != nil {
 		return wrappedKey{}, false, fmt.Errorf("objects: read managed-scope key of %s: %w", appID, err)
 	}
-	if out.Item == nil {
-		return wrappedKey{}, false, nil
-	}
-	arn, _ := out.Item["KeyARN"].(*ddbtypes.AttributeValueMemberS)
-	wr, _ := out.Item["WrappedKey"].(*ddbtypes.AttributeValueMemberB)
-	if arn == nil || wr == nil {
-		return wrappedKey{}, false, fmt.Errorf("objects: managed-scope key item of %s is malformed", appID)
-	}
-	return wrappedKey{KeyARN: arn.Value, Context: ManagedScopeContext(orgID, appID), Wrapped: wr.Value}, true, nil
+	return wrappedKey{KeyARN: k.KeyARN, Context: ManagedScopeContext(orgID, appID), Wrapped: k.WrappedKey}, true, nil
 }
 
 func (s *scopeKeys) create(ctx context.Context, orgID, appID string) (wrappedKey, error) {
@@ -131,17 +113,9 @@ func (s *scopeKeys) create(ctx context.Context, orgID, appID string) (wrappedKey
 	}
 	wrapped := append([]byte(nil), dk.Wrapped...)
 	dk.Destroy()
-	item := scopeKeyItemKey(appID)
-	item["KeyARN"] = &ddbtypes.AttributeValueMemberS{Value: s.providerKey}
-	item["WrappedKey"] = &ddbtypes.AttributeValueMemberB{Value: wrapped}
-	item["CreatedAt"] = &ddbtypes.AttributeValueMemberS{Value: s.now().UTC().Format(time.RFC3339Nano)}
-	item["Type"] = &ddbtypes.AttributeValueMemberS{Value: "SCOPEKEY"}
-	_, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName: aws.String(s.table), Item: item,
-		ConditionExpression: aws.String("attribute_not_exists(PK)"),
-	})
-	var ccf *ddbtypes.ConditionalCheckFailedException
-	if errors.As(err, &ccf) {
+	err = s.store.CreateScopeKey(ctx, lineage.ScopeKey{AppID: appID, Scope: string(ScopeManaged), KeyARN: s.providerKey,
+		WrappedKey: wrapped, CreatedAt: s.now()})
+	if errors.Is(err, lineage.ErrDuplicate) {
 		// Someone else created it first: use theirs.
 		k, found, err := s.read(ctx, orgID, appID)
 		if err != nil {

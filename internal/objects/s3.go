@@ -14,7 +14,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
-	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
@@ -29,7 +28,19 @@ import (
 type Lineage interface {
 	GetApp(ctx context.Context, appID string) (lineage.App, error)
 	GetGeneration(ctx context.Context, appID string, n int) (lineage.Generation, error)
+	// GetScopeKey and CreateScopeKey keep each app's managed-scope wrapped key.
+	GetScopeKey(ctx context.Context, appID, scope string) (lineage.ScopeKey, error)
+	CreateScopeKey(ctx context.Context, k lineage.ScopeKey) error
 }
+
+// Multipart upload defaults, for objects and for backups alike (the deployment may set
+// its own per function: infra's KEYLINE_PART_SIZE_MIB and KEYLINE_UPLOAD_CONCURRENCY).
+const (
+	// DefaultPartSize is the size of each part of a multipart upload.
+	DefaultPartSize = 16 << 20
+	// DefaultConcurrency is how many parts of one upload are sent at once.
+	DefaultConcurrency = 3
+)
 
 // Config configures an S3Source.
 type Config struct {
@@ -43,13 +54,12 @@ type Config struct {
 	// aborts. It must lie outside Prefix, so that listings, snapshots and the re-encryption's
 	// own Map never see it.
 	StashPrefix string
-	Lineage     Lineage
-	// DynamoDB and Table hold the managed-scope key items (the lineage table).
-	DynamoDB       *dynamodb.Client
-	Table          string
+	// Lineage is the lineage store: apps, generations and the managed-scope key items.
+	Lineage        Lineage
 	Keys           keys.Provider
 	ProviderKeyARN string
-	// PartSize and Concurrency tune multipart uploads (defaults 16 MiB and 3).
+	// PartSize and Concurrency tune multipart uploads (defaults DefaultPartSize and
+	// DefaultConcurrency).
 	PartSize    int64
 	Concurrency int
 	Logger      *slog.Logger
@@ -71,8 +81,8 @@ type S3Source struct {
 
 // NewS3 returns the S3 source.
 func NewS3(cfg Config) (*S3Source, error) {
-	if cfg.S3 == nil || cfg.Bucket == "" || cfg.Lineage == nil || cfg.DynamoDB == nil || cfg.Table == "" || cfg.Keys == nil {
-		return nil, errors.New("objects: S3 source needs an S3 client, a bucket, the lineage store, the table and a key provider")
+	if cfg.S3 == nil || cfg.Bucket == "" || cfg.Lineage == nil || cfg.Keys == nil {
+		return nil, errors.New("objects: S3 source needs an S3 client, a bucket, the lineage store and a key provider")
 	}
 	if cfg.Prefix == "" {
 		cfg.Prefix = "apps/"
@@ -84,10 +94,10 @@ func NewS3(cfg Config) (*S3Source, error) {
 		return nil, fmt.Errorf("objects: stash prefix %q overlaps the objects' prefix %q", cfg.StashPrefix, cfg.Prefix)
 	}
 	if cfg.PartSize <= 0 {
-		cfg.PartSize = 16 << 20
+		cfg.PartSize = DefaultPartSize
 	}
 	if cfg.Concurrency <= 0 {
-		cfg.Concurrency = 3
+		cfg.Concurrency = DefaultConcurrency
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -103,7 +113,7 @@ func NewS3(cfg Config) (*S3Source, error) {
 		clock: cfg.Clock,
 	}
 	src.orgs = &orgCache{orgs: map[string]string{}}
-	src.scopes = &scopeKeys{db: cfg.DynamoDB, table: cfg.Table, providerKey: cfg.ProviderKeyARN, keys: cfg.Keys,
+	src.scopes = &scopeKeys{store: cfg.Lineage, providerKey: cfg.ProviderKeyARN, keys: cfg.Keys,
 		now: cfg.Clock.Now, cache: map[string]wrappedKey{}}
 	src.tm = newTransfer(cfg.S3, cfg.PartSize, cfg.Concurrency)
 	return src, nil

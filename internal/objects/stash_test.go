@@ -130,7 +130,7 @@ func TestReencryptObjectRacingAbortMovesBack(t *testing.T) {
 	before := e.Raw(t, objectstest.DataBucket, "apps/app1/cmk/x")
 	beginTo2(t, e)
 	src, err := objects.NewS3(objects.Config{S3: e.S3.Client, Bucket: objectstest.DataBucket, Lineage: &abortingLineage{Store: e.Store},
-		DynamoDB: e.DDB, Table: e.Table, Keys: e.Keys, ProviderKeyARN: e.ProviderKey, Logger: e.Logger})
+		Keys: e.Keys, ProviderKeyARN: e.ProviderKey, Logger: e.Logger})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,8 +149,7 @@ func TestReencryptObjectRacingAbortMovesBack(t *testing.T) {
 // The stash prefix may not overlap the objects' prefix (it would be listed and backed up).
 func TestStashPrefixMustNotOverlap(t *testing.T) {
 	e := objectstest.New(t)
-	_, err := objects.NewS3(objects.Config{S3: e.S3.Client, Bucket: objectstest.DataBucket, Lineage: e.Store, DynamoDB: e.DDB,
-		Table: e.Table, Keys: e.Keys, StashPrefix: "apps/stash/"})
+	_, err := objects.NewS3(objects.Config{S3: e.S3.Client, Bucket: objectstest.DataBucket, Lineage: e.Store, Keys: e.Keys, StashPrefix: "apps/stash/"})
 	if err == nil {
 		t.Fatal("a stash under apps/ was accepted")
 	}

@@ -12,7 +12,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -232,27 +231,20 @@ func (e *benchEnv) backupOnce(ctx context.Context, app string, poll time.Duratio
 	if err != nil {
 		return 0, err
 	}
-	for {
-		var ex api.Execution
-		if err := e.org.Expect(ctx, 200, "GET", "/v1/executions/"+url.PathEscape(arn), nil, &ex); err != nil {
-			return 0, err
-		}
-		if ex.Status != "RUNNING" {
-			if ex.Status != "SUCCEEDED" {
-				return 0, fmt.Errorf("backup execution %s ended %s: %s: %s", arn, ex.Status, ex.Error, ex.Cause)
-			}
-			// The per-app result must be a recorded backup, not a skip.
-			if !strings.Contains(string(ex.Output), `"RECORDED"`) {
-				return 0, fmt.Errorf("backup execution %s succeeded without recording the backup: %s", arn, ex.Output)
-			}
-			return time.Since(start), nil
-		}
-		select {
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case <-time.After(poll):
-		}
+	c := *e.org
+	c.Poll = poll
+	ex, err := c.Wait(ctx, arn)
+	if err != nil {
+		return 0, err
 	}
+	if ex.Status != api.StatusSucceeded {
+		return 0, fmt.Errorf("backup execution %s ended %s: %s: %s", arn, ex.Status, ex.Error, ex.Cause)
+	}
+	// The per-app result must be a recorded backup, not a skip.
+	if !strings.Contains(string(ex.Output), `"RECORDED"`) {
+		return 0, fmt.Errorf("backup execution %s succeeded without recording the backup: %s", arn, ex.Output)
+	}
+	return time.Since(start), nil
 }
 
 // TestKMSCallsPerBackup guards kms_calls_per_backup: one backup of a small CMK app, end

@@ -42,7 +42,7 @@ func operatorToken(dir, chosen string) (string, error) {
 			}
 			return tok, nil
 		case errors.Is(err, os.ErrNotExist):
-			chosen = console.NewToken("klop_")
+			chosen = console.NewToken(operatorTokenPrefix)
 		default:
 			return "", fmt.Errorf("operator token: %w", err)
 		}

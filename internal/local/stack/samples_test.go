@@ -10,7 +10,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
-	"github.com/keyline/keyline/internal/console/api"
 	"github.com/keyline/keyline/internal/testenv"
 )
 
@@ -49,11 +48,12 @@ func TestSampleEvents(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s with %s: %v", machine, file, err)
 		}
-		var d *sfn.DescribeExecutionOutput
-		if err := api.Eventually(ctx, 2*time.Minute, func() (bool, error) {
-			d, err = sf.DescribeExecution(ctx, &sfn.DescribeExecutionInput{ExecutionArn: out.ExecutionArn})
-			return err == nil && d.Status != "RUNNING", err
-		}); err != nil {
+		// Wait on the execution's end, then read it back through the API.
+		if _, err := st.SFN.WaitExecution(ctx, aws.ToString(out.ExecutionArn)); err != nil {
+			t.Fatalf("%s with %s: %v", machine, file, err)
+		}
+		d, err := sf.DescribeExecution(ctx, &sfn.DescribeExecutionInput{ExecutionArn: out.ExecutionArn})
+		if err != nil {
 			t.Fatalf("%s with %s: %v", machine, file, err)
 		}
 		return d

@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	awsddb "github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/keyline/keyline/infra"
@@ -114,7 +113,7 @@ func (s *Stack) seedDemo(ctx context.Context, size SeedSize, progress io.Writer)
 	}
 
 	src, err := objects.NewS3(objects.Config{S3: s3Client(cfg), Bucket: s.state.DataBucket, Lineage: s.Store,
-		DynamoDB: awsddb.NewFromConfig(cfg), Table: s.state.TableName, Keys: kp, ProviderKeyARN: s.state.ProviderKeyARN,
+		Keys: kp, ProviderKeyARN: s.state.ProviderKeyARN,
 		Logger: s.logger.With("component", "objects"), Clock: s.clock})
 	if err != nil {
 		return err

@@ -27,11 +27,13 @@ import (
 	"github.com/keyline/keyline/internal/clock"
 	"github.com/keyline/keyline/internal/console"
 	"github.com/keyline/keyline/internal/handlers"
+	consolefn "github.com/keyline/keyline/internal/handlers/console"
 	"github.com/keyline/keyline/internal/lineage"
 	localddb "github.com/keyline/keyline/internal/local/dynamodb"
 	"github.com/keyline/keyline/internal/local/endpoint"
 	"github.com/keyline/keyline/internal/local/eventbridge"
 	"github.com/keyline/keyline/internal/local/fault"
+	"github.com/keyline/keyline/internal/local/functions"
 	localkms "github.com/keyline/keyline/internal/local/kms"
 	"github.com/keyline/keyline/internal/local/lambda"
 	locals3 "github.com/keyline/keyline/internal/local/s3"
@@ -47,10 +49,20 @@ const (
 	localEventBus     = "keyline"
 	// localAccessKey is the static access key every in-process client signs with.
 	localAccessKey = "keyline"
-	// consoleFunction is the console API's function in the deployment description.
-	consoleFunction = "console-api"
 	// stackFile records what `keyline invoke` needs to rebuild a handler as the stack does.
 	stackFile = "stack.json"
+	// operatorTokenPrefix starts a generated operator token, so it is recognisable.
+	operatorTokenPrefix = "klop_"
+	// eventsFile holds the bus's rules, targets and schedules.
+	eventsFile = "events.json"
+	// stepFunctionsDir holds the state machines' executions.
+	stepFunctionsDir = "stepfunctions"
+)
+
+// Defaults of Options.
+const (
+	DefaultDataDir     = ".keyline"
+	DefaultConsoleAddr = "127.0.0.1:8080"
 )
 
 // Seed modes of Options.Seed.
@@ -195,50 +207,124 @@ func s3Client(cfg aws.Config) *awss3.Client {
 
 // Start starts the whole local deployment and returns when it serves. On error,
 // whatever was started is stopped again.
+//
+// The steps run in this order; DynamoDB Local (a Java process, the slow part) starts
+// first and the rest proceeds meanwhile until the table is needed.
 func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
-	if opts.DataDir == "" {
-		opts.DataDir = ".keyline"
+	opts, err = opts.withDefaults()
+	if err != nil {
+		return nil, err
 	}
-	if opts.Addr == "" {
-		opts.Addr = endpoint.DefaultAddr
+	b, err := newBoot(ctx, opts)
+	if err != nil {
+		return nil, err
 	}
-	if opts.ConsoleAddr == "" {
-		opts.ConsoleAddr = "127.0.0.1:8080"
+	defer func() {
+		if err != nil {
+			b.abandonDynamoDB()
+			b.st.Close()
+		}
+	}()
+	for _, step := range []struct {
+		name string
+		run  func(context.Context) error
+	}{
+		{"dynamodb", b.startDynamoDB},
+		{"event bus", b.openBus},
+		{"kms", b.startKMS},
+		{"endpoint", b.startEndpoint},
+		{"resources", b.createResources},
+		{"table", b.awaitDynamoDB},
+		{"functions", b.registerFunctions},
+		{"step functions", b.startStepFunctions},
+		{"events", b.wireEvents},
+		{"console", b.startConsole},
+		{"seed", b.seed},
+	} {
+		if err := step.run(ctx); err != nil {
+			return nil, fmt.Errorf("start %s: %w", step.name, err)
+		}
 	}
-	switch opts.IAM {
+	b.log.Info("stack ready", "endpoint", b.st.Endpoint, "console", b.st.Console, "dataDir", b.st.DataDir)
+	return b.st, nil
+}
+
+// withDefaults fills in the defaults of the options and checks them.
+func (o Options) withDefaults() (Options, error) {
+	if o.DataDir == "" {
+		o.DataDir = DefaultDataDir
+	}
+	if o.Addr == "" {
+		o.Addr = endpoint.DefaultAddr
+	}
+	if o.ConsoleAddr == "" {
+		o.ConsoleAddr = DefaultConsoleAddr
+	}
+	switch o.IAM {
 	case "":
-		opts.IAM = IAMOff
-		if opts.RolePolicies != nil {
-			opts.IAM = IAMOn
+		o.IAM = IAMOff
+		if o.RolePolicies != nil {
+			o.IAM = IAMOn
 		}
 	case IAMOn, IAMOff:
 	default:
-		return nil, fmt.Errorf("%w: --iam %q: want on or off", ErrOptions, opts.IAM)
+		return o, fmt.Errorf("%w: --iam %q: want on or off", ErrOptions, o.IAM)
 	}
-	switch opts.Seed {
+	switch o.Seed {
 	case "":
-		opts.Seed = SeedNone
+		o.Seed = SeedNone
 	case SeedNone, SeedDemo:
 	default:
-		return nil, fmt.Errorf("%w: --seed %q: want demo or none", ErrOptions, opts.Seed)
+		return o, fmt.Errorf("%w: --seed %q: want demo or none", ErrOptions, o.Seed)
 	}
-	for _, a := range []string{opts.Addr, opts.ConsoleAddr} {
+	for _, a := range []string{o.Addr, o.ConsoleAddr} {
 		if err := endpoint.CheckLoopback(a); err != nil {
-			return nil, fmt.Errorf("%w: %s: %w", ErrOptions, a, err)
+			return o, fmt.Errorf("%w: %s: %w", ErrOptions, a, err)
 		}
 	}
-	if opts.Clock == nil {
-		opts.Clock = clock.Real()
+	if o.Clock == nil {
+		o.Clock = clock.Real()
 	}
-	if opts.Logger == nil {
-		opts.Logger = slog.New(slog.DiscardHandler)
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if opts.Progress == nil {
-		opts.Progress = io.Discard
+	if o.Progress == nil {
+		o.Progress = io.Discard
 	}
-	if opts.OperatorToken != "" && len(opts.OperatorToken) < MinOperatorTokenLen {
-		return nil, fmt.Errorf("%w: the operator token must be at least %d characters (KEYLINE_OPERATOR_TOKEN); unset it to have one generated", ErrOptions, MinOperatorTokenLen)
+	if o.OperatorToken != "" && len(o.OperatorToken) < MinOperatorTokenLen {
+		return o, fmt.Errorf("%w: the operator token must be at least %d characters (KEYLINE_OPERATOR_TOKEN); unset it to have one generated", ErrOptions, MinOperatorTokenLen)
 	}
+	return o, nil
+}
+
+// boot is a start in progress: the stack being assembled and what the steps hand on.
+type boot struct {
+	opts Options
+	st   *Stack
+	log  *slog.Logger
+	dep  infra.Deployment
+	// runCtx is for long-lived background work (the scheduler, resumed executions): it
+	// lives until Close, not until the caller's start-up context ends.
+	runCtx context.Context
+	cfg    aws.Config
+	s3     *awss3.Client
+
+	ddbDone     chan ddbResult
+	ddbReceived bool
+
+	// sfnMu guards st.SFN, which the bus reads to start executions.
+	sfnMu sync.RWMutex
+}
+
+// ddbResult is what starting DynamoDB Local gave.
+type ddbResult struct {
+	p   *localddb.Process
+	err error
+}
+
+// newBoot prepares the data directory and the stack's recorded state (the provider key
+// survives restarts; everything else is rebuilt).
+func newBoot(ctx context.Context, opts Options) (*boot, error) {
 	dir, err := filepath.Abs(opts.DataDir)
 	if err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
@@ -249,25 +335,14 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 	if opts.OperatorToken, err = operatorToken(dir, opts.OperatorToken); err != nil {
 		return nil, err
 	}
-	log := opts.Logger
-	st := &Stack{DataDir: dir, OperatorToken: opts.OperatorToken, clock: opts.Clock, logger: log, Machines: map[string]string{}, IAM: opts.IAM}
-	st.policies = &stackPolicies{st: st}
-	if err := st.policies.setRolePolicies(opts.RolePolicies); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrOptions, err)
-	}
-	// Long-lived background work (the scheduler, resumed executions) lives until Close,
-	// not until the caller's start-up context ends.
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	st.cancel = cancel
-	defer func() {
-		if err != nil {
-			st.Close()
-		}
-	}()
-
 	prev, err := readStackState(dir)
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
+	}
+	st := &Stack{DataDir: dir, OperatorToken: opts.OperatorToken, clock: opts.Clock, logger: opts.Logger, Machines: map[string]string{}, IAM: opts.IAM}
+	st.policies = &stackPolicies{st: st}
+	if err := st.policies.setRolePolicies(opts.RolePolicies); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrOptions, err)
 	}
 	st.state = stackState{
 		Region: localRegion, Account: endpoint.DefaultAccountID,
@@ -276,61 +351,70 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 		OperatorTokenHash: console.HashToken(opts.OperatorToken),
 		StateMachines:     map[string]string{}, Functions: map[string]map[string]string{},
 	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	st.cancel = cancel
+	return &boot{opts: opts, st: st, log: opts.Logger, dep: infra.Description(), runCtx: runCtx}, nil
+}
 
-	// DynamoDB Local is the slow part: start it first, and the rest meanwhile.
-	type ddbResult struct {
-		p   *localddb.Process
-		err error
-	}
-	ddbDone := make(chan ddbResult, 1)
+// startDynamoDB starts DynamoDB Local in the background; awaitDynamoDB takes it over.
+func (b *boot) startDynamoDB(ctx context.Context) error {
+	b.ddbDone = make(chan ddbResult, 1)
 	go func() {
-		p, err := localddb.Start(ctx, localddb.Options{DataDir: dir, JarDir: opts.DynamoDBJarDir, Logger: log.With("service", "dynamodb")})
-		ddbDone <- ddbResult{p, err}
+		p, err := localddb.Start(ctx, localddb.Options{DataDir: b.st.DataDir, JarDir: b.opts.DynamoDBJarDir, Logger: b.log.With("service", "dynamodb")})
+		b.ddbDone <- ddbResult{p, err}
 	}()
-	ddbReceived := false
-	defer func() {
-		// If start-up failed before DynamoDB Local was taken over, stop it when it arrives.
-		if !ddbReceived {
-			go func() {
-				if r := <-ddbDone; r.p != nil {
-					_ = r.p.Stop()
-				}
-			}()
+	return nil
+}
+
+// abandonDynamoDB stops DynamoDB Local when it arrives if start-up failed before
+// awaitDynamoDB took it over.
+func (b *boot) abandonDynamoDB() {
+	if b.ddbDone == nil || b.ddbReceived {
+		return
+	}
+	go func() {
+		if r := <-b.ddbDone; r.p != nil {
+			_ = r.p.Stop()
 		}
 	}()
+}
 
-	dep := infra.Description()
-	st.Lambda = lambda.New(lambda.Options{Region: localRegion, AccountID: endpoint.DefaultAccountID, Logger: log.With("service", "lambda"), Faults: opts.Faults})
-
-	// The bus starts executions through the Step Functions service, created once the
-	// functions are registered (it resumes interrupted executions as it starts).
-	var sfnMu sync.RWMutex
+// openBus opens the local EventBridge (rules and schedules persist in the data directory)
+// and the Lambda registry it invokes. The bus starts executions through the Step
+// Functions service, which exists only once the functions are registered.
+func (b *boot) openBus(context.Context) error {
+	b.st.Lambda = lambda.New(lambda.Options{Region: localRegion, AccountID: endpoint.DefaultAccountID, Logger: b.log.With("service", "lambda"), Faults: b.opts.Faults})
 	startExecution := func(ctx context.Context, arn string, input []byte) error {
-		sfnMu.RLock()
-		svc := st.SFN
-		sfnMu.RUnlock()
+		b.sfnMu.RLock()
+		svc := b.st.SFN
+		b.sfnMu.RUnlock()
 		if svc == nil {
 			return errors.New("step functions not started yet")
 		}
 		_, err := svc.StartExecution(ctx, arn, "", input)
 		return err
 	}
-	st.Bus, err = eventbridge.Open(eventbridge.Options{
-		Clock: opts.Clock, Invoker: st.Lambda, StartExecution: startExecution,
-		Logger: log.With("service", "events"), Region: localRegion, Account: endpoint.DefaultAccountID,
-		StateFile: filepath.Join(dir, "events.json"),
+	bus, err := eventbridge.Open(eventbridge.Options{
+		Clock: b.opts.Clock, Invoker: b.st.Lambda, StartExecution: startExecution,
+		Logger: b.log.With("service", "events"), Region: localRegion, Account: endpoint.DefaultAccountID,
+		StateFile: filepath.Join(b.st.DataDir, eventsFile),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("event bus: %w", err)
+		return err
 	}
+	b.st.Bus = bus
+	return nil
+}
 
-	// CloudTrail events reach the default bus along a path that may lose, repeat, hold or
-	// reorder them (faults).
-	st.cloudTrail = opts.Faults.CloudTrail(func(ctx context.Context, raw []byte) error {
+// startKMS starts the local KMS; its CloudTrail events reach the default bus along a path
+// that may lose, repeat, hold or reorder them (faults).
+func (b *boot) startKMS(context.Context) error {
+	st := b.st
+	st.cloudTrail = b.opts.Faults.CloudTrail(func(ctx context.Context, raw []byte) error {
 		return st.Bus.PublishEnvelope(ctx, "", raw)
-	}, opts.Clock)
-	st.KMS, err = localkms.New(localkms.Options{
-		DataDir: dir, Region: localRegion, AccountID: endpoint.DefaultAccountID, Clock: opts.Clock,
+	}, b.opts.Clock)
+	svc, err := localkms.New(localkms.Options{
+		DataDir: b.st.DataDir, Region: localRegion, AccountID: endpoint.DefaultAccountID, Clock: b.opts.Clock,
 		Sink: localkms.EventSinkFunc(func(ctx context.Context, ev localkms.CloudTrailEvent) error {
 			raw, err := json.Marshal(ev)
 			if err != nil {
@@ -338,155 +422,178 @@ func Start(ctx context.Context, opts Options) (_ *Stack, err error) {
 			}
 			return st.cloudTrail.Publish(ctx, ev.Detail.EventName, raw)
 		}),
-		CloudTrailDelay: opts.CloudTrailDelay, CloudTrailDrop: opts.CloudTrailDrop,
-		Logger: log.With("service", "kms"),
+		CloudTrailDelay: b.opts.CloudTrailDelay, CloudTrailDrop: b.opts.CloudTrailDrop,
+		Logger: b.log.With("service", "kms"),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("kms: %w", err)
+		return err
 	}
+	b.st.KMS = svc
+	return nil
+}
 
-	s3svc, err := locals3.New(locals3.Options{DataDir: dir, Logger: log.With("service", "s3")})
+// startEndpoint serves the AWS-compatible endpoint: KMS, S3, EventBridge and Lambda at
+// once; DynamoDB and Step Functions answer "starting" until they are up.
+func (b *boot) startEndpoint(context.Context) error {
+	s3svc, err := locals3.New(locals3.Options{DataDir: b.st.DataDir, Logger: b.log.With("service", "s3")})
 	if err != nil {
-		return nil, fmt.Errorf("s3: %w", err)
+		return fmt.Errorf("s3: %w", err)
 	}
-
-	st.router = endpoint.New(endpoint.Options{Addr: opts.Addr, AccountID: endpoint.DefaultAccountID, Logger: log.With("service", "endpoint"), Faults: opts.Faults})
-	st.router.Register(endpoint.ServiceKMS, st.KMS)
-	st.router.Register(endpoint.ServiceS3, s3svc)
-	st.router.Register(endpoint.ServiceEvents, st.Bus)
-	st.router.Register(endpoint.ServiceLambda, st.Lambda)
-	st.router.Register(endpoint.ServiceDynamoDB, unavailable("DynamoDB Local is starting"))
-	st.router.Register(endpoint.ServiceStates, unavailable("Step Functions is starting"))
-	if err := st.router.Start(runCtx); err != nil {
-		return nil, fmt.Errorf("endpoint: %w", err)
+	r := endpoint.New(endpoint.Options{Addr: b.opts.Addr, AccountID: endpoint.DefaultAccountID, Logger: b.log.With("service", "endpoint"), Faults: b.opts.Faults})
+	b.st.router = r
+	r.Register(endpoint.ServiceKMS, b.st.KMS)
+	r.Register(endpoint.ServiceS3, s3svc)
+	r.Register(endpoint.ServiceEvents, b.st.Bus)
+	r.Register(endpoint.ServiceLambda, b.st.Lambda)
+	r.Register(endpoint.ServiceDynamoDB, unavailable("DynamoDB Local is starting"))
+	r.Register(endpoint.ServiceStates, unavailable("Step Functions is starting"))
+	if err := r.Start(b.runCtx); err != nil {
+		return err
 	}
-	st.Endpoint = st.router.URL()
-	st.state.Endpoint = st.Endpoint
-	cfg := st.AWSConfig()
-	log.Info("endpoint listening", "url", st.Endpoint)
+	b.st.Endpoint = r.URL()
+	b.st.state.Endpoint = b.st.Endpoint
+	b.cfg = b.st.AWSConfig()
+	b.s3 = s3Client(b.cfg)
+	b.log.Info("endpoint listening", "url", b.st.Endpoint)
+	return nil
+}
 
-	// What needs only KMS and S3.
-	s3c := s3Client(cfg)
-	for _, b := range []string{st.state.DataBucket, st.state.BackupBucket} {
-		if err := ensureBucket(ctx, s3c, b); err != nil {
-			return nil, err
+// createResources creates what needs only KMS, S3 and the bus: the buckets, the provider
+// key (once per data directory) and keyline's event bus; then it names the state
+// machines (their ARNs are known before they exist: the functions' environment needs
+// them) and records each function's environment.
+func (b *boot) createResources(ctx context.Context) error {
+	for _, bucket := range []string{b.st.state.DataBucket, b.st.state.BackupBucket} {
+		if err := ensureBucket(ctx, b.s3, bucket); err != nil {
+			return err
 		}
 	}
-	kmsc := awskms.NewFromConfig(cfg)
-	if st.state.ProviderKeyARN == "" {
-		arn, err := createKey(ctx, kmsc, "keyline provider key (managed-scope data)")
+	if b.st.state.ProviderKeyARN == "" {
+		arn, err := createKey(ctx, awskms.NewFromConfig(b.cfg), "keyline provider key (managed-scope data)")
 		if err != nil {
-			return nil, fmt.Errorf("provider key: %w", err)
+			return fmt.Errorf("provider key: %w", err)
 		}
-		st.state.ProviderKeyARN = arn
+		b.st.state.ProviderKeyARN = arn
 	}
-	if _, err := st.Bus.CreateEventBus(st.state.EventBusName); err != nil && !errors.Is(err, eventbridge.ErrAlreadyExists) {
-		return nil, fmt.Errorf("event bus %s: %w", st.state.EventBusName, err)
+	if _, err := b.st.Bus.CreateEventBus(b.st.state.EventBusName); err != nil && !errors.Is(err, eventbridge.ErrAlreadyExists) {
+		return fmt.Errorf("event bus %s: %w", b.st.state.EventBusName, err)
 	}
+	for _, m := range b.dep.StateMachines {
+		arn := fmt.Sprintf("arn:aws:states:%s:%s:stateMachine:%s", localRegion, endpoint.DefaultAccountID, m.Name)
+		b.st.Machines[m.Name] = arn
+		b.st.state.StateMachines[m.Name] = arn
+	}
+	for _, f := range b.dep.Functions {
+		b.st.state.Functions[f.Name] = f.Environment(b.st.state.resources(nil, b.dep))
+	}
+	return nil
+}
 
-	// The state machines' ARNs are known before they exist: the functions' environment needs them.
-	for _, m := range dep.StateMachines {
-		st.Machines[m.Name] = fmt.Sprintf("arn:aws:states:%s:%s:stateMachine:%s", localRegion, endpoint.DefaultAccountID, m.Name)
-		st.state.StateMachines[m.Name] = st.Machines[m.Name]
-	}
-	for _, f := range dep.Functions {
-		st.state.Functions[f.Name] = f.Environment(st.state.resources(nil, dep))
-	}
-
-	// DynamoDB Local, then the table.
+// awaitDynamoDB waits for DynamoDB Local, serves it on the endpoint and creates the
+// lineage table.
+func (b *boot) awaitDynamoDB(ctx context.Context) error {
 	var r ddbResult
 	select {
-	case r = <-ddbDone:
-		ddbReceived = true
+	case r = <-b.ddbDone:
+		b.ddbReceived = true
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return ctx.Err()
 	}
 	if r.err != nil {
-		return nil, r.err
+		return r.err
 	}
-	st.ddb = r.p
-	st.router.Register(endpoint.ServiceDynamoDB, st.ddb)
-	if st.IAM == IAMOn && opts.RolePolicies == nil {
+	b.st.ddb = r.p
+	b.st.router.Register(endpoint.ServiceDynamoDB, b.st.ddb)
+	if b.st.IAM == IAMOn && b.opts.RolePolicies == nil {
 		// The deployment contract's role policies, as CDK deploys them.
-		docs, err := st.Policies()
+		docs, err := b.st.Policies()
 		if err != nil {
-			return nil, fmt.Errorf("role policies: %w", err)
+			return fmt.Errorf("role policies: %w", err)
 		}
 		raw := make(map[string]json.RawMessage, len(docs))
 		for fn, d := range docs {
 			if raw[fn], err = json.Marshal(d); err != nil {
-				return nil, fmt.Errorf("role policy of %s: %w", fn, err)
+				return fmt.Errorf("role policy of %s: %w", fn, err)
 			}
 		}
-		if err := st.policies.setRolePolicies(raw); err != nil {
-			return nil, err
+		if err := b.st.policies.setRolePolicies(raw); err != nil {
+			return err
 		}
 	}
-	if st.IAM == IAMOn {
-		names := make([]string, 0, len(dep.Functions))
-		for _, f := range dep.Functions {
+	if b.st.IAM == IAMOn {
+		names := make([]string, 0, len(b.dep.Functions))
+		for _, f := range b.dep.Functions {
 			names = append(names, f.Name)
 		}
-		st.enableIAM(names)
+		b.st.enableIAM(names)
 	} else {
-		log.Warn("IAM evaluation is OFF: the local endpoint allows every call (debugging only; AWS would not)")
+		b.log.Warn("IAM evaluation is OFF: the local endpoint allows every call (debugging only; AWS would not)")
 	}
-	ddbc := awsddb.NewFromConfig(cfg)
-	if err := lineage.CreateTable(ctx, ddbc, st.state.TableName); err != nil {
-		return nil, fmt.Errorf("lineage table: %w", err)
+	ddbc := awsddb.NewFromConfig(b.cfg)
+	if err := lineage.CreateTable(ctx, ddbc, b.st.state.TableName); err != nil {
+		return fmt.Errorf("lineage table: %w", err)
 	}
-	st.Store = lineage.New(ddbc, st.state.TableName, lineage.Options{Clock: opts.Clock, Logger: log.With("component", "lineage")})
+	b.st.Store = lineage.New(ddbc, b.st.state.TableName, lineage.Options{Clock: b.opts.Clock, Logger: b.log.With("component", "lineage")})
 	// Items written by earlier versions (per-app revocations) move onto the key item: the
 	// same idempotent step the one-off keystatemigrate function runs in AWS.
-	if rep, err := st.Store.Migrate(ctx); err != nil {
-		return nil, fmt.Errorf("lineage upgrade: %w", err)
+	if rep, err := b.st.Store.Migrate(ctx); err != nil {
+		return fmt.Errorf("lineage upgrade: %w", err)
 	} else if rep != (lineage.MigrationReport{}) {
-		log.Info("lineage upgraded to key items", "apps", rep.Apps, "generations", rep.Generations, "keys", rep.Keys, "clocks", rep.Clocks)
+		b.log.Info("lineage upgraded to key items", "apps", rep.Apps, "generations", rep.Generations, "keys", rep.Keys, "clocks", rep.Clocks)
 	}
+	return nil
+}
 
-	// The functions, built in process exactly as Lambda builds them.
-	if err := registerFunctions(ctx, st.Lambda, dep, st.state, cfg, opts.Clock, log); err != nil {
-		return nil, err
-	}
+// registerFunctions builds every function of the deployment in process, exactly as
+// Lambda builds it, and registers it with its timeout and reserved concurrency.
+func (b *boot) registerFunctions(ctx context.Context) error {
+	return registerFunctions(ctx, b.st.Lambda, b.dep, b.st.state, b.cfg, b.opts.Clock, b.log)
+}
 
-	// Step Functions: resumes what was running, then the deployment's machines.
+// startStepFunctions starts the Step Functions service (it resumes what was running)
+// and registers the deployment's state machines.
+func (b *boot) startStepFunctions(context.Context) error {
 	svc, err := stepfunctions.New(stepfunctions.Options{
-		Dir: filepath.Join(dir, "stepfunctions"), Clock: opts.Clock,
-		Invoker: st.Lambda, Events: busPutter{st.Bus}, DynamoDB: ddbCaller{st.ddb},
-		Items:  s3Items{s3c},
-		Logger: log.With("service", "states"), Region: localRegion, Account: endpoint.DefaultAccountID,
-		Faults: opts.Faults,
+		Dir: filepath.Join(b.st.DataDir, stepFunctionsDir), Clock: b.opts.Clock,
+		Invoker: b.st.Lambda, Events: busPutter{b.st.Bus}, DynamoDB: ddbCaller{b.st.ddb},
+		Items:  s3Items{b.s3},
+		Logger: b.log.With("service", "states"), Region: localRegion, Account: endpoint.DefaultAccountID,
+		Faults: b.opts.Faults,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("step functions: %w", err)
+		return err
 	}
-	sfnMu.Lock()
-	st.SFN = svc
-	sfnMu.Unlock()
-	st.router.Register(endpoint.ServiceStates, svc)
-	if err := registerMachines(dep, st.state, st.Lambda, svc); err != nil {
-		return nil, err
-	}
-	if err := wireEvents(runCtx, dep, st.Bus, st.state.EventBusName, st.Lambda, st.Machines); err != nil {
-		return nil, err
-	}
-	if err := writeStackState(dir, st.state); err != nil {
-		return nil, err
-	}
-	st.Bus.Start(runCtx)
+	b.sfnMu.Lock()
+	b.st.SFN = svc
+	b.sfnMu.Unlock()
+	b.st.router.Register(endpoint.ServiceStates, svc)
+	return registerMachines(b.dep, b.st.state, b.st.Lambda, svc)
+}
 
-	// The console.
-	if err := st.startConsole(opts.ConsoleAddr, cfg); err != nil {
-		return nil, err
+// wireEvents puts the rules and schedules on the bus, records the stack's state for
+// `keyline invoke` and starts delivering.
+func (b *boot) wireEvents(context.Context) error {
+	if err := wireEvents(b.runCtx, b.dep, b.st.Bus, b.st.state.EventBusName, b.st.Lambda, b.st.Machines); err != nil {
+		return err
 	}
+	if err := writeStackState(b.st.DataDir, b.st.state); err != nil {
+		return err
+	}
+	b.st.Bus.Start(b.runCtx)
+	return nil
+}
 
-	if opts.Seed == SeedDemo {
-		if err := st.seedDemo(ctx, opts.SeedSize, opts.Progress); err != nil {
-			return nil, fmt.Errorf("seed: %w", err)
-		}
+// startConsole serves the console API.
+func (b *boot) startConsole(context.Context) error {
+	return b.st.startConsole(b.opts.ConsoleAddr, b.cfg)
+}
+
+// seed writes the demo data when asked to.
+func (b *boot) seed(ctx context.Context) error {
+	if b.opts.Seed != SeedDemo {
+		return nil
 	}
-	log.Info("stack ready", "endpoint", st.Endpoint, "console", st.Console, "dataDir", dir)
-	return st, nil
+	return b.st.seedDemo(ctx, b.opts.SeedSize, b.opts.Progress)
 }
 
 // Close stops the console, the bus, Step Functions (running executions resume at the next
@@ -583,10 +690,10 @@ func (s *Stack) WaitIdle(ctx context.Context) error {
 }
 
 // startConsole serves the console API on addr: the console-api function's own server
-// (handlers.NewConsole), built from that function's environment, over plain HTTP.
+// (consolefn.NewServer), built from that function's environment, over plain HTTP.
 func (s *Stack) startConsole(addr string, cfg aws.Config) error {
-	env := s.state.Functions[consoleFunction]
-	api, err := handlers.NewConsole(handlers.Deps{AWS: functionConfig(cfg, consoleFunction), Env: func(k string) string { return env[k] },
+	env := s.state.Functions[infra.FnConsoleAPI]
+	api, err := consolefn.NewServer(handlers.Deps{AWS: functionConfig(cfg, infra.FnConsoleAPI), Env: func(k string) string { return env[k] },
 		Logger: s.logger.With("component", "console"), Clock: s.clock})
 	if err != nil {
 		return fmt.Errorf("console: %w", err)
@@ -636,9 +743,8 @@ func (s *Stack) Policies() (map[string]infra.PolicyDocument, error) {
 // registerFunctions builds every function of the deployment that has a handler and
 // registers it with its timeout and reserved concurrency.
 func registerFunctions(ctx context.Context, reg *lambda.Registry, dep infra.Deployment, st stackState, cfg aws.Config, clk clock.Clock, log *slog.Logger) error {
-	ctors := handlers.Constructors()
 	for _, f := range dep.Functions {
-		if _, ok := ctors[f.Name]; !ok {
+		if _, ok := functions.Constructor(f.Name); !ok {
 			log.Warn("function has no handler yet; not registered", "function", f.Name)
 			continue
 		}
@@ -654,7 +760,7 @@ func registerFunctions(ctx context.Context, reg *lambda.Registry, dep infra.Depl
 
 // buildHandler builds one function's handler from its recorded environment.
 func buildHandler(ctx context.Context, name string, env map[string]string, cfg aws.Config, clk clock.Clock, log *slog.Logger) (any, error) {
-	return handlers.Build(ctx, name, func(context.Context) (handlers.Deps, error) {
+	return functions.Build(ctx, name, func(context.Context) (handlers.Deps, error) {
 		return handlers.Deps{AWS: cfg, Env: func(k string) string { return env[k] }, Logger: log.With("function", name), Clock: clk}, nil
 	})
 }

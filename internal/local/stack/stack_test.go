@@ -3,11 +3,9 @@ package stack
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -23,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 
 	"github.com/keyline/keyline/infra"
+	"github.com/keyline/keyline/internal/console/api"
 	"github.com/keyline/keyline/internal/lineage"
 	"github.com/keyline/keyline/internal/local/endpoint"
 )
@@ -56,71 +55,9 @@ func (w testWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// callConsole calls the console API with the operator token and decodes a JSON answer into out.
-func callConsole(t *testing.T, st *Stack, method, path string, body io.Reader, want int, out any) []byte {
-	t.Helper()
-	req, err := http.NewRequest(method, st.Console+path, body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+st.OperatorToken)
-	if method == http.MethodPut {
-		req.Header.Set("X-Keyline-Scope", "cmk")
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	if res.StatusCode != want {
-		t.Fatalf("%s %s: status %d, want %d: %s", method, path, res.StatusCode, want, b)
-	}
-	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			t.Fatalf("%s %s: decode %s: %v", method, path, b, err)
-		}
-	}
-	return b
-}
-
-func jsonBody(v any) io.Reader {
-	b, _ := json.Marshal(v)
-	return bytes.NewReader(b)
-}
-
-// waitExecution polls GET /v1/executions/{arn} until the execution is no longer RUNNING.
-func waitExecution(t *testing.T, ctx context.Context, st *Stack, arn string) map[string]any {
-	t.Helper()
-	for {
-		var ex map[string]any
-		callConsole(t, st, http.MethodGet, "/v1/executions/"+url.PathEscape(arn), nil, http.StatusOK, &ex)
-		if ex["status"] != "RUNNING" {
-			return ex
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("execution %s still running: %v", arn, ctx.Err())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-type backupRow struct {
-	BackupID   string `json:"backupId"`
-	Generation int    `json:"generation"`
-	KeyARN     string `json:"keyArn"`
-	SizeBytes  int64  `json:"sizeBytes"`
-	Restorable bool   `json:"restorable"`
-	Reason     string `json:"reason"`
-}
-
-type appView struct {
-	AppID            string `json:"appId"`
-	OrgID            string `json:"orgId"`
-	KeyModel         string `json:"keyModel"`
-	Status           string `json:"status"`
-	ActiveGeneration int    `json:"activeGeneration"`
+// consoleClient is the typed console client with the stack's operator token.
+func consoleClient(st *Stack) *api.Client {
+	return &api.Client{Base: st.Console, Token: st.OperatorToken, HTTP: &http.Client{Timeout: time.Minute}}
 }
 
 // TestStack runs the whole local deployment: a backup and a restore through the console
@@ -160,18 +97,24 @@ func TestStack(t *testing.T) {
 		t.Fatalf("CreateKey: %v", err)
 	}
 	keyARN := aws.ToString(key.KeyMetadata.Arn)
+	c := consoleClient(st)
 
 	original := bytes.Repeat([]byte("keyline local stack test\n"), 400)
 	var backupID string
 	t.Run("backup and restore through the console", func(t *testing.T) {
-		callConsole(t, st, http.MethodPost, "/v1/orgs", jsonBody(map[string]any{"orgId": "acme", "name": "Acme", "accounts": []string{endpoint.DefaultAccountID}}), http.StatusCreated, nil)
-		var app appView
-		callConsole(t, st, http.MethodPost, "/v1/apps", jsonBody(map[string]string{"appId": "acme-1", "orgId": "acme", "keyModel": "cmk", "keyArn": keyARN}),
-			http.StatusCreated, &app)
+		if err := c.CreateOrg(ctx, api.CreateOrg{OrgID: "acme", Name: "Acme", Accounts: []string{endpoint.DefaultAccountID}}); err != nil {
+			t.Fatal(err)
+		}
+		app, err := c.CreateApp(ctx, api.CreateApp{AppID: "acme-1", OrgID: "acme", KeyModel: "cmk", KeyARN: keyARN})
+		if err != nil {
+			t.Fatal(err)
+		}
 		if app.Status != string(lineage.AppActive) || app.ActiveGeneration != 1 {
 			t.Fatalf("new app: %+v", app)
 		}
-		callConsole(t, st, http.MethodPut, "/v1/apps/acme-1/objects/docs/a.txt", bytes.NewReader(original), http.StatusCreated, nil)
+		if err := c.PutObject(ctx, "acme-1", "cmk", "docs/a.txt", original); err != nil {
+			t.Fatal(err)
+		}
 
 		// The object is sealed at rest: its plaintext is nowhere in the data bucket.
 		s3c := s3Client(cfg)
@@ -185,27 +128,29 @@ func TestStack(t *testing.T) {
 			t.Fatal("the object is stored in plaintext")
 		}
 
-		var started struct {
-			ExecutionArn string `json:"executionArn"`
+		if ex, err := c.Run(ctx, "/v1/apps/acme-1/backups", struct{}{}); err != nil {
+			t.Fatalf("backup execution: %v (%+v)", err, ex)
 		}
-		callConsole(t, st, http.MethodPost, "/v1/apps/acme-1/backups", jsonBody(map[string]any{}), http.StatusAccepted, &started)
-		if ex := waitExecution(t, ctx, st, started.ExecutionArn); ex["status"] != "SUCCEEDED" {
-			t.Fatalf("backup execution: %v", ex)
+		backups, err := c.Backups(ctx, "acme-1")
+		if err != nil {
+			t.Fatal(err)
 		}
-		var backups []backupRow
-		callConsole(t, st, http.MethodGet, "/v1/apps/acme-1/backups", nil, http.StatusOK, &backups)
-		if len(backups) != 1 || !backups[0].Restorable || backups[0].KeyARN != keyARN || backups[0].Generation != 1 || backups[0].SizeBytes <= 0 {
+		if len(backups) != 1 || !backups[0].Restorable || backups[0].KeyArn != keyARN || backups[0].Generation != 1 || backups[0].SizeBytes <= 0 {
 			t.Fatalf("backups after one backup: %+v", backups)
 		}
 		backupID = backups[0].BackupID
 
 		// Change the object, restore the backup, and read the original back.
-		callConsole(t, st, http.MethodPut, "/v1/apps/acme-1/objects/docs/a.txt", strings.NewReader("changed"), http.StatusCreated, nil)
-		callConsole(t, st, http.MethodPost, "/v1/apps/acme-1/restores", jsonBody(map[string]string{"backupId": backupID}), http.StatusAccepted, &started)
-		if ex := waitExecution(t, ctx, st, started.ExecutionArn); ex["status"] != "SUCCEEDED" {
-			t.Fatalf("restore execution: %v", ex)
+		if err := c.PutObject(ctx, "acme-1", "cmk", "docs/a.txt", []byte("changed")); err != nil {
+			t.Fatal(err)
 		}
-		got := callConsole(t, st, http.MethodGet, "/v1/apps/acme-1/objects/docs/a.txt", nil, http.StatusOK, nil)
+		if ex, err := c.Run(ctx, "/v1/apps/acme-1/restores", api.Restore{BackupID: backupID}); err != nil {
+			t.Fatalf("restore execution: %v (%+v)", err, ex)
+		}
+		got, err := c.GetObject(ctx, "acme-1", "cmk", "docs/a.txt")
+		if err != nil {
+			t.Fatal(err)
+		}
 		if !bytes.Equal(got, original) {
 			t.Fatalf("after the restore the object is %q…, want the backed-up content", got[:min(len(got), 40)])
 		}
@@ -221,13 +166,17 @@ func TestStack(t *testing.T) {
 		if err := st.WaitIdle(ctx); err != nil {
 			t.Fatalf("WaitIdle: %v", err)
 		}
-		var app appView
-		callConsole(t, st, http.MethodGet, "/v1/apps/acme-1", nil, http.StatusOK, &app)
+		app, err := c.App(ctx, "acme-1")
+		if err != nil {
+			t.Fatal(err)
+		}
 		if app.Status != string(lineage.AppDeactivated) {
 			t.Fatalf("after DisableKey the app is %q, want %s", app.Status, lineage.AppDeactivated)
 		}
-		var backups []backupRow
-		callConsole(t, st, http.MethodGet, "/v1/apps/acme-1/backups", nil, http.StatusOK, &backups)
+		backups, err := c.Backups(ctx, "acme-1")
+		if err != nil {
+			t.Fatal(err)
+		}
 		if len(backups) != 1 || backups[0].Restorable || backups[0].Reason == "" {
 			t.Fatalf("after DisableKey the backup should be unrestorable with a reason: %+v", backups)
 		}
@@ -242,8 +191,9 @@ func TestStack(t *testing.T) {
 			t.Fatal(err)
 		}
 		arn := aws.ToString(k.KeyMetadata.Arn)
-		callConsole(t, st, http.MethodPost, "/v1/apps", jsonBody(map[string]string{"appId": "acme-2", "orgId": "acme", "keyModel": "cmk", "keyArn": arn}),
-			http.StatusCreated, nil)
+		if _, err := c.CreateApp(ctx, api.CreateApp{AppID: "acme-2", OrgID: "acme", KeyModel: "cmk", KeyARN: arn}); err != nil {
+			t.Fatal(err)
+		}
 		drop.Store(true)
 		_, err = kmsc.DisableKey(ctx, &awskms.DisableKeyInput{KeyId: aws.String(arn)})
 		drop.Store(false)
@@ -253,8 +203,10 @@ func TestStack(t *testing.T) {
 		if err := st.WaitIdle(ctx); err != nil {
 			t.Fatal(err)
 		}
-		var app appView
-		callConsole(t, st, http.MethodGet, "/v1/apps/acme-2", nil, http.StatusOK, &app)
+		app, err := c.App(ctx, "acme-2")
+		if err != nil {
+			t.Fatal(err)
+		}
 		if app.Status != string(lineage.AppActive) {
 			t.Fatalf("the CloudTrail event was dropped, yet the app is %s", app.Status)
 		}
@@ -262,7 +214,10 @@ func TestStack(t *testing.T) {
 		if out, err := st.Lambda.Invoke(ctx, infra.FnKeyHealth, []byte(`{}`)); err != nil {
 			t.Fatalf("key health: %v (%s)", err, out)
 		}
-		callConsole(t, st, http.MethodGet, "/v1/apps/acme-2", nil, http.StatusOK, &app)
+		app, err = c.App(ctx, "acme-2")
+		if err != nil {
+			t.Fatal(err)
+		}
 		if app.Status != string(lineage.AppDeactivated) {
 			t.Fatalf("after the key-health check the app is %s, want %s", app.Status, lineage.AppDeactivated)
 		}
@@ -282,8 +237,10 @@ func TestStack(t *testing.T) {
 		}
 		s3c := s3Client(st.AWSConfig())
 		for app, wantObjects := range map[string]int{demoManagedApp: 9, demoCMKApp1: 8, demoCMKApp2: 8} {
-			var v appView
-			callConsole(t, st, http.MethodGet, "/v1/apps/"+app, nil, http.StatusOK, &v)
+			v, err := c.App(ctx, app)
+			if err != nil {
+				t.Fatal(err)
+			}
 			if v.OrgID != demoOrg || v.Status != string(lineage.AppActive) {
 				t.Fatalf("seeded app %s: %+v", app, v)
 			}
@@ -291,22 +248,24 @@ func TestStack(t *testing.T) {
 			if err != nil || len(out.Contents) != wantObjects {
 				t.Fatalf("seeded app %s has %d objects (err %v), want %d", app, len(out.Contents), err, wantObjects)
 			}
-			var backups []backupRow
-			callConsole(t, st, http.MethodGet, "/v1/apps/"+app+"/backups", nil, http.StatusOK, &backups)
+			backups, err := c.Backups(ctx, app)
+			if err != nil {
+				t.Fatal(err)
+			}
 			if len(backups) != 1 || !backups[0].Restorable {
 				t.Fatalf("seeded app %s backups: %+v", app, backups)
 			}
 		}
 		// The two CMK apps are on their own customer keys, the managed one on the provider key.
 		keyOf := func(app string) string {
-			var gens []struct {
-				KeyARN string `json:"keyArn"`
+			gens, err := c.Keys(ctx, app)
+			if err != nil {
+				t.Fatal(err)
 			}
-			callConsole(t, st, http.MethodGet, "/v1/apps/"+app+"/keys", nil, http.StatusOK, &gens)
 			if len(gens) != 1 {
 				t.Fatalf("app %s lineage: %+v", app, gens)
 			}
-			return gens[0].KeyARN
+			return gens[0].KeyArn
 		}
 		k0, k1, k2 := keyOf(demoManagedApp), keyOf(demoCMKApp1), keyOf(demoCMKApp2)
 		if k0 != st.ProviderKeyARN() || k1 == k2 || k1 == k0 || k2 == k0 {
@@ -325,18 +284,25 @@ func TestStack(t *testing.T) {
 		if !strings.Contains(progress.String(), "nothing to do") {
 			t.Fatalf("a restart with --seed demo seeded again: %s", progress.String())
 		}
-		var demo appView
-		callConsole(t, st, http.MethodGet, "/v1/apps/"+demoCMKApp1, nil, http.StatusOK, &demo)
+		c = consoleClient(st)
+		demo, err := c.App(ctx, demoCMKApp1)
+		if err != nil {
+			t.Fatal(err)
+		}
 		if demo.OrgID != demoOrg {
 			t.Fatalf("after a restart the demo app is %+v", demo)
 		}
-		var app appView
-		callConsole(t, st, http.MethodGet, "/v1/apps/acme-1", nil, http.StatusOK, &app)
+		app, err := c.App(ctx, "acme-1")
+		if err != nil {
+			t.Fatal(err)
+		}
 		if app.OrgID != "acme" || app.Status != string(lineage.AppDeactivated) {
 			t.Fatalf("after a restart the app is %+v", app)
 		}
-		var backups []backupRow
-		callConsole(t, st, http.MethodGet, "/v1/apps/acme-1/backups", nil, http.StatusOK, &backups)
+		backups, err := c.Backups(ctx, "acme-1")
+		if err != nil {
+			t.Fatal(err)
+		}
 		if len(backups) != 1 || backups[0].BackupID != backupID {
 			t.Fatalf("after a restart the backups are %+v, want %s", backups, backupID)
 		}
@@ -355,7 +321,10 @@ func TestStack(t *testing.T) {
 		if err := st.WaitIdle(ctx); err != nil {
 			t.Fatalf("WaitIdle: %v", err)
 		}
-		callConsole(t, st, http.MethodGet, "/v1/apps/acme-1", nil, http.StatusOK, &app)
+		app, err = c.App(ctx, "acme-1")
+		if err != nil {
+			t.Fatal(err)
+		}
 		if app.Status != string(lineage.AppActive) {
 			t.Fatalf("after EnableKey the app is %q, want %s", app.Status, lineage.AppActive)
 		}

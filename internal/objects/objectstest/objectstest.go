@@ -51,8 +51,7 @@ func New(t testing.TB) *Env {
 	s3env := testenv.S3(t, DataBucket, BackupBucket)
 	store := lineage.New(ddb, table, lineage.Options{Logger: logger})
 	e := &Env{DDB: ddb, Table: table, Store: store, KMS: kc, Keys: kp, ProviderKey: testenv.NewKMSKey(t, kc), S3: s3env, Logger: logger}
-	src, err := objects.NewS3(objects.Config{S3: s3env.Client, Bucket: DataBucket, Lineage: store, DynamoDB: ddb, Table: table,
-		Keys: kp, ProviderKeyARN: e.ProviderKey, PartSize: 5 << 20, Concurrency: 2, Logger: logger})
+	src, err := objects.NewS3(objects.Config{S3: s3env.Client, Bucket: DataBucket, Lineage: store, Keys: kp, ProviderKeyARN: e.ProviderKey, PartSize: 5 << 20, Concurrency: 2, Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,6 +30,7 @@ import (
 	"github.com/keyline/keyline/internal/decl"
 	"github.com/keyline/keyline/internal/keys"
 	"github.com/keyline/keyline/internal/lineage"
+	"github.com/keyline/keyline/internal/objects"
 	"github.com/keyline/keyline/internal/sealing"
 	"github.com/keyline/keyline/internal/workflow/wferr"
 )
@@ -145,10 +146,10 @@ func New(cfg Config) (*Backups, error) {
 		cfg.PageSize = 200
 	}
 	if cfg.PartSize <= 0 {
-		cfg.PartSize = 16 << 20
+		cfg.PartSize = objects.DefaultPartSize
 	}
 	if cfg.Concurrency <= 0 {
-		cfg.Concurrency = 3
+		cfg.Concurrency = objects.DefaultConcurrency
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real()

@@ -81,7 +81,7 @@ func newEnv(t *testing.T) *env {
 // newSource returns a data source with an empty data-key cache.
 func (e *env) newSource() *objects.S3Source {
 	e.t.Helper()
-	src, err := objects.NewS3(objects.Config{S3: e.s3.Client, Bucket: bucket, Lineage: e.store, DynamoDB: e.ddb, Table: e.table,
+	src, err := objects.NewS3(objects.Config{S3: e.s3.Client, Bucket: bucket, Lineage: e.store,
 		Keys: e.keys, ProviderKeyARN: e.provider, Clock: e.clk})
 	if err != nil {
 		e.t.Fatal(err)

@@ -20,6 +20,7 @@ import (
 	"github.com/keyline/keyline/infra"
 	"github.com/keyline/keyline/internal/handlers"
 	"github.com/keyline/keyline/internal/lineage"
+	"github.com/keyline/keyline/internal/local/functions"
 	"github.com/keyline/keyline/internal/local/invoke"
 	"github.com/keyline/keyline/internal/local/states"
 	"github.com/keyline/keyline/internal/testenv"
@@ -49,7 +50,7 @@ func (s s3Items) GetObject(context.Context, string, string) ([]byte, error) {
 }
 
 // machine runs the deployed "reencrypt" definition on the local interpreter, its Lambda
-// tasks served by the key plane's handlers as handlers.Build makes them (SDK clients from
+// tasks served by the key plane's handlers as functions.Build makes them (SDK clients from
 // the environment, as in Lambda). before runs ahead of each invocation (nil: nothing).
 type machine struct {
 	e      *env
@@ -97,7 +98,7 @@ func newMachine(t *testing.T, e *env) *machine {
 		"KEYLINE_S3_PATH_STYLE": "true"}
 	mc := &machine{e: e, m: m, hs: map[string]lambda.Handler{}, calls: map[string]int{}}
 	for _, fn := range sm.Functions {
-		h, err := handlers.Build(e.ctx, fn, func(ctx context.Context) (handlers.Deps, error) {
+		h, err := functions.Build(e.ctx, fn, func(ctx context.Context) (handlers.Deps, error) {
 			cfg, err := config.LoadDefaultConfig(ctx)
 			return handlers.Deps{AWS: cfg, Env: func(k string) string { return settings[k] }, Logger: slog.Default(), Clock: e.clk}, err
 		})

@@ -11,8 +11,8 @@ import (
 
 	"github.com/keyline/keyline/infra"
 	"github.com/keyline/keyline/internal/audit"
-	"github.com/keyline/keyline/internal/handlers"
 	"github.com/keyline/keyline/internal/local/eventpattern"
+	"github.com/keyline/keyline/internal/local/functions"
 )
 
 // TestKeyPlaneRuleMatchesSampleEvents checks the deployed CloudTrail rule against the sample
@@ -55,7 +55,7 @@ func TestKeyPlaneRuleMatchesSampleEvents(t *testing.T) {
 // placeholders name its own functions, and the key-health schedule targets its function.
 func TestKeyPlaneDeployment(t *testing.T) {
 	d := infra.Description()
-	names := handlers.Names()
+	names := functions.Names()
 	fns := []string{infra.FnKeyEvent, infra.FnKeyHealth, infra.FnKeyNotify, infra.FnKeyStateMigrate, infra.FnReencryptValidate,
 		infra.FnReencryptBegin, infra.FnReencryptBatch, infra.FnReencryptCommit, infra.FnReencryptAbort}
 	for _, fn := range fns {
@@ -71,7 +71,7 @@ func TestKeyPlaneDeployment(t *testing.T) {
 			t.Errorf("function %s: %+v", fn, f)
 		}
 		b, err := os.ReadFile(filepath.Join("..", "..", "..", "functions", fn, "main.go"))
-		if err != nil || !regexp.MustCompile(`handlers\.Main\("`+fn+`"\)`).Match(b) {
+		if err != nil || !regexp.MustCompile(`handlers\.Main\(infra\.\w+, key\.\w+\)`).Match(b) {
 			t.Errorf("functions/%s/main.go: %v", fn, err)
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/keyline/keyline/internal/clock"
 	"github.com/keyline/keyline/internal/handlers"
 	"github.com/keyline/keyline/internal/lineage"
+	"github.com/keyline/keyline/internal/local/functions"
 	"github.com/keyline/keyline/internal/testenv"
 	"github.com/keyline/keyline/internal/workflow/keyhealth"
 	"github.com/keyline/keyline/internal/workflow/revocation"
@@ -22,7 +23,7 @@ import (
 )
 
 // TestSampleEventsThroughHandler runs every sample event of events/ through the keyevent
-// function as Lambda runs it (handlers.Build, aws-lambda-go's JSON path, SDK clients
+// function as Lambda runs it (functions.Build, aws-lambda-go's JSON path, SDK clients
 // configured from the environment like in Lambda), on DynamoDB Local and local-kms.
 func TestSampleEventsThroughHandler(t *testing.T) {
 	e := newEnv(t) // for the table's DynamoDB Local, the KMS key and the app
@@ -45,7 +46,7 @@ func TestSampleEventsThroughHandler(t *testing.T) {
 			Clock: clock.NewFake(time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC))}, err // after every sample's eventTime
 	}
 	build := func(name string) lambda.Handler {
-		h, err := handlers.Build(e.ctx, name, deps)
+		h, err := functions.Build(e.ctx, name, deps)
 		if err != nil {
 			t.Fatalf("build %s: %v", name, err)
 		}
