@@ -82,8 +82,8 @@ func recordedCalls(t *testing.T) (calls []kmsCall, providerKey, customerKey stri
 	e := objectstest.New(t)
 	rec := &recordingKMS{c: e.KMS}
 	kp := keys.NewKMS(rec, keys.Options{MaxAttempts: 2, Logger: e.Logger})
-	src, err := objects.NewS3(objects.Config{S3: e.S3.Client, Bucket: objectstest.DataBucket, Lineage: e.Store, DynamoDB: e.DDB,
-		Table: e.Table, Keys: kp, ProviderKeyARN: e.ProviderKey, PartSize: 5 << 20, Concurrency: 2, Logger: e.Logger})
+	src, err := objects.NewS3(objects.Config{S3: e.S3.Client, Bucket: objectstest.DataBucket, Lineage: e.Store,
+		Keys: kp, ProviderKeyARN: e.ProviderKey, PartSize: 5 << 20, Concurrency: 2, Logger: e.Logger})
 	if err != nil {
 		t.Fatal(err)
 	}
