@@ -158,7 +158,7 @@ func forbiddenDeps(fn string, deps []string) []string {
 			keyFn = true
 		}
 	}
-	keyFn = keyFn || fn == infra.FnKeyEvent || fn == infra.FnKeyHealth
+	keyFn = keyFn || slices.Contains([]string{infra.FnKeyEvent, infra.FnKeyHealth, infra.FnKeyNotify, infra.FnKeyStateMigrate}, fn)
 	var bad []string
 	for _, d := range deps {
 		switch {
