@@ -8,10 +8,12 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 	sfntypes "github.com/aws/aws-sdk-go-v2/service/sfn/types"
 
+	"github.com/keyline/keyline/internal/decl"
 	"github.com/keyline/keyline/internal/lineage"
 	"github.com/keyline/keyline/internal/sealing"
 )
@@ -26,6 +28,9 @@ type Sources struct {
 	Prefix string
 	// SFN lists the executions; nil leaves I7's app check out.
 	SFN *sfn.Client
+	// KMS describes the keys the lineage names (I8); nil leaves their KMS state unknown.
+	// It must be able to describe keys in the customers' accounts.
+	KMS *kms.Client
 }
 
 // Collect observes every app (or only those named) through the sources.
@@ -64,6 +69,20 @@ func Collect(ctx context.Context, src Sources, now time.Time, only ...string) (S
 		}
 		s.Apps = append(s.Apps, st)
 	}
+	s.Keys = recordedKeys(s.Apps)
+	if src.KMS != nil {
+		for i := range s.Keys {
+			d, err := src.KMS.DescribeKey(ctx, &kms.DescribeKeyInput{KeyId: aws.String(s.Keys[i].ARN)})
+			switch {
+			case err == nil:
+				s.Keys[i].KMS = string(d.KeyMetadata.KeyState)
+			case strings.Contains(err.Error(), "NotFoundException"):
+				s.Keys[i].KMS = "Deleted"
+			default:
+				return s, fmt.Errorf("invariants: describe key %s: %w", s.Keys[i].ARN, err)
+			}
+		}
+	}
 	if src.SFN != nil {
 		ex, err := collectExecutions(ctx, src.SFN)
 		if err != nil {
@@ -72,6 +91,29 @@ func Collect(ctx context.Context, src Sources, now time.Time, only ...string) (S
 		s.Executions, s.ExecutionsKnown = ex, true
 	}
 	return s, nil
+}
+
+// recordedKeys is each key the apps' lineage names, revoked when its key item says so.
+func recordedKeys(apps []AppState) []KeyState {
+	seen := map[string]int{}
+	var out []KeyState
+	for _, a := range apps {
+		for _, g := range a.Generations {
+			if g.KeyARN == "" {
+				continue
+			}
+			i, ok := seen[g.KeyARN]
+			if !ok {
+				i = len(out)
+				seen[g.KeyARN] = i
+				out = append(out, KeyState{ARN: g.KeyARN})
+			}
+			if g.KeyRevoked {
+				out[i].Revoked = true
+			}
+		}
+	}
+	return out
 }
 
 func collectApp(ctx context.Context, src Sources, a lineage.App) (AppState, error) {
@@ -85,6 +127,9 @@ func collectApp(ctx context.Context, src Sources, a lineage.App) (AppState, erro
 	}
 	if st.Audit, err = src.Store.ListAudit(ctx, a.ID); err != nil {
 		return st, fmt.Errorf("invariants: audit of %s: %w", a.ID, err)
+	}
+	if st.Skips, err = src.Store.ListSkips(ctx, a.ID); err != nil {
+		return st, fmt.Errorf("invariants: skips of %s: %w", a.ID, err)
 	}
 	if a.KeyModel != lineage.KeyModelCMK || src.S3 == nil {
 		return st, nil
@@ -109,7 +154,8 @@ func collectApp(ctx context.Context, src Sources, a lineage.App) (AppState, erro
 			if err != nil {
 				return st, fmt.Errorf("invariants: header of %s: %w", key, err)
 			}
-			st.Objects = append(st.Objects, Object{Key: key, Generation: h.Generation, KeyARN: h.KeyARN})
+			st.Objects = append(st.Objects, Object{Key: key, Generation: h.Generation, KeyARN: h.KeyARN,
+				Org: h.EncryptionContext[decl.ContextKeyOrg], App: h.EncryptionContext[decl.ContextKeyApp]})
 		}
 	}
 	return st, nil

@@ -4,13 +4,20 @@
 // demo and tests collect a Snapshot (Collect) and call Check; every violation names its
 // invariant, its app and what was seen.
 //
-// What a snapshot can show is checked here: I1 (one ACTIVE generation; deactivated exactly
-// when its key is revoked, as the key item says, or an operator holds it), I3 (no CMK-scope object of a settled app under an older
-// generation), I4 (no backup recorded for a generation that was never ACTIVE; a backup listed
-// restorable is on the active generation), I7 (no app REENCRYPTING without a running
-// execution; no execution running past a bound) and I9 (every retired generation, and every
-// live one on a revoked key, has its audit entry). I2, I5, I6, I8 and I10 need a history of operations (what a client
-// was told, what KMS says): the soak checks them against its own record.
+// What a snapshot shows: I1 (one ACTIVE generation; deactivated exactly when its key is
+// revoked, as the key item says, or an operator holds it), I3 (no CMK-scope object of a settled app under an older generation), I4 (no
+// backup recorded for a generation that was never ACTIVE; a backup listed restorable is on
+// the active generation), I5 (no backup recorded while its app re-encrypted; every skip has
+// its reason), I7 (no app REENCRYPTING without a running execution; no execution running
+// past a bound), I8 (a key's recorded state is its KMS state, once its events are applied),
+// I9 (every retired generation, and every live one on a revoked key, has its audit entry)
+// and I10 at rest (every
+// object is sealed under its own org's and app's encryption context).
+//
+// What needs a history of operations (a Recorder's Ops in Snapshot.History: what clients
+// wrote and read, what they were told): I2 (no CMK read or write of an app succeeds once
+// its deactivation was applied and seen), I6 (an acknowledged write reads back with the
+// same bytes) and I10 (a call with one org's token about another org's app learns nothing).
 package invariants
 
 import (
@@ -24,12 +31,22 @@ import (
 
 // Invariant ids.
 const (
-	I1 = "I1"
-	I3 = "I3"
-	I4 = "I4"
-	I7 = "I7"
-	I9 = "I9"
+	I1  = "I1"
+	I2  = "I2"
+	I3  = "I3"
+	I4  = "I4"
+	I5  = "I5"
+	I6  = "I6"
+	I7  = "I7"
+	I8  = "I8"
+	I9  = "I9"
+	I10 = "I10"
 )
+
+// AuditSlack is how long after an audit entry's time its change may take to land (the entry
+// is timed before its transaction commits): operations that start within it are not judged
+// against the change.
+const AuditSlack = 2 * time.Second
 
 // DefaultMaxRunning bounds how long an execution may run before I7 reports it.
 const DefaultMaxRunning = 2 * time.Hour
@@ -39,6 +56,18 @@ type Object struct {
 	Key        string `json:"key"`
 	Generation int    `json:"generation"`
 	KeyARN     string `json:"keyArn"`
+	// Org and App are the org and app the header's encryption context names.
+	Org string `json:"org,omitempty"`
+	App string `json:"app,omitempty"`
+}
+
+// KeyState is one key as keyline recorded it and as KMS has it (I8).
+type KeyState struct {
+	ARN string `json:"keyArn"`
+	// Revoked is keyline's record: the key is revoked.
+	Revoked bool `json:"revoked"`
+	// KMS is the key's KeyState in KMS (Enabled, Disabled, PendingDeletion, …; "" unknown).
+	KMS string `json:"kmsState,omitempty"`
 }
 
 // Execution is one execution of a state machine, with the app its input names.
@@ -60,6 +89,8 @@ type AppState struct {
 	Objects []Object `json:"objects"`
 	// Stranded are objects an abort reported left under its generation (I3 allows them).
 	Stranded map[string]bool `json:"stranded,omitempty"`
+	// Skips are the app's recorded backup skips (I5).
+	Skips []lineage.Skip `json:"skips,omitempty"`
 }
 
 // Snapshot is one observation of the system.
@@ -70,6 +101,15 @@ type Snapshot struct {
 	ExecutionsKnown bool          `json:"executionsKnown"`
 	Now             time.Time     `json:"now"`
 	MaxRunning      time.Duration `json:"maxRunning,omitempty"`
+	// Keys are the keys' recorded and KMS states; I8 is checked only when KeysSettled says
+	// every key event was applied (the system is quiet and key health has run).
+	Keys        []KeyState `json:"keys,omitempty"`
+	KeysSettled bool       `json:"keysSettled,omitempty"`
+	// History is what clients did and were told (a Recorder's Ops).
+	History []Op `json:"history,omitempty"`
+	// Final says the history is complete and every app was read back since its last write
+	// (I6 then also requires each acknowledged object to have been read back).
+	Final bool `json:"final,omitempty"`
 }
 
 // Violation is one invariant seen broken.
@@ -118,7 +158,13 @@ func Check(s Snapshot) Report {
 	}
 	for _, a := range s.Apps {
 		checkApp(c, a, s.ExecutionsKnown && running[a.App.ID], s.ExecutionsKnown)
+		checkBackupsOutsideReencryption(c, a)
+		checkTenancyAtRest(c, a)
 	}
+	if s.KeysSettled {
+		checkKeys(c, s.Keys)
+	}
+	checkHistory(c, s)
 	sort.SliceStable(c.r.Violations, func(i, j int) bool { return c.r.Violations[i].Invariant < c.r.Violations[j].Invariant })
 	return c.r
 }

@@ -20,23 +20,44 @@ func healthy() Snapshot {
 	return Snapshot{
 		Now: now, ExecutionsKnown: true,
 		Apps: []AppState{{
-			App: lineage.App{ID: "a", KeyModel: lineage.KeyModelCMK, Status: lineage.AppActive, ActiveGeneration: 2, LatestGeneration: 2},
+			App: lineage.App{ID: "a", OrgID: "o1", KeyModel: lineage.KeyModelCMK, Status: lineage.AppActive, ActiveGeneration: 2, LatestGeneration: 2},
 			Generations: []lineage.Generation{
 				{AppID: "a", Number: 1, KeyARN: k1, State: lineage.GenRetired},
 				{AppID: "a", Number: 2, KeyARN: k2, State: lineage.GenActive},
 			},
 			Backups: []lineage.BackupView{
-				{Backup: lineage.Backup{ID: "b1", Generation: 1, KeyARN: k1}},
-				{Backup: lineage.Backup{ID: "b2", Generation: 2, KeyARN: k2}, Restorable: true},
+				{Backup: lineage.Backup{ID: "b1", Generation: 1, KeyARN: k1, CreatedAt: now.Add(-20 * time.Minute)}},
+				{Backup: lineage.Backup{ID: "b2", Generation: 2, KeyARN: k2, CreatedAt: now.Add(-time.Minute)}, Restorable: true},
 			},
 			Audit: []lineage.AuditEntry{
-				{Action: lineage.ActionAppCreated},
-				{Action: lineage.ActionReencryptBegun, Detail: map[string]string{"generation": "2"}},
-				{Action: lineage.ActionReencryptCommitted, Detail: map[string]string{"generation": "2", "retiredGeneration": "1"}},
+				{Action: lineage.ActionAppCreated, Time: now.Add(-30 * time.Minute)},
+				{Action: lineage.ActionReencryptBegun, Time: now.Add(-10 * time.Minute), Detail: map[string]string{"generation": "2"}},
+				{Action: lineage.ActionReencryptCommitted, Time: now.Add(-5 * time.Minute), Detail: map[string]string{"generation": "2", "retiredGeneration": "1"}},
+				{Action: lineage.ActionBackupSkipped, Time: now.Add(-8 * time.Minute), Detail: map[string]string{"reason": "re-encrypting"}},
 			},
-			Objects: []Object{{Key: "apps/a/cmk/x", Generation: 2, KeyARN: k2}, {Key: "apps/a/cmk/y", Generation: 2, KeyARN: k2}},
+			Skips:   []lineage.Skip{{AppID: "a", Time: now.Add(-8 * time.Minute), Reason: "re-encrypting"}},
+			Objects: []Object{{Key: "apps/a/cmk/x", Generation: 2, KeyARN: k2, Org: "o1", App: "a"}, {Key: "apps/a/cmk/y", Generation: 2, KeyARN: k2, Org: "o1", App: "a"}},
 		}},
+		Keys:        []KeyState{{ARN: k1, KMS: "Enabled"}, {ARN: k2, KMS: "Enabled"}},
+		KeysSettled: true,
+		Final:       true,
+		History: []Op{
+			op(OpWrite, "x", -4*time.Minute, 201, "d1"),
+			op(OpRead, "x", -3*time.Minute, 200, "d1"),
+			op(OpWrite, "x", -2*time.Minute, 0, "d2"), // no answer: it may have landed
+			op(OpRead, "x", -90*time.Second, 200, "d2"),
+			op(OpRead, "x", -80*time.Second, 200, "d1"),
+			op(OpWrite, "y", -4*time.Minute, 201, "e1"),
+			op(OpRead, "y", -time.Minute, 200, "e1"),
+			{Kind: OpObserve, App: "a", Org: "o1", Start: now.Add(-50 * time.Second), End: now.Add(-49 * time.Second), Status: 200, AppStatus: "ACTIVE"},
+			{Kind: OpForeign, App: "a", Org: "o2", Detail: "GET /v1/apps/a", Start: now.Add(-40 * time.Second), End: now.Add(-39 * time.Second), Status: 404},
+		},
 	}
+}
+
+// op is a CMK-scope object operation of app a by its own org, taking one second from now+at.
+func op(kind, path string, at time.Duration, status int, digest string) Op {
+	return Op{Kind: kind, App: "a", Org: "o1", Path: path, CMK: true, Start: now.Add(at), End: now.Add(at + time.Second), Status: status, Digest: digest, Generation: 2}
 }
 
 func TestHealthyStatePasses(t *testing.T) {
@@ -70,6 +91,25 @@ func TestEachInvariantCanFail(t *testing.T) {
 			s.Executions = append(s.Executions, Execution{Arn: "arn:x", Machine: "backup", Status: "RUNNING", Started: now.Add(-3 * time.Hour)})
 		}},
 		{I9, "without a commit or abort", func(s *Snapshot) { s.Apps[0].Audit = s.Apps[0].Audit[:2] }},
+		{I2, "after the app's deactivation was applied", func(s *Snapshot) {
+			s.History = append(s.History,
+				Op{Kind: OpObserve, App: "a", Org: "o1", Start: now.Add(-30 * time.Second), End: now.Add(-29 * time.Second), Status: 200, AppStatus: "DEACTIVATED"},
+				op(OpRead, "x", -20*time.Second, 200, "d1"))
+		}},
+		{I2, "after the app's deactivation was applied", func(s *Snapshot) {
+			s.Apps[0].Audit = append(s.Apps[0].Audit, lineage.AuditEntry{Action: lineage.ActionKeyRevoked, Time: now.Add(-30 * time.Second)})
+			s.History = append(s.History, op(OpWrite, "z", -20*time.Second, 201, "f1"))
+		}},
+		{I5, "while the app re-encrypted", func(s *Snapshot) { s.Apps[0].Backups[1].CreatedAt = now.Add(-7 * time.Minute) }},
+		{I5, "without its reason", func(s *Snapshot) { s.Apps[0].Audit[3].Detail["reason"] = "" }},
+		{I5, "has no reason", func(s *Snapshot) { s.Apps[0].Skips[0].Reason = "" }},
+		{I6, "that no acknowledged write left there", func(s *Snapshot) { s.History[6].Digest = "other" }},
+		{I6, "is lost", func(s *Snapshot) { s.History[6].Status, s.History[6].Digest = 404, "" }},
+		{I6, "was never read back", func(s *Snapshot) { s.History = s.History[:6] }},
+		{I8, "recorded as usable", func(s *Snapshot) { s.Keys[1].KMS = "Disabled" }},
+		{I8, "recorded as revoked", func(s *Snapshot) { s.Keys[0].Revoked = true }},
+		{I10, "another org's", func(s *Snapshot) { s.History[8].Status = 200 }},
+		{I10, "sealed for org", func(s *Snapshot) { s.Apps[0].Objects[0].Org = "o2" }},
 		{I9, "without a revocation", func(s *Snapshot) {
 			s.Apps[0].App.Status = lineage.AppDeactivated
 			s.Apps[0].App.StatusReason = "DisableKey"
@@ -108,6 +148,25 @@ func TestAllowedStates(t *testing.T) {
 	s0.Apps[0].Backups[1].Restorable = false
 	if r := Check(s0); len(r.Violations) != 0 {
 		t.Fatalf("held by an operator: %v", r.Violations)
+	}
+	// Unknown outcomes are not judged; a revoked key that KMS has disabled is consistent (I8);
+	// reads and writes of a deactivated app that are refused are what I2 wants.
+	s0 = healthy()
+	s0.Keys[0] = KeyState{ARN: k1, KMS: "PendingDeletion", Revoked: true}
+	s0.History = append(s0.History,
+		Op{Kind: OpObserve, App: "a", Org: "o1", Start: now.Add(-30 * time.Second), End: now.Add(-29 * time.Second), Status: 200, AppStatus: "DEACTIVATED"},
+		op(OpRead, "x", -20*time.Second, 409, ""),
+		Op{Kind: OpForeign, App: "a", Org: "o2", Detail: "GET /v1/apps/a", Start: now.Add(-10 * time.Second), End: now.Add(-9 * time.Second), Status: 0})
+	if r := Check(s0); len(r.Violations) != 0 {
+		t.Fatalf("allowed history: %v", r.Violations)
+	}
+	// The revocation of a retired generation's key (shown in the app's trail) does not
+	// deactivate the app: its reads go on (I2).
+	s0 = healthy()
+	s0.Apps[0].Audit = append(s0.Apps[0].Audit, lineage.AuditEntry{Action: lineage.ActionKeyRevoked, KeyARN: k1, Time: now.Add(-40 * time.Second)})
+	s0.History = append(s0.History, op(OpRead, "x", -20*time.Second, 200, "d1"))
+	if r := Check(s0); len(r.Violations) != 0 {
+		t.Fatalf("another key's revocation: %v", r.Violations)
 	}
 
 	s := healthy()

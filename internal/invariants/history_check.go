@@ -1,0 +1,266 @@
+package invariants
+
+import (
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keyline/keyline/internal/lineage"
+)
+
+// KMS key states that mean the key cannot be used.
+var kmsUnusable = map[string]bool{"Disabled": true, "PendingDeletion": true, "PendingImport": true, "Unavailable": true, "Deleted": true}
+
+// checkBackupsOutsideReencryption: I5. No backup is recorded (its createdAt) inside a
+// re-encryption of its app (from its begin, plus AuditSlack, to its commit or abort), and
+// every skip names its reason.
+func checkBackupsOutsideReencryption(c *checker, a AppState) {
+	id := a.App.ID
+	type span struct {
+		gen        string
+		begin, end time.Time
+	}
+	var spans []span
+	for _, e := range a.Audit {
+		switch e.Action {
+		case lineage.ActionReencryptBegun:
+			spans = append(spans, span{gen: e.Detail["generation"], begin: e.Time})
+		case lineage.ActionReencryptCommitted, lineage.ActionReencryptAborted:
+			for i := range spans {
+				if spans[i].gen == e.Detail["generation"] && spans[i].end.IsZero() {
+					spans[i].end = e.Time
+				}
+			}
+		case lineage.ActionBackupSkipped:
+			c.check(strings.TrimSpace(e.Detail["reason"]) != "", I5, id, "backup skip at %s recorded without its reason", e.Time.Format(time.RFC3339Nano))
+		}
+	}
+	for _, sk := range a.Skips {
+		c.check(strings.TrimSpace(sk.Reason) != "", I5, id, "skip at %s has no reason", sk.Time.Format(time.RFC3339Nano))
+	}
+	for _, b := range a.Backups {
+		for _, sp := range spans {
+			inside := b.CreatedAt.After(sp.begin.Add(AuditSlack)) && (sp.end.IsZero() || b.CreatedAt.Before(sp.end))
+			c.check(!inside, I5, id, "backup %s recorded at %s while the app re-encrypted to generation %s (begun %s, ended %s)",
+				b.ID, b.CreatedAt.Format(time.RFC3339Nano), sp.gen, sp.begin.Format(time.RFC3339Nano), fmtEnd(sp.end))
+		}
+	}
+}
+
+func fmtEnd(t time.Time) string {
+	if t.IsZero() {
+		return "not yet"
+	}
+	return t.Format(time.RFC3339Nano)
+}
+
+// checkTenancyAtRest: I10 at rest. Every object of an app is sealed under an encryption
+// context that names that app and its org.
+func checkTenancyAtRest(c *checker, a AppState) {
+	for _, o := range a.Objects {
+		if o.Org == "" && o.App == "" {
+			continue // the header was not read for its context
+		}
+		c.check(o.App == a.App.ID && o.Org == a.App.OrgID, I10, a.App.ID,
+			"object %s sealed for org %q app %q, it belongs to org %q app %q", o.Key, o.Org, o.App, a.App.OrgID, a.App.ID)
+	}
+}
+
+// checkKeys: I8. Once every key event is applied, a key keyline records as revoked is
+// unusable in KMS, and a key usable in KMS is not recorded as revoked.
+func checkKeys(c *checker, keys []KeyState) {
+	for _, k := range keys {
+		if k.KMS == "" {
+			continue
+		}
+		switch {
+		case k.KMS == "Enabled":
+			c.check(!k.Revoked, I8, "", "key %s is Enabled in KMS but recorded as revoked", k.ARN)
+		case kmsUnusable[k.KMS]:
+			c.check(k.Revoked, I8, "", "key %s is %s in KMS but recorded as usable", k.ARN, k.KMS)
+		}
+	}
+}
+
+// deactivations are the spans during which an app was deactivated for certain: from an
+// observation that saw it DEACTIVATED (its answer), or from a revocation's audit entry plus
+// AuditSlack, to the next reactivation's audit entry.
+func deactivations(a AppState, ops []Op) [][2]time.Time {
+	var starts, ends []time.Time
+	for _, e := range a.Audit {
+		switch e.Action {
+		case lineage.ActionKeyRevoked:
+			// A key's entry shows in the trail of every app on the key: it deactivated this
+			// app only if the key was its active generation's then.
+			k := e.KeyARN
+			if k == "" {
+				k = e.Detail["keyArn"]
+			}
+			if k != "" && k != activeKeyAt(a, e.Time) {
+				continue
+			}
+			starts = append(starts, e.Time.Add(AuditSlack))
+		case lineage.ActionKeyReactivated:
+			ends = append(ends, e.Time)
+		}
+	}
+	for _, o := range ops {
+		if o.Kind == OpObserve && o.App == a.App.ID && o.OK() && o.AppStatus == string(lineage.AppDeactivated) {
+			starts = append(starts, o.End)
+		}
+	}
+	sort.Slice(ends, func(i, j int) bool { return ends[i].Before(ends[j]) })
+	var out [][2]time.Time
+	for _, s := range starts {
+		end := time.Time{}
+		for _, e := range ends {
+			if e.After(s) {
+				end = e
+				break
+			}
+		}
+		// A start that falls before an earlier reactivation would not be certain: keep only
+		// starts after the last reactivation before them (all are, by construction above).
+		out = append(out, [2]time.Time{s, end})
+	}
+	return out
+}
+
+// activeKeyAt is the key of the app's active generation at t, as its audit trail tells:
+// generation 1 until the first commit, then each committed generation in turn.
+func activeKeyAt(a AppState, t time.Time) string {
+	gen := 1
+	var at time.Time
+	for _, e := range a.Audit {
+		if e.Action != lineage.ActionReencryptCommitted || e.Time.After(t) || e.Time.Before(at) {
+			continue
+		}
+		if n, err := strconv.Atoi(e.Detail["generation"]); err == nil {
+			gen, at = n, e.Time
+		}
+	}
+	for _, g := range a.Generations {
+		if g.Number == gen {
+			return g.KeyARN
+		}
+	}
+	return ""
+}
+
+func within(t time.Time, span [2]time.Time) bool {
+	return t.After(span[0]) && (span[1].IsZero() || t.Before(span[1]))
+}
+
+// checkHistory checks I2, I6 and I10 against the recorded operations.
+func checkHistory(c *checker, s Snapshot) {
+	if len(s.History) == 0 {
+		return
+	}
+	apps := map[string]AppState{}
+	for _, a := range s.Apps {
+		apps[a.App.ID] = a
+	}
+	byApp := map[string][]Op{}
+	for _, o := range s.History {
+		byApp[o.App] = append(byApp[o.App], o)
+	}
+
+	// I2: no CMK read or write of a deactivated app succeeds.
+	for id, ops := range byApp {
+		a, ok := apps[id]
+		if !ok || a.App.KeyModel != lineage.KeyModelCMK {
+			continue
+		}
+		spans := deactivations(a, ops)
+		for _, o := range ops {
+			if (o.Kind != OpRead && o.Kind != OpWrite) || !o.CMK {
+				continue
+			}
+			for _, sp := range spans {
+				if !within(o.Start, sp) {
+					continue
+				}
+				c.check(!o.OK(), I2, id, "%s of CMK object %q succeeded (status %d, generation %d) at %s, after the app's deactivation was applied (%s)",
+					o.Kind, o.Path, o.Status, o.Generation, o.Start.Format(time.RFC3339Nano), sp[0].Format(time.RFC3339Nano))
+				break
+			}
+		}
+	}
+
+	// I6: every read of an object returns what the last acknowledged write (or a write that
+	// may have landed after it) put there; nothing acknowledged is lost.
+	type objKey struct{ app, path string }
+	writes := map[objKey][]Op{}
+	reads := map[objKey][]Op{}
+	for _, o := range s.History {
+		k := objKey{o.App, o.Path}
+		switch o.Kind {
+		case OpWrite:
+			writes[k] = append(writes[k], o)
+		case OpRead:
+			reads[k] = append(reads[k], o)
+		}
+	}
+	for k, rs := range reads {
+		ws := writes[k]
+		for _, r := range rs {
+			var last *Op
+			for i := range ws {
+				w := &ws[i]
+				if w.OK() && w.End.Before(r.Start) && (last == nil || w.End.After(last.End)) {
+					last = w
+				}
+			}
+			if last == nil {
+				continue // nothing acknowledged before the read began
+			}
+			switch {
+			case r.OK():
+				cands := map[string]bool{last.Digest: true}
+				for _, w := range ws {
+					if (w.OK() || w.Unknown()) && w.End.After(last.Start) && w.Start.Before(r.End) {
+						cands[w.Digest] = true
+					}
+				}
+				c.check(cands[r.Digest], I6, k.app, "read of %q at %s returned bytes (sha256 %.12s) that no acknowledged write left there (last acknowledged: %.12s at %s)",
+					k.path, r.Start.Format(time.RFC3339Nano), r.Digest, last.Digest, last.End.Format(time.RFC3339Nano))
+			case r.Status == 404:
+				c.check(false, I6, k.app, "read of %q at %s answered 404: the write acknowledged at %s is lost",
+					k.path, r.Start.Format(time.RFC3339Nano), last.End.Format(time.RFC3339Nano))
+			}
+		}
+	}
+	if s.Final {
+		for k, ws := range writes {
+			a, ok := apps[k.app]
+			if !ok || a.App.Status == lineage.AppDeactivated {
+				continue // not readable while its key is unusable
+			}
+			var last *Op
+			for i := range ws {
+				if ws[i].OK() && (last == nil || ws[i].End.After(last.End)) {
+					last = &ws[i]
+				}
+			}
+			if last == nil {
+				continue
+			}
+			readBack := false
+			for _, r := range reads[k] {
+				readBack = readBack || r.OK() && r.Start.After(last.End)
+			}
+			c.check(readBack, I6, k.app, "object %q, acknowledged at %s, was never read back", k.path, last.End.Format(time.RFC3339Nano))
+		}
+	}
+
+	// I10: a call with one org's token about another org's app answers as if the app did
+	// not exist (404), or fails before looking (400); anything else lets it learn or act.
+	for _, o := range s.History {
+		if o.Kind != OpForeign || o.Unknown() {
+			continue
+		}
+		c.check(o.Status == 404 || o.Status == 400, I10, o.App, "org %s's %s about app %s (another org's) answered %d",
+			o.Org, o.Detail, o.App, o.Status)
+	}
+}
