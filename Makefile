@@ -10,7 +10,10 @@ DATA_DIR ?= .keyline
 ADDR ?= 127.0.0.1:4566
 CONSOLE_ADDR ?= 127.0.0.1:8080
 
-.PHONY: help deps run test conformance bench build synth deploy diff fmt clean
+SOAK_SECONDS ?= 180
+SOAK_SEED ?= 0
+
+.PHONY: help deps run test conformance bench soak build synth deploy diff fmt clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,6 +41,10 @@ conformance: deps ## compare the local runtime with outcomes recorded from AWS (
 
 bench: deps ## run the benchmarks and print `bench <name> <value> <unit>` lines
 	@scripts/bench.sh
+
+soak: deps ## run the deployment under load, 10% faults and process crashes, checking the invariants (SOAK_SECONDS, SOAK_SEED)
+	go build -o bin/keyline ./cmd/keyline
+	bin/keyline soak --seconds $(SOAK_SECONDS) --seed $(SOAK_SEED)
 
 build: deps ## build the keyline CLI (bin/keyline) and every Lambda bootstrap (build/functions/<name>/bootstrap)
 	go build -o bin/keyline ./cmd/keyline

@@ -28,6 +28,7 @@ func commands() map[string]command {
 		"events":     {"EventBridge tools (test-event-pattern)", cmdEvents},
 		"states":     {"States Language tools (validate, run)", cmdStates},
 		"key-policy": {"the key policy statements a customer grants keyline for an org", cmdKeyPolicy},
+		"soak":       {"run the deployment under load, faults and crashes, checking the invariants", cmdSoak},
 	}
 }
 
