@@ -83,46 +83,53 @@ func checkKeys(c *checker, keys []KeyState) {
 	}
 }
 
-// deactivations are the spans during which an app was deactivated for certain: from an
-// observation that saw it DEACTIVATED (its answer), or from a revocation's audit entry plus
-// AuditSlack, to the next reactivation's audit entry.
+// deactivations are the spans during which an app was deactivated for certain: from a
+// revocation's audit entry plus AuditSlack, or from an observation that saw the app
+// DEACTIVATED (its answer), to the next reactivation's audit entry (an entry may be timed up
+// to AuditSlack before its change lands, so a reactivation that close counts as before).
 func deactivations(a AppState, ops []Op) [][2]time.Time {
-	var starts, ends []time.Time
+	var ends []time.Time
 	for _, e := range a.Audit {
-		switch e.Action {
-		case lineage.ActionKeyRevoked:
-			// A key's entry shows in the trail of every app on the key: it deactivated this
-			// app only if the key was its active generation's then.
-			k := e.KeyARN
-			if k == "" {
-				k = e.Detail["keyArn"]
-			}
-			if k != "" && k != activeKeyAt(a, e.Time) {
-				continue
-			}
-			starts = append(starts, e.Time.Add(AuditSlack))
-		case lineage.ActionKeyReactivated:
+		if e.Action == lineage.ActionKeyReactivated {
 			ends = append(ends, e.Time)
 		}
 	}
-	for _, o := range ops {
-		if o.Kind == OpObserve && o.App == a.App.ID && o.OK() && o.AppStatus == string(lineage.AppDeactivated) {
-			starts = append(starts, o.End)
-		}
-	}
 	sort.Slice(ends, func(i, j int) bool { return ends[i].Before(ends[j]) })
+	// span is [start, the first reactivation after from), or nothing when that reactivation
+	// comes before start.
 	var out [][2]time.Time
-	for _, s := range starts {
+	span := func(from, start time.Time) {
 		end := time.Time{}
 		for _, e := range ends {
-			if e.After(s) {
+			if e.After(from) {
 				end = e
 				break
 			}
 		}
-		// A start that falls before an earlier reactivation would not be certain: keep only
-		// starts after the last reactivation before them (all are, by construction above).
-		out = append(out, [2]time.Time{s, end})
+		if !end.IsZero() && !end.After(start) {
+			return
+		}
+		out = append(out, [2]time.Time{start, end})
+	}
+	for _, e := range a.Audit {
+		if e.Action != lineage.ActionKeyRevoked {
+			continue
+		}
+		// A key's entry shows in the trail of every app on the key: it deactivated this
+		// app only if the key was its active generation's then.
+		k := e.KeyARN
+		if k == "" {
+			k = e.Detail["keyArn"]
+		}
+		if k != "" && k != activeKeyAt(a, e.Time) {
+			continue
+		}
+		span(e.Time, e.Time.Add(AuditSlack))
+	}
+	for _, o := range ops {
+		if o.Kind == OpObserve && o.App == a.App.ID && o.OK() && o.AppStatus == string(lineage.AppDeactivated) {
+			span(o.Start.Add(-AuditSlack), o.End)
+		}
 	}
 	return out
 }

@@ -160,6 +160,15 @@ func TestAllowedStates(t *testing.T) {
 	if r := Check(s0); len(r.Violations) != 0 {
 		t.Fatalf("allowed history: %v", r.Violations)
 	}
+	// A revocation undone at once (within AuditSlack) leaves no span to judge.
+	s0 = healthy()
+	s0.Apps[0].Audit = append(s0.Apps[0].Audit,
+		lineage.AuditEntry{Action: lineage.ActionKeyRevoked, Time: now.Add(-40 * time.Second)},
+		lineage.AuditEntry{Action: lineage.ActionKeyReactivated, Time: now.Add(-39 * time.Second)})
+	s0.History = append(s0.History, op(OpRead, "x", -20*time.Second, 200, "d1"))
+	if r := Check(s0); len(r.Violations) != 0 {
+		t.Fatalf("revocation undone at once: %v", r.Violations)
+	}
 	// The revocation of a retired generation's key (shown in the app's trail) does not
 	// deactivate the app: its reads go on (I2).
 	s0 = healthy()
