@@ -46,7 +46,7 @@ const (
 // AuditSlack is how long after an audit entry's time its change may take to land (the entry
 // is timed before its transaction commits): operations that start within it are not judged
 // against the change.
-const AuditSlack = 2 * time.Second
+const AuditSlack = 5 * time.Second
 
 // DefaultMaxRunning bounds how long an execution may run before I7 reports it.
 const DefaultMaxRunning = 2 * time.Hour
