@@ -98,6 +98,8 @@ func keyPlane() Deployment {
 					{Resource: ProviderKey, Level: keyCheck},
 					{Resource: EventBus, Level: "write"},
 				},
+				// It reports apps left REENCRYPTING without a running execution (I7).
+				FollowsStateMachines: []string{SMReencrypt},
 			},
 			{
 				Name:        FnReencryptValidate,

@@ -64,6 +64,10 @@ type Function struct {
 	Access []Access          `json:"access"`
 	// StartsStateMachines names the state machines this function may start.
 	StartsStateMachines []string `json:"startsStateMachines,omitempty"`
+	// FollowsStateMachines names state machines whose executions this function describes
+	// without starting any (key health finds apps left re-encrypting without a running
+	// execution, I7).
+	FollowsStateMachines []string `json:"followsStateMachines,omitempty"`
 	// OperatorTokenHash hands the function the operator token's hash (it checks tokens).
 	OperatorTokenHash bool `json:"operatorTokenHash,omitempty"`
 }

@@ -299,6 +299,17 @@ func (f Function) Policy(r Resources) (PolicyDocument, error) {
 		// ...and follow the executions it started (the console reports their status).
 		add("DescribeStartedExecutions", []string{"states:DescribeExecution"}, execs, nil)
 	}
+	if len(f.FollowsStateMachines) > 0 {
+		var execs []string
+		for _, m := range f.FollowsStateMachines {
+			arn, ok := r.StateMachineARNs[m]
+			if !ok {
+				return PolicyDocument{}, fmt.Errorf("%w: function %s follows %s, whose ARN is not given", ErrContract, f.Name, m)
+			}
+			execs = append(execs, ExecutionsPattern(arn))
+		}
+		add("DescribeFollowedExecutions", []string{"states:DescribeExecution"}, execs, nil)
+	}
 	return doc, nil
 }
 

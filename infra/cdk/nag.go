@@ -80,6 +80,15 @@ func (k *Keyline) suppressions() {
 				"Execution names are chosen at start time (idempotency keys); the grant lets the function describe only executions of the machines it starts.",
 				applies...)
 		}
+		if len(f.FollowsStateMachines) > 0 {
+			var applies []string
+			for _, m := range f.FollowsStateMachines {
+				applies = append(applies, "Resource::"+flattenedArn(k.executions(m)))
+			}
+			suppress(role, "AwsSolutions-IAM5",
+				"Execution names are chosen at start time (idempotency keys); the grant lets the function describe (only) executions of the machines it follows.",
+				applies...)
+		}
 		if hasAccess(f, infra.CustomerKeys) {
 			suppress(role, "AwsSolutions-IAM5",
 				"Customer-managed keys live in customers' accounts and regions and are enrolled at run time, so no ARN list exists at deploy time. Every cryptographic action is conditioned on keyline's encryption-context keys (and a context being present), the provider's own account is excluded, and each customer's key policy must name this role: KMS refuses cross-account use on IAM alone.",

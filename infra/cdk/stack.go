@@ -222,6 +222,11 @@ func check(opts Options) error {
 				return fmt.Errorf("%w: function %s starts unknown state machine %s", ErrDescription, f.Name, m)
 			}
 		}
+		for _, m := range f.FollowsStateMachines {
+			if !sms[m] {
+				return fmt.Errorf("%w: function %s follows unknown state machine %s", ErrDescription, f.Name, m)
+			}
+		}
 	}
 	target := func(kind, name string, t infra.Target) error {
 		switch {

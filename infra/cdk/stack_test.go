@@ -481,7 +481,7 @@ func TestFunctionPermissions(t *testing.T) {
 			for _, st := range actions["states:DescribeExecution"] {
 				described = append(described, st.Resources...)
 			}
-			for _, m := range fn.StartsStateMachines {
+			for _, m := range append(slices.Clone(fn.StartsStateMachines), fn.FollowsStateMachines...) {
 				wantDescribed = append(wantDescribed, "arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:"+StackName+"-"+m+":*")
 			}
 			sort.Strings(described)

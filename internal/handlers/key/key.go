@@ -8,6 +8,8 @@ import (
 	"encoding/json"
 	"errors"
 
+	"github.com/aws/aws-sdk-go-v2/service/sfn"
+
 	"github.com/keyline/keyline/infra"
 	"github.com/keyline/keyline/internal/handlers"
 	"github.com/keyline/keyline/internal/lineage"
@@ -46,7 +48,8 @@ func KeyHealth(_ context.Context, d handlers.Deps) (func(context.Context, json.R
 	if err != nil {
 		return nil, err
 	}
-	chk, err := keyhealth.New(keyhealth.Config{Store: p.Store, Keys: p.Keys, Revoker: p.Revocation, Logger: d.Logger})
+	chk, err := keyhealth.New(keyhealth.Config{Store: p.Store, Keys: p.Keys, Revoker: p.Revocation, Logger: d.Logger,
+		Executions: keyhealth.SFNExecutions{Client: sfn.NewFromConfig(d.AWS)}})
 	if err != nil {
 		return nil, err
 	}

@@ -3,6 +3,7 @@ package stack
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -24,6 +25,7 @@ import (
 	"github.com/keyline/keyline/internal/console/api"
 	"github.com/keyline/keyline/internal/lineage"
 	"github.com/keyline/keyline/internal/local/endpoint"
+	"github.com/keyline/keyline/internal/workflow/keyhealth"
 )
 
 // testToken is the operator token the tests start the stack with (so a restart keeps it).
@@ -220,6 +222,61 @@ func TestStack(t *testing.T) {
 		}
 		if app.Status != string(lineage.AppDeactivated) {
 			t.Fatalf("after the key-health check the app is %s, want %s", app.Status, lineage.AppDeactivated)
+		}
+	})
+
+	t.Run("key health reports a re-encryption left without a running execution", func(t *testing.T) {
+		k, err := kmsc.CreateKey(ctx, &awskms.CreateKeyInput{Description: aws.String("acme's stuck key")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		next, err := kmsc.CreateKey(ctx, &awskms.CreateKeyInput{Description: aws.String("acme's next key")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.CreateApp(ctx, api.CreateApp{AppID: "acme-stuck", OrgID: "acme", KeyModel: "cmk", KeyARN: aws.ToString(k.KeyMetadata.Arn)}); err != nil {
+			t.Fatal(err)
+		}
+		// Begin landed for an execution that is gone (a crashed deployment, a deleted
+		// execution history): the app is REENCRYPTING with nothing running.
+		ghost := strings.Replace(st.Machines[infra.SMReencrypt], ":stateMachine:", ":execution:", 1) + ":ghost"
+		if _, err := st.Store.BeginReencrypt(ctx, "acme-stuck", 2, aws.ToString(next.KeyMetadata.Arn), []byte("never opened"),
+			lineage.Cause{ExecutionArn: ghost, Actor: "test"}); err != nil {
+			t.Fatal(err)
+		}
+		health := func() keyhealth.Report {
+			t.Helper()
+			out, err := st.Lambda.Invoke(ctx, infra.FnKeyHealth, []byte(`{}`))
+			if err != nil {
+				t.Fatalf("key health: %v (%s)", err, out)
+			}
+			var rep keyhealth.Report
+			if err := json.Unmarshal(out, &rep); err != nil {
+				t.Fatalf("key health report %s: %v", out, err)
+			}
+			return rep
+		}
+		rep := health()
+		if len(rep.StuckReencryptions) != 1 || rep.StuckReencryptions[0].AppID != "acme-stuck" ||
+			rep.StuckReencryptions[0].ExecutionArn != ghost || rep.StuckReencryptions[0].ExecutionStatus != "NOT_FOUND" {
+			t.Fatalf("key health reported %+v, want acme-stuck's re-encryption without its execution", rep.StuckReencryptions)
+		}
+		// The operator's abort brings it to a defined state; key health then reports nothing.
+		if err := c.Expect(ctx, http.StatusAccepted, http.MethodPost, "/v1/apps/acme-stuck/reencryptions/abort", map[string]string{"reason": "stuck"}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.WaitIdle(ctx); err != nil {
+			t.Fatal(err)
+		}
+		app, err := c.App(ctx, "acme-stuck")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if app.Status != string(lineage.AppActive) {
+			t.Fatalf("after the operator's abort the app is %s", app.Status)
+		}
+		if rep := health(); len(rep.StuckReencryptions) != 0 {
+			t.Fatalf("after the abort key health still reports %+v", rep.StuckReencryptions)
 		}
 	})
 

@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"slices"
 	"sort"
+	"strconv"
 	"sync"
 
 	"github.com/keyline/keyline/internal/keys"
@@ -31,6 +32,20 @@ const Actor = "key-health"
 type Store interface {
 	ListApps(ctx context.Context, cursor string, limit int) (lineage.Page[lineage.App], error)
 	GetKey(ctx context.Context, keyARN string) (lineage.Key, error)
+	GetApp(ctx context.Context, appID string) (lineage.App, error)
+	ListAudit(ctx context.Context, appID string) ([]lineage.AuditEntry, error)
+}
+
+// ExecutionRunning is the status of an execution that has not ended.
+const ExecutionRunning = "RUNNING"
+
+// ErrExecutionNotFound is returned by Executions.ExecutionStatus for an unknown execution.
+var ErrExecutionNotFound = errors.New("keyhealth: execution not found")
+
+// Executions tells an execution's status (RUNNING, SUCCEEDED, FAILED, TIMED_OUT, ABORTED),
+// or ErrExecutionNotFound.
+type Executions interface {
+	ExecutionStatus(ctx context.Context, executionArn string) (string, error)
 }
 
 var _ Store = (*lineage.Store)(nil)
@@ -48,6 +63,9 @@ type Config struct {
 	Store   Store
 	Keys    keys.Provider
 	Revoker Revoker
+	// Executions, when set, lets the check report apps left REENCRYPTING without a running
+	// re-encryption execution (I7): an operator aborts them (POST .../reencryptions/abort).
+	Executions Executions
 	// Concurrency bounds the keys checked at once (default 4: KMS request quotas) and, times
 	// four, the app reads at once.
 	Concurrency int
@@ -86,15 +104,27 @@ type KeyResult struct {
 	AwaitingOperator int `json:"awaitingOperator,omitempty"`
 }
 
+// StuckReencryption is an app REENCRYPTING whose re-encryption execution is not running.
+type StuckReencryption struct {
+	AppID      string `json:"appId"`
+	Generation int    `json:"pendingGeneration"`
+	// ExecutionArn is the execution that began the re-encryption ("" when none is recorded).
+	ExecutionArn string `json:"executionArn,omitempty"`
+	// ExecutionStatus is its status (NOT_FOUND when Step Functions does not know it).
+	ExecutionStatus string `json:"executionStatus"`
+}
+
 // Report is the outcome of one run.
 type Report struct {
-	Apps        int         `json:"apps"`
-	Keys        []KeyResult `json:"keys"`
-	Healthy     int         `json:"healthy"`
-	Revoked     int         `json:"revoked"`
-	Transient   int         `json:"transient"`
-	Deactivated int         `json:"deactivated"`
-	Reactivated int         `json:"reactivated"`
+	Apps int         `json:"apps"`
+	Keys []KeyResult `json:"keys"`
+	// StuckReencryptions lists the apps left re-encrypting without a running execution.
+	StuckReencryptions []StuckReencryption `json:"stuckReencryptions,omitempty"`
+	Healthy            int                 `json:"healthy"`
+	Revoked            int                 `json:"revoked"`
+	Transient          int                 `json:"transient"`
+	Deactivated        int                 `json:"deactivated"`
+	Reactivated        int                 `json:"reactivated"`
 }
 
 // Run checks every distinct key of the ACTIVE and REENCRYPTING apps (their active and
@@ -102,7 +132,7 @@ type Report struct {
 // "key-health". It returns the report and the errors met (a failed listing or revocation);
 // transient key errors are reported, not returned.
 func (c *Checker) Run(ctx context.Context) (Report, error) {
-	keySet, revokedSet, keyOrgs, apps, err := c.activeKeys(ctx)
+	keySet, revokedSet, keyOrgs, apps, reencrypting, err := c.activeKeys(ctx)
 	if err != nil {
 		return Report{}, err
 	}
@@ -139,6 +169,11 @@ func (c *Checker) Run(ctx context.Context) (Report, error) {
 	}
 	wg.Wait()
 	rep := Report{Apps: apps, Keys: results}
+	stuck, err := c.stuckReencryptions(ctx, reencrypting)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	rep.StuckReencryptions = stuck
 	for _, r := range results {
 		switch r.Status {
 		case "healthy":
@@ -153,7 +188,7 @@ func (c *Checker) Run(ctx context.Context) (Report, error) {
 	}
 	c.cfg.Logger.InfoContext(ctx, "key health checked", slog.Int("apps", rep.Apps), slog.Int("keys", len(arns)),
 		slog.Int("healthy", rep.Healthy), slog.Int("revoked", rep.Revoked), slog.Int("transient", rep.Transient),
-		slog.Int("deactivated", rep.Deactivated), slog.Int("reactivated", rep.Reactivated))
+		slog.Int("deactivated", rep.Deactivated), slog.Int("reactivated", rep.Reactivated), slog.Int("stuckReencryptions", len(rep.StuckReencryptions)))
 	return rep, errors.Join(errs...)
 }
 
@@ -233,8 +268,9 @@ func codeOr(code, def string) string {
 // the apps on each active key, and how many active apps there are. The apps carry their
 // keys' ARNs and their derived status, so the listing is all it reads, plus one read per
 // distinct revoked key.
-func (c *Checker) activeKeys(ctx context.Context) (map[string]int, map[string]int, map[string][]string, int, error) {
+func (c *Checker) activeKeys(ctx context.Context) (map[string]int, map[string]int, map[string][]string, int, []lineage.App, error) {
 	set, revoked, orgs := map[string]int{}, map[string]int{}, map[string][]string{}
+	var reencrypting []lineage.App
 	active := 0
 	addOrg := func(arn, org string) {
 		if !slices.Contains(orgs[arn], org) {
@@ -244,12 +280,15 @@ func (c *Checker) activeKeys(ctx context.Context) (map[string]int, map[string]in
 	for cursor := ""; ; {
 		page, err := c.cfg.Store.ListApps(ctx, cursor, 100)
 		if err != nil {
-			return nil, nil, nil, 0, fmt.Errorf("keyhealth: list apps: %w", err)
+			return nil, nil, nil, 0, nil, fmt.Errorf("keyhealth: list apps: %w", err)
 		}
 		for _, a := range page.Items {
 			switch a.Status {
 			case lineage.AppActive, lineage.AppReencrypting:
 				active++
+				if a.Status == lineage.AppReencrypting {
+					reencrypting = append(reencrypting, a)
+				}
 				if a.ActiveKeyARN != "" {
 					set[a.ActiveKeyARN]++
 					addOrg(a.ActiveKeyARN, a.OrgID)
@@ -272,7 +311,7 @@ func (c *Checker) activeKeys(ctx context.Context) (map[string]int, map[string]in
 	for arn := range revoked {
 		k, err := c.cfg.Store.GetKey(ctx, arn)
 		if err != nil {
-			return nil, nil, nil, 0, fmt.Errorf("keyhealth: key %s: %w", arn, err)
+			return nil, nil, nil, 0, nil, fmt.Errorf("keyhealth: key %s: %w", arn, err)
 		}
 		if k.AwaitingOperator {
 			delete(revoked, arn)
@@ -281,5 +320,75 @@ func (c *Checker) activeKeys(ctx context.Context) (map[string]int, map[string]in
 	for _, o := range orgs {
 		slices.Sort(o)
 	}
-	return set, revoked, orgs, active, nil
+	return set, revoked, orgs, active, reencrypting, nil
+}
+
+// executionNotFound is StuckReencryption.ExecutionStatus for an execution Step Functions
+// does not know (or none recorded).
+const executionNotFound = "NOT_FOUND"
+
+// stuckReencryptions finds the apps among apps (listed REENCRYPTING) whose re-encryption
+// execution is not running (I7). The execution is the one named by the audit entry of the
+// Begin that introduced the pending generation (written in Begin's transaction). An app
+// whose execution ended is read again before it is reported: the execution may have just
+// committed or aborted.
+func (c *Checker) stuckReencryptions(ctx context.Context, apps []lineage.App) ([]StuckReencryption, error) {
+	if c.cfg.Executions == nil || len(apps) == 0 {
+		return nil, nil
+	}
+	var stuck []StuckReencryption
+	var errs []error
+	for _, a := range apps {
+		s, ok, err := c.stuck(ctx, a)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("app %s: %w", a.ID, err))
+			continue
+		}
+		if ok {
+			c.cfg.Logger.WarnContext(ctx, "key health: app re-encrypting without a running execution; an operator should abort it",
+				"app", s.AppID, "pendingGeneration", s.Generation, "execution", s.ExecutionArn, "executionStatus", s.ExecutionStatus)
+			stuck = append(stuck, s)
+		}
+	}
+	if len(errs) > 0 {
+		return stuck, fmt.Errorf("keyhealth: stuck re-encryptions: %w", errors.Join(errs...))
+	}
+	return stuck, nil
+}
+
+func (c *Checker) stuck(ctx context.Context, a lineage.App) (StuckReencryption, bool, error) {
+	entries, err := c.cfg.Store.ListAudit(ctx, a.ID)
+	if err != nil {
+		return StuckReencryption{}, false, err
+	}
+	s := StuckReencryption{AppID: a.ID, Generation: a.PendingGeneration, ExecutionStatus: executionNotFound}
+	want := strconv.Itoa(a.PendingGeneration)
+	for _, e := range entries {
+		if e.Action == lineage.ActionReencryptBegun && e.Detail["generation"] == want {
+			s.ExecutionArn = e.Cause.ExecutionArn
+		}
+	}
+	if s.ExecutionArn != "" {
+		status, err := c.cfg.Executions.ExecutionStatus(ctx, s.ExecutionArn)
+		switch {
+		case errors.Is(err, ErrExecutionNotFound):
+		case err != nil:
+			return StuckReencryption{}, false, err
+		case status == ExecutionRunning:
+			return StuckReencryption{}, false, nil
+		default:
+			s.ExecutionStatus = status
+		}
+	}
+	now, err := c.cfg.Store.GetApp(ctx, a.ID)
+	if err != nil {
+		if errors.Is(err, lineage.ErrNotFound) {
+			return StuckReencryption{}, false, nil
+		}
+		return StuckReencryption{}, false, err
+	}
+	if now.Status != lineage.AppReencrypting || now.PendingGeneration != a.PendingGeneration {
+		return StuckReencryption{}, false, nil // it ended meanwhile
+	}
+	return s, true, nil
 }
