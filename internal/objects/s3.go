@@ -623,6 +623,8 @@ func (s *S3Source) Snapshot(ctx context.Context, appID string, w io.Writer) (Sna
 	// Only what the active generation opens goes in (I4): the backup is recorded under that
 	// generation, and a backup listed restorable must restore. While the backup holds its
 	// lease no re-encryption begins, so the active generation does not change meanwhile.
+	// (A snapshot taken during a re-encryption, which no backup does, also holds the
+	// objects already moved to the pending generation.)
 	app, err := s.cfg.Lineage.GetApp(ctx, appID)
 	if err != nil {
 		return SnapshotStats{}, fmt.Errorf("objects: snapshot of %s: %w", appID, mapLineage(err))
@@ -685,7 +687,7 @@ func (s *S3Source) Snapshot(ctx context.Context, appID string, w io.Writer) (Sna
 			drain()
 			return SnapshotStats{}, fmt.Errorf("objects: snapshot of %s: get %s: %w", appID, r.info.Key, r.err)
 		}
-		in, err := s.snapshotOne(sw, r, app.ActiveGeneration)
+		in, err := s.snapshotOne(sw, r, app.ActiveGeneration, app.PendingGeneration)
 		r.out.Body.Close()
 		if err != nil {
 			drain()
@@ -712,8 +714,9 @@ func (s *S3Source) Snapshot(ctx context.Context, appID string, w io.Writer) (Sna
 }
 
 // snapshotOne writes one fetched object into the snapshot, or leaves it out (false) when it
-// is a CMK-scope object sealed under another generation than active.
-func (s *S3Source) snapshotOne(sw *SnapshotWriter, r fetched, active int) (bool, error) {
+// is a CMK-scope object sealed under another generation than active (or pending, when a
+// re-encryption introduces one).
+func (s *S3Source) snapshotOne(sw *SnapshotWriter, r fetched, active, pending int) (bool, error) {
 	size := aws.ToInt64(r.out.ContentLength)
 	h, err := sealing.ReadHeader(r.out.Body)
 	if err != nil {
@@ -722,7 +725,7 @@ func (s *S3Source) snapshotOne(sw *SnapshotWriter, r fetched, active int) (bool,
 	gen := h.Generation
 	if r.info.Scope == ScopeManaged {
 		gen = 0
-	} else if gen != active {
+	} else if gen != active && (pending == 0 || gen != pending) {
 		s.log.Warn("snapshot: object sealed under another generation than the active one, left out",
 			"key", r.info.Key, "generation", gen, "activeGeneration", active, "keyArn", h.KeyARN)
 		return false, nil
