@@ -44,9 +44,9 @@ const (
 	DefaultOrgs      = 5
 	DefaultFaultRate = 0.10
 	DefaultCrashes   = 2
-	DefaultWorkers   = 6
+	DefaultWorkers   = 12
 	// DefaultCheckEvery is how often the invariants are checked while the soak runs.
-	DefaultCheckEvery = 20 * time.Second
+	DefaultCheckEvery = 15 * time.Second
 	// DefaultArtifact is where the violations' timeline is written.
 	DefaultArtifact = ".artifacts/soak.json"
 	// settleTimeout bounds the wait for running executions at the end.
@@ -266,7 +266,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		d.checkLoop(wctx)
+		d.checkLoop(wctx, runCtx)
 	}()
 	wg.Wait()
 	wcancel()
@@ -274,7 +274,7 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		return d.finish(res), err
 	}
 
-	fmt.Fprintln(o.Out, "soak: workload done; settling (key health, running executions), then reading everything back")
+	fmt.Fprintf(o.Out, "soak: workload done (%d operations recorded); settling (key health, running executions), then reading everything back\n", d.rec.Len())
 	if err := d.settle(runCtx); err != nil {
 		return d.finish(res), fmt.Errorf("soak: settle: %w", err)
 	}

@@ -707,8 +707,9 @@ func sortEvents(es []TimelineEvent) {
 	sort.SliceStable(es, func(i, j int) bool { return es[i].Time.Before(es[j].Time) })
 }
 
-// checkLoop checks the invariants every CheckEvery while the workload runs.
-func (d *driver) checkLoop(ctx context.Context) {
+// checkLoop checks the invariants every CheckEvery while the workload runs (ctx); a check
+// under way when the workload ends finishes (runCtx).
+func (d *driver) checkLoop(ctx, runCtx context.Context) {
 	t := time.NewTicker(d.o.CheckEvery)
 	defer t.Stop()
 	for {
@@ -720,13 +721,15 @@ func (d *driver) checkLoop(ctx context.Context) {
 		if !d.ch.isUp() {
 			continue
 		}
-		if err := d.check(ctx, false); err != nil && ctx.Err() == nil {
+		start := time.Now()
+		if err := d.check(runCtx, false); err != nil {
 			d.o.Logger.Warn("soak: check", "err", err)
 			fmt.Fprintf(d.o.Out, "soak: a check could not collect (%v); next round\n", err)
-		} else if ctx.Err() == nil {
-			d.vMu.Lock()
-			fmt.Fprintf(d.o.Out, "soak: check %d: %d invariants checked so far, %d violated; %d operations recorded\n", d.checks, d.checked, len(d.seen), d.rec.Len())
-			d.vMu.Unlock()
+			continue
 		}
+		d.vMu.Lock()
+		fmt.Fprintf(d.o.Out, "soak: check %d (%v): %d invariants checked so far, %d violated; %d operations recorded\n",
+			d.checks, time.Since(start).Round(time.Millisecond), d.checked, len(d.seen), d.rec.Len())
+		d.vMu.Unlock()
 	}
 }
