@@ -18,6 +18,8 @@ const (
 	OpForeign = "foreign"
 	// OpKeyChange is a customer's change of a KMS key (Detail: DisableKey, EnableKey, …).
 	OpKeyChange = "key-change"
+	// OpRestore is a restore requested into App: it may put any earlier content back (I6).
+	OpRestore = "restore"
 )
 
 // Op is one operation of a client, with its times and result, as the soak and tests record it.

@@ -200,6 +200,7 @@ func checkHistory(c *checker, s Snapshot) {
 	type objKey struct{ app, path string }
 	writes := map[objKey][]Op{}
 	reads := map[objKey][]Op{}
+	restores := map[string][]Op{} // app → restores requested into it
 	for _, o := range s.History {
 		k := objKey{o.App, o.Path}
 		switch o.Kind {
@@ -207,7 +208,22 @@ func checkHistory(c *checker, s Snapshot) {
 			writes[k] = append(writes[k], o)
 		case OpRead:
 			reads[k] = append(reads[k], o)
+		case OpRestore:
+			if o.OK() || o.Unknown() {
+				restores[o.App] = append(restores[o.App], o)
+			}
 		}
+	}
+	// restoredBefore is the latest start of a restore into app that may have landed before
+	// the read ended: any content written before it may be back.
+	restoredBefore := func(app string, r Op) time.Time {
+		var t time.Time
+		for _, x := range restores[app] {
+			if x.Start.Before(r.End) && x.Start.After(t) {
+				t = x.Start
+			}
+		}
+		return t
 	}
 	for k, rs := range reads {
 		ws := writes[k]
@@ -222,6 +238,7 @@ func checkHistory(c *checker, s Snapshot) {
 			if last == nil {
 				continue // nothing acknowledged before the read began
 			}
+			restored := restoredBefore(k.app, r)
 			switch {
 			case r.OK():
 				cands := map[string]bool{last.Digest: true}
@@ -229,10 +246,13 @@ func checkHistory(c *checker, s Snapshot) {
 					if (w.OK() || w.Unknown()) && w.End.After(last.Start) && w.Start.Before(r.End) {
 						cands[w.Digest] = true
 					}
+					if (w.OK() || w.Unknown()) && w.Start.Before(restored) {
+						cands[w.Digest] = true // a restore may have put it back
+					}
 				}
 				c.check(cands[r.Digest], I6, k.app, "read of %q at %s returned bytes (sha256 %.12s) that no acknowledged write left there (last acknowledged: %.12s at %s)",
 					k.path, r.Start.Format(time.RFC3339Nano), r.Digest, last.Digest, last.End.Format(time.RFC3339Nano))
-			case r.Status == 404:
+			case r.Status == 404 && restored.IsZero():
 				c.check(false, I6, k.app, "read of %q at %s answered 404: the write acknowledged at %s is lost",
 					k.path, r.Start.Format(time.RFC3339Nano), last.End.Format(time.RFC3339Nano))
 			}

@@ -160,6 +160,22 @@ func TestAllowedStates(t *testing.T) {
 	if r := Check(s0); len(r.Violations) != 0 {
 		t.Fatalf("allowed history: %v", r.Violations)
 	}
+	// A restore requested into the app may put earlier content back (I6).
+	s0 = healthy()
+	s0.History = append(s0.History,
+		Op{Kind: OpRestore, App: "a", Org: "o1", Start: now.Add(-70 * time.Second), End: now.Add(-69 * time.Second), Status: 202},
+		op(OpRead, "y", -60*time.Second, 200, "d1"))
+	s0.History[6].Digest = "d1" // y read back as x's first content: not y's, so still wrong
+	if r := Check(s0); len(r.Violations) == 0 {
+		t.Fatal("a restore made any digest acceptable")
+	}
+	s0 = healthy()
+	s0.History = append(s0.History,
+		Op{Kind: OpRestore, App: "a", Org: "o1", Start: now.Add(-70 * time.Second), End: now.Add(-69 * time.Second), Status: 202},
+		op(OpRead, "x", -60*time.Second, 200, "d1"), op(OpRead, "x", -55*time.Second, 404, ""))
+	if r := Check(s0); len(r.Violations) != 0 {
+		t.Fatalf("content put back by a restore: %v", r.Violations)
+	}
 	// A revocation undone at once (within AuditSlack) leaves no span to judge.
 	s0 = healthy()
 	s0.Apps[0].Audit = append(s0.Apps[0].Audit,

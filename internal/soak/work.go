@@ -464,7 +464,7 @@ func (d *driver) restore(ctx context.Context, rng *mrand.Rand, ap *app) {
 		return
 	}
 	b := ok[rng.IntN(len(ok))]
-	d.record(ctx, ap.org, ap, "restore", "POST", "/v1/apps/"+ap.id+"/restores", map[string]any{"backupId": b.BackupID})
+	d.record(ctx, ap.org, ap, invariants.OpRestore, "POST", "/v1/apps/"+ap.id+"/restores", map[string]any{"backupId": b.BackupID})
 }
 
 // foreign tries another org's app with o's token: every answer must be 404 (I10).
