@@ -49,8 +49,8 @@ const (
 	DefaultCheckEvery = 15 * time.Second
 	// DefaultArtifact is where the violations' timeline is written.
 	DefaultArtifact = ".artifacts/soak.json"
-	// settleTimeout bounds the wait for running executions at the end.
-	settleTimeout = 3 * time.Minute
+	// settleTimeout bounds each wait for running executions at the end.
+	settleTimeout = 45 * time.Second
 	// maxCloudTrailFaults bounds the share of CloudTrail events faulted.
 	maxCloudTrailFaults = 0.6
 )
@@ -276,7 +276,12 @@ func Run(ctx context.Context, o Options) (Result, error) {
 
 	fmt.Fprintf(o.Out, "soak: workload done (%d operations recorded); settling (key health, running executions), then reading everything back\n", d.rec.Len())
 	if err := d.settle(runCtx); err != nil {
-		return d.finish(res), fmt.Errorf("soak: settle: %w", err)
+		if context.Cause(runCtx) != nil {
+			return d.finish(res), context.Cause(runCtx)
+		}
+		// Executions still running are the final check's to judge (I7); go on.
+		d.event("settle", err.Error())
+		fmt.Fprintf(o.Out, "soak: not settled: %v; checking as it is\n", err)
 	}
 	if err := d.readBack(runCtx); err != nil {
 		return d.finish(res), fmt.Errorf("soak: read back: %w", err)
