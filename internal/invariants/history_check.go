@@ -155,8 +155,10 @@ func activeKeyAt(a AppState, t time.Time) string {
 	return ""
 }
 
-func within(t time.Time, span [2]time.Time) bool {
-	return t.After(span[0]) && (span[1].IsZero() || t.Before(span[1]))
+// within says the operation ran wholly inside the span: it began after the span began and
+// ended before the span ended (a reactivation landing while it ran may have let it through).
+func within(o Op, span [2]time.Time) bool {
+	return o.Start.After(span[0]) && (span[1].IsZero() || o.End.Before(span[1]))
 }
 
 // checkHistory checks I2, I6 and I10 against the recorded operations.
@@ -185,7 +187,7 @@ func checkHistory(c *checker, s Snapshot) {
 				continue
 			}
 			for _, sp := range spans {
-				if !within(o.Start, sp) {
+				if !within(o, sp) {
 					continue
 				}
 				c.check(!o.OK(), I2, id, "%s of CMK object %q succeeded (status %d, generation %d) at %s, after the app's deactivation was applied (%s)",

@@ -176,6 +176,15 @@ func TestAllowedStates(t *testing.T) {
 	if r := Check(s0); len(r.Violations) != 0 {
 		t.Fatalf("content put back by a restore: %v", r.Violations)
 	}
+	// A read that was still running when the reactivation landed may succeed (I2).
+	s0 = healthy()
+	s0.Apps[0].Audit = append(s0.Apps[0].Audit,
+		lineage.AuditEntry{Action: lineage.ActionKeyRevoked, Time: now.Add(-40 * time.Second)},
+		lineage.AuditEntry{Action: lineage.ActionKeyReactivated, Time: now.Add(-19500 * time.Millisecond)})
+	s0.History = append(s0.History, op(OpRead, "x", -20*time.Second, 200, "d1"))
+	if r := Check(s0); len(r.Violations) != 0 {
+		t.Fatalf("read overlapping the reactivation: %v", r.Violations)
+	}
 	// A revocation undone at once (within AuditSlack) leaves no span to judge.
 	s0 = healthy()
 	s0.Apps[0].Audit = append(s0.Apps[0].Audit,
