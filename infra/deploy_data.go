@@ -2,6 +2,7 @@ package infra
 
 import (
 	"encoding/json"
+	"strconv"
 	"time"
 
 	"github.com/keyline/keyline/internal/decl"
@@ -36,7 +37,8 @@ const (
 	EnvBackupInterval = "KEYLINE_BACKUP_INTERVAL"
 	// EnvDrillPerApp: how many of each app's most recent restorable backups a drill restores.
 	EnvDrillPerApp = "KEYLINE_DRILL_PER_APP"
-	// EnvPartSizeMiB and EnvUploadConcurrency tune the backup's multipart upload.
+	// EnvPartSizeMiB and EnvUploadConcurrency tune the multipart uploads of backups,
+	// restores and drills; every function deploys the domain's defaults.
 	EnvPartSizeMiB        = "KEYLINE_PART_SIZE_MIB"
 	EnvUploadConcurrency  = "KEYLINE_UPLOAD_CONCURRENCY"
 	envGoMemLimit         = "GOMEMLIMIT"
@@ -75,8 +77,8 @@ func dataPlane() Deployment {
 					"streamed (memory bounded whatever the app's size). A revoked key feeds the revocation path (B2).",
 				Timeout: 15 * time.Minute, MemoryMB: 512,
 				ReservedConcurrency: 20,
-				Env: map[string]string{EnvPartSizeMiB: "16", EnvUploadConcurrency: "2", envGoMemLimit: "100MiB",
-					EnvReactivationWindow: "240h"},
+				Env: map[string]string{EnvPartSizeMiB: partSizeMiB, EnvUploadConcurrency: uploadConcurrency, envGoMemLimit: "100MiB",
+					EnvReactivationWindow: reactivationWindow},
 				Access: []Access{
 					tableWrite, // skips, and the revocation path
 					{Resource: DataBucket, Level: "read"},
@@ -102,7 +104,7 @@ func dataPlane() Deployment {
 				Name:        FnRestoreStart,
 				Description: "Restore step: re-validates R3 and R7 (the backup's key is the source app's active key and usable now) and marks the restore RUNNING.",
 				Timeout:     60 * time.Second, MemoryMB: 256,
-				Env:    map[string]string{EnvReactivationWindow: "240h"},
+				Env:    map[string]string{EnvReactivationWindow: reactivationWindow},
 				Access: []Access{tableWrite, {Resource: CustomerKeys, Level: "describe,generate,decrypt"}, {Resource: ProviderKey, Level: "describe,generate,decrypt"}, bus},
 			},
 			{
@@ -110,7 +112,7 @@ func dataPlane() Deployment {
 				Description: "Restore step: verifies the whole backup without writing, then writes it into the target app under its active key " +
 					"and checks the digest again. A damaged backup writes nothing.",
 				Timeout: 15 * time.Minute, MemoryMB: 1024,
-				Env: map[string]string{EnvPartSizeMiB: "16", EnvUploadConcurrency: "3", EnvReactivationWindow: "240h"},
+				Env: map[string]string{EnvPartSizeMiB: partSizeMiB, EnvUploadConcurrency: uploadConcurrency, EnvReactivationWindow: reactivationWindow},
 				Access: []Access{
 					tableWrite, // managed-scope key items, and the revocation path
 					{Resource: BackupBucket, Level: "read"},
@@ -145,7 +147,7 @@ func dataPlane() Deployment {
 					"deletes the scratch copy, audits the outcome; a failed drill emits an event.",
 				Timeout: 15 * time.Minute, MemoryMB: 1024,
 				ReservedConcurrency: 4,
-				Env:                 map[string]string{EnvPartSizeMiB: "16", EnvUploadConcurrency: "3", EnvReactivationWindow: "240h"},
+				Env:                 map[string]string{EnvPartSizeMiB: partSizeMiB, EnvUploadConcurrency: uploadConcurrency, EnvReactivationWindow: reactivationWindow},
 				Access: []Access{
 					tableWrite, // audit entries, and the revocation path
 					{Resource: BackupBucket, Level: "read"},
@@ -181,3 +183,10 @@ func dataPlane() Deployment {
 		},
 	}
 }
+
+// The deployed settings are the domain's defaults (internal/decl), written once.
+var (
+	partSizeMiB        = strconv.Itoa(decl.PartSizeMiB)
+	uploadConcurrency  = strconv.Itoa(decl.UploadConcurrency)
+	reactivationWindow = strconv.Itoa(decl.ReactivationWindowHours) + "h"
+)

@@ -53,7 +53,7 @@ func keyPlane() Deployment {
 				Timeout:             60 * time.Second,
 				MemoryMB:            512,
 				ReservedConcurrency: 10,
-				Env:                 map[string]string{EnvReactivationWindow: "240h"},
+				Env:                 map[string]string{EnvReactivationWindow: reactivationWindow},
 				Access: []Access{
 					{Resource: Table, Level: "write"},
 					{Resource: CustomerKeys, Level: keyCheck},
@@ -91,7 +91,7 @@ func keyPlane() Deployment {
 				Timeout:             5 * time.Minute,
 				MemoryMB:            512,
 				ReservedConcurrency: 1,
-				Env:                 map[string]string{EnvReactivationWindow: "240h"},
+				Env:                 map[string]string{EnvReactivationWindow: reactivationWindow},
 				Access: []Access{
 					{Resource: Table, Level: "write"},
 					{Resource: CustomerKeys, Level: keyCheck},

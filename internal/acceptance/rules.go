@@ -22,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 	"github.com/keyline/keyline/internal/console/api"
+	"github.com/keyline/keyline/internal/fanout"
 	"github.com/keyline/keyline/internal/invariants"
 	"github.com/keyline/keyline/internal/sealing"
 )
@@ -219,39 +220,22 @@ func (r *demoRun) newCMKApp(ctx context.Context, prefix string, n, m int) (app, 
 	return app, key, r.fill(ctx, app, n, m)
 }
 
+// fillConcurrency is how many objects fill writes at once.
+const fillConcurrency = 8
+
 // fill writes n CMK-scope and m managed-scope objects whose content is derived from their path.
 func (r *demoRun) fill(ctx context.Context, app string, n, m int) error {
-	errs := make(chan error, 8)
-	sem := make(chan struct{}, 8)
-	var wg sync.WaitGroup
-	put := func(scope string, i int) {
-		defer wg.Done()
-		defer func() { <-sem }()
-		path := fmt.Sprintf("%s/obj-%04d", scope, i)
-		if err := r.org.Expect(ctx, 201, "PUT", "/v1/apps/"+app+"/objects/"+path, objectContent(app, path), nil, "X-Keyline-Scope", scope); err != nil {
-			select {
-			case errs <- err:
-			default:
-			}
-		}
-	}
+	var paths []string
 	for i := 0; i < n; i++ {
-		sem <- struct{}{}
-		wg.Add(1)
-		go put("cmk", i)
+		paths = append(paths, fmt.Sprintf("cmk/obj-%04d", i))
 	}
 	for i := 0; i < m; i++ {
-		sem <- struct{}{}
-		wg.Add(1)
-		go put("managed", i)
+		paths = append(paths, fmt.Sprintf("managed/obj-%04d", i))
 	}
-	wg.Wait()
-	select {
-	case err := <-errs:
-		return err
-	default:
-		return nil
-	}
+	return fanout.Each(ctx, fillConcurrency, paths, func(ctx context.Context, path string) error {
+		scope, _, _ := strings.Cut(path, "/")
+		return r.org.PutObject(ctx, app, scope, path, []byte(objectContent(app, path)))
+	})
 }
 
 func objectContent(app, path string) string {

@@ -23,6 +23,9 @@ import (
 	"github.com/keyline/keyline/internal/objects"
 	"github.com/keyline/keyline/internal/provision"
 	"github.com/keyline/keyline/internal/testenv"
+	"github.com/keyline/keyline/internal/workflow/backup"
+	"github.com/keyline/keyline/internal/workflow/reencrypt"
+	"github.com/keyline/keyline/internal/workflow/restore"
 	"github.com/keyline/keyline/internal/workflow/revocation"
 )
 
@@ -38,7 +41,24 @@ type fakeExecutions struct {
 	machine map[string]string
 }
 
+// machineInputs are the input types of the state machines the console starts; an input
+// with a field the machine's type does not have is refused, as a field nothing reads.
+var machineInputs = map[string]func() any{
+	"sm-backup":    func() any { return new(backup.ExecutionInput) },
+	"sm-reencrypt": func() any { return new(reencrypt.State) }, // a request, or an operator's abort
+	"sm-restore":   func() any { return new(restore.Input) },
+}
+
 func (f *fakeExecutions) Start(_ context.Context, machine, name string, input []byte) (string, error) {
+	newIn, ok := machineInputs[machine]
+	if !ok {
+		return "", fmt.Errorf("no state machine %s", machine)
+	}
+	dec := json.NewDecoder(bytes.NewReader(input))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(newIn()); err != nil {
+		return "", fmt.Errorf("input of %s is not its machine's input type: %w: %s", machine, err, input)
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	arn := "arn:aws:states:us-east-1:000000000000:execution:" + machine + ":" + name
@@ -585,5 +605,17 @@ func TestRevokedKeyCutsAccess(t *testing.T) {
 	e.must(409, e.do("GET", "/v1/apps/cut/objects/a.txt", operatorToken, nil))
 	if r := e.must(200, e.do("GET", "/v1/apps/cut/objects/m.txt", acme, nil, "X-Keyline-Scope", "managed")); string(r.body) != "plain" {
 		t.Fatalf("managed scope after the revocation: %q", r.body)
+	}
+}
+
+// TestMachineInputCheckCatches shows the fake refusing an input with a field its machine
+// does not read (the console used to send the backup machine a requestId nothing read).
+func TestMachineInputCheckCatches(t *testing.T) {
+	f := &fakeExecutions{started: map[string]console.Execution{}, machine: map[string]string{}}
+	if _, err := f.Start(context.Background(), "sm-backup", "x", []byte(`{"appIds":["a"],"requestedBy":"op","requestId":"r"}`)); err == nil {
+		t.Error("an unread field passed")
+	}
+	if _, err := f.Start(context.Background(), "sm-backup", "x", []byte(`{"appIds":["a"],"requestedBy":"op"}`)); err != nil {
+		t.Errorf("the backup machine's own input: %v", err)
 	}
 }

@@ -25,6 +25,9 @@ import (
 	"github.com/keyline/keyline/internal/lineage"
 	"github.com/keyline/keyline/internal/objects"
 	"github.com/keyline/keyline/internal/provision"
+	"github.com/keyline/keyline/internal/workflow/backup"
+	"github.com/keyline/keyline/internal/workflow/reencrypt"
+	"github.com/keyline/keyline/internal/workflow/restore"
 	"github.com/keyline/keyline/internal/workflow/revocation"
 )
 
@@ -663,8 +666,7 @@ func (s *Server) startBackup(w http.ResponseWriter, r *request) error {
 	if app.Status == lineage.AppDeactivated {
 		return conflict("app %s is deactivated (%s): no backups run until its key is usable again", app.ID, app.StatusReason)
 	}
-	input, _ := json.Marshal(map[string]any{"appIds": []string{app.ID}, "requestedBy": r.who.Actor(), "requestId": r.id})
-	return s.start(w, r, s.o.Machines.Backup, "backup-"+app.ID, input)
+	return s.start(w, r, s.o.Machines.Backup, "backup-"+app.ID, backup.ExecutionInput{AppIDs: []string{app.ID}, RequestedBy: r.who.Actor()})
 }
 
 func (s *Server) listBackups(w http.ResponseWriter, r *request) error {
@@ -717,8 +719,8 @@ func (s *Server) startReencrypt(w http.ResponseWriter, r *request) error {
 	if err := org.CheckKey(body.KeyARN); err != nil {
 		return err
 	}
-	input, _ := json.Marshal(map[string]any{"appId": app.ID, "keyArn": body.KeyARN, "requestedBy": r.who.Actor(), "requestId": r.id})
-	return s.start(w, r, s.o.Machines.Reencrypt, "reencrypt-"+app.ID, input)
+	return s.start(w, r, s.o.Machines.Reencrypt, "reencrypt-"+app.ID,
+		reencrypt.Request{AppID: app.ID, KeyARN: body.KeyARN, RequestedBy: r.who.Actor(), RequestID: r.id})
 }
 
 // abortReencrypt is the operator's way out of a running or stuck re-encryption (I7): it
@@ -745,11 +747,10 @@ func (s *Server) abortReencrypt(w http.ResponseWriter, r *request) error {
 	if app.Status != lineage.AppReencrypting || app.PendingGeneration == 0 {
 		return conflict("app %s is not re-encrypting (status %s): nothing to abort", app.ID, app.Status)
 	}
-	input, _ := json.Marshal(map[string]any{
-		"appId": app.ID, "abort": true, "requestedBy": r.who.Actor(), "requestId": r.id,
-		"error": map[string]string{"Error": "OperatorAbort", "Cause": body.Reason},
+	return s.start(w, r, s.o.Machines.Reencrypt, "reencrypt-abort-"+app.ID, reencrypt.AbortInput{
+		AppID: app.ID, OperatorAbort: true, RequestedBy: r.who.Actor(), RequestID: r.id,
+		Error: reencrypt.StepError{Error: reencrypt.ErrOperatorAbort, Cause: body.Reason},
 	})
-	return s.start(w, r, s.o.Machines.Reencrypt, "reencrypt-abort-"+app.ID, input)
 }
 
 // --- restores ---
@@ -788,10 +789,11 @@ func (s *Server) startRestore(w http.ResponseWriter, r *request) error {
 	if err != nil {
 		return err
 	}
-	input, _ := json.Marshal(map[string]any{
-		"appId": target.ID, "restoreId": rs.ID, "backupId": body.BackupID, "sourceAppId": source.ID,
-		"requestedBy": r.who.Actor(), "requestId": r.id,
-	})
+	input, err := json.Marshal(restore.Input{AppID: target.ID, RestoreID: rs.ID, BackupID: body.BackupID, SourceAppID: source.ID,
+		RequestedBy: r.who.Actor()})
+	if err != nil {
+		return fmt.Errorf("restore input: %w", err)
+	}
 	arn, err := s.o.Executions.Start(r.Context(), s.o.Machines.Restore, "restore-"+rs.ID, input)
 	if err != nil {
 		rs.Status, rs.Reason = lineage.RestoreFailed, "could not start the restore: "+err.Error()
@@ -856,7 +858,11 @@ func (s *Server) reactivate(w http.ResponseWriter, r *request) error {
 // retrying the same request (same X-Request-Id) starts it once: the name then carries a digest
 // of the principal, the machine, what it does and the client's id, so a client never chooses a
 // name, nor reaches another principal's.
-func (s *Server) start(w http.ResponseWriter, r *request, machine, prefix string, input []byte) error {
+func (s *Server) start(w http.ResponseWriter, r *request, machine, prefix string, in any) error {
+	input, err := json.Marshal(in)
+	if err != nil {
+		return fmt.Errorf("execution input: %w", err)
+	}
 	id := r.id
 	if r.clientID != "" {
 		sum := sha256.Sum256([]byte(r.who.Actor() + "\x00" + machine + "\x00" + prefix + "\x00" + r.clientID))

@@ -67,3 +67,17 @@ const (
 	MetricNamespace    = "keyline"
 	MetricBackupAgeMax = "BackupAgeMaxSeconds"
 )
+
+// Defaults named once: the domain applies them when a setting is absent and the deployment
+// contract deploys exactly these (untyped, so that this package imports nothing).
+const (
+	// PartSizeMiB is the part size of the multipart uploads of backups and restores.
+	PartSizeMiB = 16
+	// UploadConcurrency is how many parts of one upload are in flight at once: three 16 MiB
+	// parts stay well inside the backup function's memory limit, and restores and drills
+	// use the same value.
+	UploadConcurrency = 3
+	// ReactivationWindowHours is how long after a revocation a returning key reactivates its
+	// apps by itself (B1): ten days.
+	ReactivationWindowHours = 240
+)

@@ -7,11 +7,12 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/keyline/keyline/internal/decl"
 )
 
 // DefaultReactivationWindow is how long after a revocation a returning key reactivates its
 // apps by itself (B1); later, an operator must.
-const DefaultReactivationWindow = 10 * 24 * time.Hour
+const DefaultReactivationWindow = decl.ReactivationWindowHours * time.Hour
 
 // FindGenerationsByKey returns every generation (of any app, in any state) whose key is
 // keyARN, through all pages of the GSI1 query (eventually consistent), ordered by state,

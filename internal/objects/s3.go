@@ -19,6 +19,7 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/keyline/keyline/internal/clock"
+	"github.com/keyline/keyline/internal/decl"
 	"github.com/keyline/keyline/internal/keys"
 	"github.com/keyline/keyline/internal/lineage"
 	"github.com/keyline/keyline/internal/sealing"
@@ -37,9 +38,9 @@ type Lineage interface {
 // its own per function: infra's KEYLINE_PART_SIZE_MIB and KEYLINE_UPLOAD_CONCURRENCY).
 const (
 	// DefaultPartSize is the size of each part of a multipart upload.
-	DefaultPartSize = 16 << 20
+	DefaultPartSize = decl.PartSizeMiB << 20
 	// DefaultConcurrency is how many parts of one upload are sent at once.
-	DefaultConcurrency = 3
+	DefaultConcurrency = decl.UploadConcurrency
 )
 
 // Config configures an S3Source.

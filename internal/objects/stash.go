@@ -18,6 +18,7 @@ import (
 	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 
+	"github.com/keyline/keyline/internal/fanout"
 	"github.com/keyline/keyline/internal/keys"
 	"github.com/keyline/keyline/internal/sealing"
 )
@@ -307,36 +308,25 @@ func (s *S3Source) RollbackReencrypt(ctx context.Context, appID string, from, to
 		if err != nil {
 			return st, err
 		}
-		var (
-			wg       sync.WaitGroup
-			firstErr error
-			sem      = make(chan struct{}, rollbackWorkers)
-		)
-		for _, it := range p.Items {
-			sem <- struct{}{}
-			wg.Add(1)
-			go func(it Info) {
-				defer wg.Done()
-				defer func() { <-sem }()
-				var one RollbackStats
-				_, err := s.rollbackOne(ctx, appID, it.Path, it.Key, to, back, &one)
-				mu.Lock()
-				defer mu.Unlock()
-				st.Checked++
-				st.Restored += one.Restored
-				st.Resealed += one.Resealed
-				st.StrandedCount += one.StrandedCount
-				if len(st.Stranded) < maxStrandedListed {
-					st.Stranded = append(st.Stranded, one.Stranded...)
-				}
-				if err != nil && firstErr == nil {
-					firstErr = fmt.Errorf("objects: rollback %s: %w", it.Key, err)
-				}
-			}(it)
-		}
-		wg.Wait()
-		if firstErr != nil {
-			return st, firstErr
+		err = fanout.Each(ctx, rollbackWorkers, p.Items, func(ctx context.Context, it Info) error {
+			var one RollbackStats
+			_, err := s.rollbackOne(ctx, appID, it.Path, it.Key, to, back, &one)
+			mu.Lock()
+			defer mu.Unlock()
+			st.Checked++
+			st.Restored += one.Restored
+			st.Resealed += one.Resealed
+			st.StrandedCount += one.StrandedCount
+			if len(st.Stranded) < maxStrandedListed {
+				st.Stranded = append(st.Stranded, one.Stranded...)
+			}
+			if err != nil {
+				return fmt.Errorf("objects: rollback %s: %w", it.Key, err)
+			}
+			return nil
+		})
+		if err != nil {
+			return st, err
 		}
 		if p.Next == "" {
 			return st, nil

@@ -25,6 +25,7 @@ import (
 	"github.com/keyline/keyline/internal/benchfmt"
 	"github.com/keyline/keyline/internal/console/api"
 	"github.com/keyline/keyline/internal/lineage"
+	"github.com/keyline/keyline/internal/objects"
 	"github.com/keyline/keyline/internal/objects/objectstest"
 	"github.com/keyline/keyline/internal/workflow/backup"
 )
@@ -255,8 +256,8 @@ func BenchmarkBackup1GiB(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Logf("setup: %d × %d MiB written through the console in %v", objs, backupObjectSize>>20, time.Since(start).Round(time.Millisecond))
-	partMiB := e.functionSetting(infra.FnBackupUpload, infra.EnvPartSizeMiB, 16)
-	conc := e.functionSetting(infra.FnBackupUpload, infra.EnvUploadConcurrency, 3)
+	partMiB := e.functionSetting(infra.FnBackupUpload, infra.EnvPartSizeMiB, objects.DefaultPartSize>>20)
+	conc := e.functionSetting(infra.FnBackupUpload, infra.EnvUploadConcurrency, objects.DefaultConcurrency)
 	s3c := s3Client(e.st.AWSConfig())
 	ratio := "backup_" + label + "_vs_s3_put_ratio"
 

@@ -104,7 +104,7 @@ type Config struct {
 	// PageSize bounds the apps listed per ListDue page (default 200), keeping the Map's results
 	// well under the 256 KiB state payload limit.
 	PageSize int
-	// PartSize and Concurrency of the multipart upload (defaults 16 MiB, 3).
+	// PartSize and Concurrency of the multipart upload (defaults objects.DefaultPartSize and objects.DefaultConcurrency).
 	PartSize    int64
 	Concurrency int
 	Clock       clock.Clock
@@ -174,14 +174,18 @@ func New(cfg Config) (*Backups, error) {
 // dueSlackDivisor: the default DueSlack is Interval divided by it.
 const dueSlackDivisor = 2
 
-// DueInput is the input of ListDue: the execution's input (a schedule's, or an on-demand
-// `{"appIds":[...],"requestedBy":...}`), the execution ARN and the listing cursor.
+// ExecutionInput is the backup state machine's input: a schedule's (no apps: every due
+// app) or an on-demand one naming its apps; the console starts executions with it.
+type ExecutionInput struct {
+	AppIDs      []string `json:"appIds,omitempty"`
+	RequestedBy string   `json:"requestedBy,omitempty"`
+}
+
+// DueInput is the input of ListDue: the execution's input, the execution ARN and the
+// listing cursor.
 type DueInput struct {
-	Input struct {
-		AppIDs      []string `json:"appIds,omitempty"`
-		RequestedBy string   `json:"requestedBy,omitempty"`
-	} `json:"input"`
-	ExecutionArn string `json:"executionArn"`
+	Input        ExecutionInput `json:"input"`
+	ExecutionArn string         `json:"executionArn"`
 	// StartTime is the execution's start ($$.Execution.StartTime, RFC 3339): every page
 	// of one run judges "due" against the same instant.
 	StartTime string `json:"startTime,omitempty"`

@@ -18,8 +18,8 @@ import (
 	"slices"
 	"sort"
 	"strconv"
-	"sync"
 
+	"github.com/keyline/keyline/internal/fanout"
 	"github.com/keyline/keyline/internal/keys"
 	"github.com/keyline/keyline/internal/lineage"
 	"github.com/keyline/keyline/internal/workflow/revocation"
@@ -151,23 +151,23 @@ func (c *Checker) Run(ctx context.Context) (Report, error) {
 	sort.Strings(back)
 	arns = append(arns, back...)
 	results := make([]KeyResult, len(arns))
-	errs := make([]error, len(arns))
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, c.cfg.Concurrency)
-	for i, arn := range arns {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			if i < active {
-				results[i], errs[i] = c.checkKey(ctx, arn, keyOrgs[arn], keySet[arn])
-			} else {
-				results[i], errs[i] = c.checkRevokedKey(ctx, arn, revokedSet[arn])
-			}
-		}()
+	idx := make([]int, len(arns))
+	for i := range idx {
+		idx[i] = i
 	}
-	wg.Wait()
+	var errs []error
+	err = fanout.Each(ctx, c.cfg.Concurrency, idx, func(ctx context.Context, i int) error {
+		var err error
+		if i < active {
+			results[i], err = c.checkKey(ctx, arns[i], keyOrgs[arns[i]], keySet[arns[i]])
+		} else {
+			results[i], err = c.checkRevokedKey(ctx, arns[i], revokedSet[arns[i]])
+		}
+		return err
+	})
+	if err != nil {
+		errs = append(errs, err)
+	}
 	rep := Report{Apps: apps, Keys: results}
 	stuck, err := c.stuckReencryptions(ctx, reencrypting)
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 
 	"github.com/keyline/keyline/internal/audit"
 	"github.com/keyline/keyline/internal/clock"
+	"github.com/keyline/keyline/internal/fanout"
 	"github.com/keyline/keyline/internal/keys"
 	"github.com/keyline/keyline/internal/lineage"
 	"github.com/keyline/keyline/internal/objects"
@@ -108,6 +109,20 @@ type Request struct {
 	RequestID    string `json:"requestId,omitempty"`
 	ExecutionArn string `json:"executionArn,omitempty"`
 }
+
+// AbortInput is the re-encryption machine's input for an operator's abort of the app's
+// running or stuck re-encryption (the console's abort route): Route sends it straight to
+// Abort, which reads it as a State.
+type AbortInput struct {
+	AppID         string    `json:"appId"`
+	OperatorAbort bool      `json:"abort"`
+	RequestedBy   string    `json:"requestedBy"`
+	RequestID     string    `json:"requestId"`
+	Error         StepError `json:"error"`
+}
+
+// ErrOperatorAbort is the error name an operator's abort records.
+const ErrOperatorAbort = "OperatorAbort"
 
 // StepError is a caught error as the state machine's Catch puts it at $.error.
 type StepError struct {
@@ -349,60 +364,44 @@ func (s *Service) Batch(ctx context.Context, b Batch) (BatchResult, error) {
 		return BatchResult{}, &wferr.KeyRevoked{KeyARN: pending.KeyARN, Msg: fmt.Sprintf("the new key %s of app %s was revoked during the re-encryption", pending.KeyARN, in.AppID)}
 	}
 
+	// The first failure stops the batch (it cancels what is in flight and nothing more
+	// starts): the step is retried or the machine aborts, as a whole.
+	parent := ctx
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
-		mu       sync.Mutex
-		res      BatchResult
-		firstErr error
-		wg       sync.WaitGroup
-		sem      = make(chan struct{}, s.cfg.Concurrency)
+		mu  sync.Mutex
+		res BatchResult
 	)
-	fail := func(err error) {
+	err = fanout.Each(ctx, s.cfg.Concurrency, b.Items, func(ctx context.Context, it Item) error {
+		_, err := s.cfg.Objects.ReencryptObject(ctx, in.AppID, it.Key, in.ToGeneration)
 		mu.Lock()
-		defer mu.Unlock()
-		if firstErr == nil {
-			firstErr = err
-			cancel()
+		switch {
+		case err == nil:
+			res.Objects++
+		case errors.Is(err, objects.ErrNotFound):
+			res.Missing++
 		}
-	}
-	for _, it := range b.Items {
-		if ctx.Err() != nil {
-			break
+		mu.Unlock()
+		if err == nil || errors.Is(err, objects.ErrNotFound) {
+			return nil
 		}
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			_, err := s.cfg.Objects.ReencryptObject(ctx, in.AppID, it.Key, in.ToGeneration)
-			mu.Lock()
-			switch {
-			case err == nil:
-				res.Objects++
-			case errors.Is(err, objects.ErrNotFound):
-				res.Missing++
-			}
-			mu.Unlock()
-			if err != nil && !errors.Is(err, objects.ErrNotFound) {
-				fail(fmt.Errorf("object %s: %w", it.Key, err))
-			}
-		}()
-	}
-	wg.Wait()
-	if firstErr == nil {
+		cancel()
+		return fmt.Errorf("object %s: %w", it.Key, err)
+	})
+	if err == nil {
 		return res, nil
 	}
-	if errors.Is(firstErr, keys.ErrRevoked) && s.cfg.Revoker != nil {
+	if errors.Is(err, keys.ErrRevoked) && s.cfg.Revoker != nil {
 		// B2/B8: tell the revocation path; it confirms with a key check before deactivating.
-		if _, rerr := s.cfg.Revoker.RevokeFromKMSError(context.WithoutCancel(ctx), "", firstErr, "reencrypt"); rerr != nil {
-			s.cfg.Logger.ErrorContext(ctx, "revocation path failed", slog.String("app_id", in.AppID), slog.Any("error", rerr))
+		if _, rerr := s.cfg.Revoker.RevokeFromKMSError(context.WithoutCancel(parent), "", err, "reencrypt"); rerr != nil {
+			s.cfg.Logger.ErrorContext(parent, "revocation path failed", slog.String("app_id", in.AppID), slog.Any("error", rerr))
 		}
 	}
-	if errors.Is(firstErr, context.Canceled) && ctx.Err() != nil {
-		return res, &wferr.Transient{Msg: firstErr.Error()}
+	if parent.Err() != nil {
+		return res, &wferr.Transient{Msg: err.Error()}
 	}
-	return res, keyError(firstErr, "re-encrypting app "+in.AppID)
+	return res, keyError(err, "re-encrypting app "+in.AppID)
 }
 
 // Commit ends the re-encryption: n+1 ACTIVE, n RETIRED (its backups no longer restorable,

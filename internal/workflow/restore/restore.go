@@ -229,14 +229,16 @@ func New(cfg Config) (*Restores, error) {
 // Close destroys cached keys.
 func (r *Restores) Close() { r.unwrap.Close() }
 
-// Input is the restore machine's input.
+// Input is the restore state machine's input and its Start step's: the console starts
+// executions with it (without ExecutionArn, which the machine adds from its context),
+// after recording the restore as PENDING.
 type Input struct {
 	AppID        string `json:"appId"`
 	RestoreID    string `json:"restoreId"`
 	BackupID     string `json:"backupId"`
 	SourceAppID  string `json:"sourceAppId"`
 	RequestedBy  string `json:"requestedBy"`
-	ExecutionArn string `json:"executionArn"`
+	ExecutionArn string `json:"executionArn,omitempty"`
 }
 
 func (in Input) source() string {
