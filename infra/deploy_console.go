@@ -34,7 +34,9 @@ func consolePlane() Deployment {
 				{Resource: EventBus, Level: "write"},
 			},
 			StartsStateMachines: []string{SMBackup, SMReencrypt, SMRestore},
-			OperatorTokenHash:   true,
+			// GET /v1/executions/{arn} reports scheduled restore drills too (B4).
+			FollowsStateMachines: []string{SMRestoreDrill},
+			OperatorTokenHash:    true,
 		}, {
 			// API Gateway's Lambda TOKEN authorizer of the console API: it checks the bearer
 			// token (the operator's hash, org tokens in the table) before any request reaches

@@ -163,7 +163,37 @@ func (e *evaluator) happyPath(f infra.Function) []probe {
 	for _, m := range f.StartsStateMachines {
 		out = append(out, probe{"start " + m, "states:StartExecution", r.StateMachineARNs[m], nil})
 	}
+	for _, m := range f.DescribedStateMachines() {
+		out = append(out, probe{"describe an execution of " + m, "states:DescribeExecution",
+			strings.Replace(r.StateMachineARNs[m], ":stateMachine:", ":execution:", 1) + ":run-1", nil})
+	}
 	return out
+}
+
+// TestEnforcementFindings are the denials met running the local deployment with enforcement
+// on, each allowed now by the contract (and each denied by the contract as it was before).
+func TestEnforcementFindings(t *testing.T) {
+	e := newEvaluator(t, evalOrg)
+	drillRun := strings.Replace(e.r.StateMachineARNs[infra.SMRestoreDrill], ":stateMachine:", ":execution:", 1) + ":weekly-1"
+	// The console reports a scheduled restore drill's execution (GET /v1/executions/{arn},
+	// B4): it follows the drill machine without starting it.
+	if d := e.eval("console-api", "states:DescribeExecution", drillRun, nil); !d.Allowed {
+		t.Errorf("console-api may not describe a restore drill's execution: %s", d)
+	}
+	if d := e.eval("console-api", "states:StartExecution", e.r.StateMachineARNs[infra.SMRestoreDrill], nil); d.Allowed {
+		t.Errorf("console-api may start the restore-drill machine: %s", d)
+	}
+	// Before: the console described only the executions of the machines it starts.
+	f, _ := infra.Description().Function("console-api")
+	f.FollowsStateMachines = nil
+	doc, err := f.Policy(e.r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.identity["console-api"] = iam.MustParsePolicy("console-api-before", string(doc.JSON()))
+	if d := e.eval("console-api", "states:DescribeExecution", drillRun, nil); d.Allowed {
+		t.Errorf("the contract before the fix allows it too: the check cannot fail (%s)", d)
+	}
 }
 
 // outOfScope are requests the function must not make: delete a table item (audit entries are

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"sort"
 	"time"
 )
@@ -131,6 +132,18 @@ const (
 	EnvEventBusName    = "KEYLINE_EVENT_BUS"
 	EnvStateMachineFmt = "KEYLINE_SM_%s" // + upper-cased machine name with '-' → '_': its ARN
 )
+
+// DescribedStateMachines are the machines whose executions the function may describe: those
+// it starts, then those it follows.
+func (f Function) DescribedStateMachines() []string {
+	out := append([]string(nil), f.StartsStateMachines...)
+	for _, m := range f.FollowsStateMachines {
+		if !slices.Contains(out, m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
 
 // Function returns the named function.
 func (d Deployment) Function(name string) (Function, bool) {

@@ -286,16 +286,19 @@ func (f Function) Policy(r Resources) (PolicyDocument, error) {
 			map[string]map[string]any{"StringEquals": {"kms:ViaService": s + "." + r.Region + "." + r.URLSuffix}})
 	}
 	if len(f.StartsStateMachines) > 0 {
-		var machines, execs []string
+		var machines []string
 		for _, m := range f.StartsStateMachines {
 			arn, ok := r.StateMachineARNs[m]
 			if !ok {
 				return PolicyDocument{}, fmt.Errorf("%w: function %s starts %s, whose ARN is not given", ErrContract, f.Name, m)
 			}
 			machines = append(machines, arn)
-			execs = append(execs, ExecutionsPattern(arn))
 		}
 		add("StartStateMachines", []string{"states:StartExecution"}, machines, nil)
+		var execs []string
+		for _, m := range f.StartsStateMachines {
+			execs = append(execs, ExecutionsPattern(r.StateMachineARNs[m]))
+		}
 		// ...and follow the executions it started (the console reports their status).
 		add("DescribeStartedExecutions", []string{"states:DescribeExecution"}, execs, nil)
 	}

@@ -89,7 +89,7 @@ func cmdLocal(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	addr := fs.String("addr", "127.0.0.1:4566", "loopback address of the AWS-compatible endpoint")
 	consoleAddr := fs.String("console-addr", stack.DefaultConsoleAddr, "loopback address of the console API")
 	seed := fs.String("seed", stack.SeedNone, "demo data: demo (an org, three apps, generated objects, one backup each) or none")
-	iamMode := fs.String("iam", "", "IAM evaluation in the endpoint: on, or off (debugging only; said on every start)")
+	iamMode := fs.String("iam", stack.IAMOn, "IAM evaluation in the endpoint: on (as AWS), or off (debugging only; said on every start)")
 	verbose := fs.Bool("v", false, "debug logs")
 	faultsFile := fs.String("faults", "", "fault schedule (JSON, see above)")
 	faultSeed := fs.Uint64("fault-seed", 0, "seed of the fault schedule (overrides the file's seed when set)")

@@ -80,7 +80,7 @@ func broken(t *testing.T, r *demoRun, v variant) *demoRun {
 		proxy.ServeHTTP(w, req)
 	}))
 	t.Cleanup(srv.Close)
-	b := &demoRun{sys: r.sys, orgID: r.orgID, account: r.account, kms: r.kms, s3: r.s3, sfn: r.sfn, lambda: r.lambda,
+	b := &demoRun{sys: r.sys, orgID: r.orgID, account: r.account, keylineAccount: r.keylineAccount, kms: r.kms, s3: r.s3, sfn: r.sfn, lambda: r.lambda,
 		serverErrors: r.serverErrors, deliver: r.deliver}
 	b.sys.ConsoleURL = srv.URL
 	b.op = &api.Client{Base: srv.URL, Token: r.op.Token, HTTP: r.op.HTTP}

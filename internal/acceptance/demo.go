@@ -33,6 +33,7 @@ func StartLocal(ctx context.Context, dir string, logger *slog.Logger) (demoSyste
 		ConsoleURL:     st.Console,
 		OperatorToken:  st.OperatorToken,
 		AWS:            st.AWSConfig(),
+		Customer:       st.CustomerAWSConfig(stack.CustomerAccount),
 		DataBucket:     st.DataBucket(),
 		BackupBucket:   st.BackupBucket(),
 		EventBus:       st.EventBusName(),

@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/keyline/keyline/infra"
 	"github.com/keyline/keyline/internal/console/api"
 	"github.com/keyline/keyline/internal/fanout"
 	"github.com/keyline/keyline/internal/invariants"
@@ -33,10 +34,14 @@ import (
 type demoSystem struct {
 	ConsoleURL    string
 	OperatorToken string
-	AWS           aws.Config
-	DataBucket    string
-	BackupBucket  string
-	EventBus      string
+	// AWS signs as keyline's operator in keyline's account (buckets, executions, the bus).
+	AWS aws.Config
+	// Customer signs as the customer in the customer's own account, where its keys live:
+	// it creates them with keyline's key policy for the demo org and manages them.
+	Customer     aws.Config
+	DataBucket   string
+	BackupBucket string
+	EventBus     string
 	// ProviderKeyARN is the provider-managed key (R1: managed-scope data is sealed under it).
 	ProviderKeyARN string
 	Advance        func(time.Duration)
@@ -73,13 +78,15 @@ type demoRun struct {
 	op    *api.Client
 	org   *api.Client
 	orgID string
-	// account is the customer's AWS account, enrolled by the demo org.
-	account string
-	kms     *kms.Client
-	s3      *s3.Client
-	sfn     *sfn.Client
-	lambda  *lambda.Client
-	seq     atomic.Int64
+	// account is the customer's AWS account, enrolled by the demo org; keylineAccount is
+	// keyline's own (its roles are what the customer's key policy admits).
+	account        string
+	keylineAccount string
+	kms            *kms.Client
+	s3             *s3.Client
+	sfn            *sfn.Client
+	lambda         *lambda.Client
+	seq            atomic.Int64
 	// deliver hands a CloudTrail event to the key-event function (a broken variant may
 	// tamper with deliveries); nil: invoke the deployment's keyevent function.
 	deliver func(ctx context.Context, event []byte) error
@@ -141,7 +148,7 @@ func newDemoRun(ctx context.Context, sys demoSystem) (*demoRun, error) {
 		sys:          sys,
 		serverErrors: se,
 		op:           &api.Client{Base: sys.ConsoleURL, Token: sys.OperatorToken, HTTP: &http.Client{Timeout: time.Minute, Transport: se}},
-		kms:          kms.NewFromConfig(sys.AWS),
+		kms:          kms.NewFromConfig(sys.Customer),
 		s3:           s3.NewFromConfig(sys.AWS, func(o *s3.Options) { o.UsePathStyle = true }),
 		sfn:          sfn.NewFromConfig(sys.AWS),
 		lambda:       lambda.NewFromConfig(sys.AWS),
@@ -149,11 +156,18 @@ func newDemoRun(ctx context.Context, sys demoSystem) (*demoRun, error) {
 	}
 	// The customer enrols the AWS account its keys live in (B10): the account of the
 	// credentials the demo creates its keys with.
-	who, err := sts.NewFromConfig(sys.AWS).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	who, err := sts.NewFromConfig(sys.Customer).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
 	if err != nil {
 		return nil, fmt.Errorf("the customer's account: %w", err)
 	}
 	r.account = aws.ToString(who.Account)
+	if who, err = sts.NewFromConfig(sys.AWS).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{}); err != nil {
+		return nil, fmt.Errorf("keyline's account: %w", err)
+	}
+	r.keylineAccount = aws.ToString(who.Account)
+	if r.account == r.keylineAccount {
+		return nil, fmt.Errorf("the customer's keys must live in an account of their own, not keyline's %s", r.keylineAccount)
+	}
 	if err := r.op.CreateOrg(ctx, api.CreateOrg{OrgID: r.orgID, Name: "Demo customer", Accounts: []string{r.account}}); err != nil {
 		return nil, err
 	}
@@ -190,9 +204,15 @@ func (r *demoRun) name(prefix string) string {
 	return fmt.Sprintf("%s-%s-%d", prefix, r.orgID, r.seq.Add(1))
 }
 
-// newKey creates a customer key in the (local) customer account.
+// newKey creates a customer key in the customer's account, with the key policy the
+// customer is told to grant (`keyline key-policy --org ORG --account KEYLINE_ACCOUNT`, the
+// deployment contract's statements) for the demo org.
 func (r *demoRun) newKey(ctx context.Context, what string) (string, error) {
-	out, err := r.kms.CreateKey(ctx, &kms.CreateKeyInput{Description: aws.String("keyline demo: " + what)})
+	pol, err := infra.Description().CustomerKeyPolicyDocument(r.account, infra.KeyPolicyTarget{Org: r.orgID, Account: r.keylineAccount})
+	if err != nil {
+		return "", fmt.Errorf("the customer key policy: %w", err)
+	}
+	out, err := r.kms.CreateKey(ctx, &kms.CreateKeyInput{Description: aws.String("keyline demo: " + what), Policy: aws.String(string(pol.JSON()))})
 	if err != nil {
 		return "", fmt.Errorf("create a customer key: %w", err)
 	}

@@ -10,6 +10,8 @@ import (
 	"context"
 	"regexp"
 	"strings"
+
+	"github.com/keyline/keyline/infra"
 )
 
 // KeylineAccount is the account of keyline's own resources locally.
@@ -50,8 +52,9 @@ func FunctionRole(account, function, accessKeyID string) Principal {
 	}
 }
 
-// RoleName is the name of a function's role: keyline-<function>.
-func RoleName(function string) string { return "keyline-" + function }
+// RoleName is the name of a function's role: the deployment contract's (infra.RoleName in
+// keyline's stack), so that a customer's key policy naming keyline's roles names these.
+func RoleName(function string) string { return infra.RoleName(infra.DefaultStackName, function) }
 
 // FunctionAccessKeyID is the access key id a local function signs its requests with.
 func FunctionAccessKeyID(function string) string {

@@ -29,7 +29,7 @@ const (
 	fn         = "backupupload"
 	otherFn    = "restore"
 	orgOne     = "org-1"
-	roleBackup = "arn:aws:iam::000000000000:role/keyline-backupupload"
+	roleBackup = "arn:aws:iam::000000000000:role/Keyline-backupupload"
 )
 
 // rolePolicy is the backup function's identity policy: data keys under keyline's context
@@ -176,7 +176,7 @@ func TestEndpointEvaluatesPolicies(t *testing.T) {
 	// Another org: the key policy does not allow it.
 	_, err = fnKMS.GenerateDataKey(ctx, &awskms.GenerateDataKeyInput{KeyId: aws.String(pinnedARN), KeySpec: "AES_256", EncryptionContext: ec("org-2")})
 	wantDenied(t, "another org's context", err, "AccessDeniedException",
-		"User: arn:aws:sts::000000000000:assumed-role/keyline-backupupload/keyline-backupupload is not authorized to perform: kms:GenerateDataKey on resource: "+pinnedARN)
+		"User: arn:aws:sts::000000000000:assumed-role/Keyline-backupupload/Keyline-backupupload is not authorized to perform: kms:GenerateDataKey on resource: "+pinnedARN)
 	// A context key the role's policy does not list.
 	_, err = fnKMS.GenerateDataKey(ctx, &awskms.GenerateDataKeyInput{KeyId: aws.String(pinnedARN), KeySpec: "AES_256", EncryptionContext: ec(orgOne, "keyline:backup")})
 	wantDenied(t, "an unlisted context key", err, "AccessDeniedException", "because no identity-based policy allows the kms:GenerateDataKey action")
@@ -200,7 +200,7 @@ func TestEndpointEvaluatesPolicies(t *testing.T) {
 	}
 	other := awskms.NewFromConfig(e.cfg(authz.FunctionAccessKeyID(otherFn)))
 	_, err = other.Encrypt(ctx, &awskms.EncryptInput{KeyId: own.KeyMetadata.Arn, Plaintext: []byte("x"), EncryptionContext: ec(orgOne)})
-	wantDenied(t, "a function without a policy", err, "AccessDeniedException", "keyline-restore is not authorized to perform: kms:Encrypt")
+	wantDenied(t, "a function without a policy", err, "AccessDeniedException", "Keyline-restore is not authorized to perform: kms:Encrypt")
 
 	// S3: keyline's root creates the bucket; the function writes under backups/ only.
 	if _, err := e.s3("keyline").CreateBucket(ctx, &awss3.CreateBucketInput{Bucket: aws.String(bucket)}); err != nil {

@@ -3,6 +3,7 @@ package endpoint
 import (
 	"encoding/xml"
 	"net/http"
+	"regexp"
 
 	"github.com/gofrs/uuid"
 	"github.com/keyline/keyline/internal/local/sigv4"
@@ -11,6 +12,9 @@ import (
 // stsHandler answers STS GetCallerIdentity (query protocol) with a fixed account,
 // since SDK tooling sometimes asks who it is. Every other action is refused.
 type stsHandler struct{ account string }
+
+// accountKeyID matches an access key id that stands for an account's root user.
+var accountKeyID = regexp.MustCompile(`^[0-9]{12}$`)
 
 type stsError struct {
 	Type    string `xml:"Type"`
@@ -53,8 +57,14 @@ func (h stsHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		akid = sc.AccessKeyID
 	}
 	var resp getCallerIdentityResponse
-	resp.Result.Account = h.account
-	resp.Result.Arn = "arn:aws:iam::" + h.account + ":root"
+	// A 12-digit access key id is that account's root (as the endpoint's IAM evaluation
+	// takes it); any other key is the endpoint's own account.
+	account := h.account
+	if accountKeyID.MatchString(akid) {
+		account = akid
+	}
+	resp.Result.Account = account
+	resp.Result.Arn = "arn:aws:iam::" + account + ":root"
 	resp.Result.UserID = akid
 	resp.Metadata.RequestID = reqID
 	w.Header().Set("Content-Type", "text/xml")

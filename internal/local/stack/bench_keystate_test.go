@@ -20,6 +20,7 @@ import (
 	awseb "github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 
+	"github.com/keyline/keyline/infra"
 	"github.com/keyline/keyline/internal/audit"
 	"github.com/keyline/keyline/internal/benchfmt"
 	"github.com/keyline/keyline/internal/keys"
@@ -140,18 +141,21 @@ func BenchmarkKeyState(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	kp := keys.NewKMS(awskms.NewFromConfig(cfg), keys.Options{})
+	// The revocation path's test round trips run as the key-event function's role.
+	kp := keys.NewKMS(awskms.NewFromConfig(functionConfig(cfg, infra.FnKeyEvent)), keys.Options{})
 	svc, err := revocation.New(revocation.Config{Store: e.st.Store, Keys: kp, Emitter: sink})
 	if err != nil {
 		b.Fatal(err)
 	}
 	store := e.st.Store
 	run := time.Now().UnixNano() % 1e9
-	small, err := e.newKey(ctx, "key state: one app")
+	org := fmt.Sprintf("ks-org-%d", run)
+	// Each org's key in the customer's account admits keyline for that org.
+	small, err := e.st.CreateCustomerKey(ctx, CustomerAccount, org+"-1", "key state: one app", false)
 	if err != nil {
 		b.Fatal(err)
 	}
-	big, err := e.newKey(ctx, fmt.Sprintf("key state: %d apps", n))
+	big, err := e.st.CreateCustomerKey(ctx, CustomerAccount, org, fmt.Sprintf("key state: %d apps", n), false)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -160,7 +164,6 @@ func BenchmarkKeyState(b *testing.B) {
 	if !ok {
 		b.Fatalf("key ARN %s names no account", big)
 	}
-	org := fmt.Sprintf("ks-org-%d", run)
 	if _, err := store.CreateOrg(ctx, lineage.Org{ID: org, Name: "key-state bench", Accounts: []string{account}}); err != nil {
 		b.Fatal(err)
 	}

@@ -18,9 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
-
 	"github.com/keyline/keyline/internal/console/api"
 	"github.com/keyline/keyline/internal/keys"
 	"github.com/keyline/keyline/internal/local/endpoint"
@@ -86,7 +83,7 @@ func startBench(ctx context.Context) (*benchEnv, error) {
 	st.router.Register(endpoint.ServiceKMS, e.kms)
 	e.op = &api.Client{Base: st.Console, Token: st.OperatorToken, HTTP: &http.Client{Timeout: 10 * time.Minute}}
 	e.orgs = fmt.Sprintf("bench-%d", time.Now().UnixNano()%1e9)
-	if err := e.op.Expect(ctx, 201, "POST", "/v1/orgs", map[string]any{"orgId": e.orgs, "name": "Bench", "accounts": []string{endpoint.DefaultAccountID}}, nil); err != nil {
+	if err := e.op.Expect(ctx, 201, "POST", "/v1/orgs", map[string]any{"orgId": e.orgs, "name": "Bench", "accounts": []string{CustomerAccount}}, nil); err != nil {
 		st.Close()
 		return nil, err
 	}
@@ -99,13 +96,10 @@ func startBench(ctx context.Context) (*benchEnv, error) {
 	return e, nil
 }
 
-// newKey creates a customer key through the endpoint.
+// newKey creates a customer key in the customer's account, with keyline's key policy for
+// the bench org, through the endpoint.
 func (e *benchEnv) newKey(ctx context.Context, what string) (string, error) {
-	out, err := awskms.NewFromConfig(e.st.AWSConfig()).CreateKey(ctx, &awskms.CreateKeyInput{Description: aws.String("keyline bench: " + what)})
-	if err != nil {
-		return "", fmt.Errorf("create key: %w", err)
-	}
-	return aws.ToString(out.KeyMetadata.Arn), nil
+	return e.st.CreateCustomerKey(ctx, CustomerAccount, e.orgs, "keyline bench: "+what, false)
 }
 
 // newCMKApp creates a CMK app on a fresh key through the console.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/keyline/keyline/infra"
 	"github.com/keyline/keyline/internal/clock"
+	"github.com/keyline/keyline/internal/local/authz"
 	"github.com/keyline/keyline/internal/local/lambda"
 )
 
@@ -44,7 +45,7 @@ func InvokeOnce(ctx context.Context, dataDir, name string, event []byte, logger 
 	if !ok {
 		return nil, fmt.Errorf("%s records no environment for %s", filepath.Join(dataDir, stackFile), name)
 	}
-	cfg, err := invokeAWSConfig(ctx)
+	cfg, err := invokeAWSConfig(ctx, name)
 	if err != nil {
 		return nil, err
 	}
@@ -58,9 +59,9 @@ func InvokeOnce(ctx context.Context, dataDir, name string, event []byte, logger 
 }
 
 // invokeAWSConfig is the SDK configuration from the environment, as Lambda's would be,
-// with AWS_ENDPOINT_URL required; region us-east-1 and local static credentials unless the
-// environment sets them.
-func invokeAWSConfig(ctx context.Context) (aws.Config, error) {
+// with AWS_ENDPOINT_URL required; region us-east-1 and, unless the environment sets
+// credentials, the function's own role's (as in Lambda, and as the local stack runs it).
+func invokeAWSConfig(ctx context.Context, function string) (aws.Config, error) {
 	if os.Getenv("AWS_ENDPOINT_URL") == "" {
 		return aws.Config{}, ErrNoEndpoint
 	}
@@ -72,7 +73,7 @@ func invokeAWSConfig(ctx context.Context) (aws.Config, error) {
 		opts = append(opts, config.WithRegion(localRegion))
 	}
 	if os.Getenv("AWS_ACCESS_KEY_ID") == "" && os.Getenv("AWS_PROFILE") == "" {
-		opts = append(opts, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(localAccessKey, "keyline-local-secret", "")))
+		opts = append(opts, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider(authz.FunctionAccessKeyID(function), functionSecret, "")))
 	}
 	cfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {

@@ -18,7 +18,6 @@ import (
 	"github.com/keyline/keyline/infra"
 	"github.com/keyline/keyline/internal/keys"
 	"github.com/keyline/keyline/internal/lineage"
-	"github.com/keyline/keyline/internal/local/endpoint"
 	"github.com/keyline/keyline/internal/objects"
 	"github.com/keyline/keyline/internal/provision"
 )
@@ -86,12 +85,14 @@ func (s *Stack) seedDemo(ctx context.Context, size SeedSize, progress io.Writer)
 		return err
 	}
 	start := time.Now()
-	cfg := s.AWSConfig()
+	// The seed does what the console does (creates apps, writes their objects), with the
+	// console function's role: the customer keys admit keyline's roles, not its account root.
+	cfg := functionConfig(s.AWSConfig(), infra.FnConsoleAPI)
 	kmsc := awskms.NewFromConfig(cfg)
 	kp := keys.NewKMS(kmsc, keys.Options{Clock: s.clock, Logger: s.logger.With("component", "keys")})
 	prov := &provision.Provisioner{Store: s.Store, Keys: kp, ProviderKeyARN: s.state.ProviderKeyARN}
 
-	if _, err := s.Store.CreateOrg(ctx, lineage.Org{ID: demoOrg, Name: "Demo Org", Accounts: []string{endpoint.DefaultAccountID}}); err != nil && !errors.Is(err, lineage.ErrDuplicate) {
+	if _, err := s.Store.CreateOrg(ctx, lineage.Org{ID: demoOrg, Name: "Demo Org", Accounts: []string{CustomerAccount}}); err != nil && !errors.Is(err, lineage.ErrDuplicate) {
 		return fmt.Errorf("create org %s: %w", demoOrg, err)
 	}
 	for _, a := range apps {
@@ -100,7 +101,9 @@ func (s *Stack) seedDemo(ctx context.Context, size SeedSize, progress io.Writer)
 			if _, err := s.Store.GetApp(ctx, a.id); err == nil {
 				continue // created by an interrupted seed, with its key
 			}
-			arn, err := createKey(ctx, kmsc, "demo customer key for "+a.id)
+			// The customer's key lives in the customer's account, with keyline's key policy
+			// for the demo org.
+			arn, err := s.CreateCustomerKey(ctx, CustomerAccount, demoOrg, "demo customer key for "+a.id, false)
 			if err != nil {
 				return err
 			}

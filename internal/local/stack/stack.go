@@ -100,15 +100,14 @@ type Options struct {
 	CloudTrailDrop func(eventName string) bool
 	// DynamoDBJarDir is where DynamoDB Local is installed (default: <repo>/.local/dynamodb).
 	DynamoDBJarDir string
-	// IAM is IAMOn (the endpoint evaluates every call's policies, as AWS does) or IAMOff
-	// (debugging only). Default: IAMOff until the deployment contract provides every
-	// function's role policy; RolePolicies turns it on with the policies given.
+	// IAM is IAMOn (the default: the endpoint evaluates every call's policies, as AWS does)
+	// or IAMOff (debugging only; logged as a warning on every start).
 	IAM string
 	// Faults injects faults into the endpoint, the functions, the CloudTrail path and the
 	// state transitions (nil: none).
 	Faults *fault.Injector
-	// RolePolicies are the functions' identity policies (JSON documents by function name)
-	// the endpoint evaluates their calls against when IAM is on.
+	// RolePolicies replace the functions' identity policies (JSON documents by function
+	// name) the endpoint evaluates their calls against; nil: the deployment contract's.
 	RolePolicies map[string]json.RawMessage
 }
 
@@ -262,10 +261,7 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	switch o.IAM {
 	case "":
-		o.IAM = IAMOff
-		if o.RolePolicies != nil {
-			o.IAM = IAMOn
-		}
+		o.IAM = IAMOn
 	case IAMOn, IAMOff:
 	default:
 		return o, fmt.Errorf("%w: --iam %q: want on or off", ErrOptions, o.IAM)

@@ -24,7 +24,6 @@ import (
 	"github.com/keyline/keyline/infra"
 	"github.com/keyline/keyline/internal/console/api"
 	"github.com/keyline/keyline/internal/lineage"
-	"github.com/keyline/keyline/internal/local/endpoint"
 	"github.com/keyline/keyline/internal/workflow/keyhealth"
 )
 
@@ -93,18 +92,19 @@ func TestStack(t *testing.T) {
 	if err != nil || !slices.Contains(tables.TableNames, st.TableName()) {
 		t.Fatalf("another caller's view of DynamoDB: %v, %v; want %s", tables, err, st.TableName())
 	}
-	kmsc := awskms.NewFromConfig(cfg)
-	key, err := kmsc.CreateKey(ctx, &awskms.CreateKeyInput{Description: aws.String("acme's key")})
+	// acme's keys live in acme's account, with keyline's key policy for acme; acme manages
+	// them with its own credentials.
+	kmsc := awskms.NewFromConfig(st.CustomerAWSConfig(CustomerAccount))
+	keyARN, err := st.CreateCustomerKey(ctx, CustomerAccount, "acme", "acme's key", false)
 	if err != nil {
 		t.Fatalf("CreateKey: %v", err)
 	}
-	keyARN := aws.ToString(key.KeyMetadata.Arn)
 	c := consoleClient(st)
 
 	original := bytes.Repeat([]byte("keyline local stack test\n"), 400)
 	var backupID string
 	t.Run("backup and restore through the console", func(t *testing.T) {
-		if err := c.CreateOrg(ctx, api.CreateOrg{OrgID: "acme", Name: "Acme", Accounts: []string{endpoint.DefaultAccountID}}); err != nil {
+		if err := c.CreateOrg(ctx, api.CreateOrg{OrgID: "acme", Name: "Acme", Accounts: []string{CustomerAccount}}); err != nil {
 			t.Fatal(err)
 		}
 		app, err := c.CreateApp(ctx, api.CreateApp{AppID: "acme-1", OrgID: "acme", KeyModel: "cmk", KeyARN: keyARN})
@@ -188,11 +188,10 @@ func TestStack(t *testing.T) {
 	})
 
 	t.Run("a lost CloudTrail event is caught by the key-health function", func(t *testing.T) {
-		k, err := kmsc.CreateKey(ctx, &awskms.CreateKeyInput{Description: aws.String("acme's second key")})
+		arn, err := st.CreateCustomerKey(ctx, CustomerAccount, "acme", "acme's second key", false)
 		if err != nil {
 			t.Fatal(err)
 		}
-		arn := aws.ToString(k.KeyMetadata.Arn)
 		if _, err := c.CreateApp(ctx, api.CreateApp{AppID: "acme-2", OrgID: "acme", KeyModel: "cmk", KeyARN: arn}); err != nil {
 			t.Fatal(err)
 		}
@@ -363,7 +362,7 @@ func TestStack(t *testing.T) {
 		if len(backups) != 1 || backups[0].BackupID != backupID {
 			t.Fatalf("after a restart the backups are %+v, want %s", backups, backupID)
 		}
-		d, err := awskms.NewFromConfig(st.AWSConfig()).DescribeKey(ctx, &awskms.DescribeKeyInput{KeyId: aws.String(keyARN)})
+		d, err := awskms.NewFromConfig(st.CustomerAWSConfig(CustomerAccount)).DescribeKey(ctx, &awskms.DescribeKeyInput{KeyId: aws.String(keyARN)})
 		if err != nil || d.KeyMetadata.KeyState != kmstypes.KeyStateDisabled {
 			t.Fatalf("after a restart the key: %v %v", d, err)
 		}
@@ -372,7 +371,7 @@ func TestStack(t *testing.T) {
 			t.Fatalf("provider key not kept: %v %v", prev.ProviderKeyARN, err)
 		}
 		// The rule is still wired: EnableKey reactivates the app (B1).
-		if _, err := awskms.NewFromConfig(st.AWSConfig()).EnableKey(ctx, &awskms.EnableKeyInput{KeyId: aws.String(keyARN)}); err != nil {
+		if _, err := awskms.NewFromConfig(st.CustomerAWSConfig(CustomerAccount)).EnableKey(ctx, &awskms.EnableKeyInput{KeyId: aws.String(keyARN)}); err != nil {
 			t.Fatalf("EnableKey: %v", err)
 		}
 		if err := st.WaitIdle(ctx); err != nil {
