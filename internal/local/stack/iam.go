@@ -30,7 +30,7 @@ const (
 const functionSecret = "keyline-local-function-secret"
 
 // functionConfig is cfg signing as the function's role: its own access key id, which the
-// endpoint maps to arn:aws:iam::000000000000:role/keyline-<function>.
+// endpoint maps to arn:aws:iam::000000000000:role/Keyline-<function> (the contract's role name).
 func functionConfig(cfg aws.Config, function string) aws.Config {
 	cfg.Credentials = credentials.NewStaticCredentialsProvider(authz.FunctionAccessKeyID(function), functionSecret, "")
 	return cfg
