@@ -3,6 +3,7 @@ package infra_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/keyline/keyline/infra"
 	"github.com/keyline/keyline/internal/audit"
+	"github.com/keyline/keyline/internal/decl"
 	"github.com/keyline/keyline/internal/keys"
 	"github.com/keyline/keyline/internal/lineage"
 	"github.com/keyline/keyline/internal/objects"
@@ -139,8 +141,15 @@ func TestPoliciesLeastPrivilege(t *testing.T) {
 				if strings.Contains(a, "*") {
 					t.Errorf("%s: wildcard action %s", name, a)
 				}
-				if a == "dynamodb:DeleteItem" || a == "dynamodb:BatchWriteItem" {
+				if a == "dynamodb:BatchWriteItem" {
 					t.Errorf("%s: may delete table items (%s): audit entries are append-only", name, a)
+				}
+				if a == "dynamodb:DeleteItem" {
+					// Only confined to key items (the key-state upgrade's CLOCK rows), never an app's.
+					keys := fmt.Sprint(st.Condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"])
+					if keys != "["+decl.KeyPartitionPrefix+"*]" {
+						t.Errorf("%s: may delete table items beyond key items (%s on %s): audit entries are append-only", name, a, keys)
+					}
 				}
 				if strings.HasPrefix(a, "kms:") && a != "kms:DescribeKey" && st.Condition == nil {
 					t.Errorf("%s: %s without a condition", name, a)

@@ -81,6 +81,10 @@ func keyPlane() Deployment {
 				MemoryMB: 512,
 				Access: []Access{
 					{Resource: Table, Level: "write"},
+					// It pages through the whole table for per-app revocations (lineage Migrate)...
+					{Resource: Table, Level: LevelScan},
+					// ...and deletes each key's transient CLOCK item, nothing else.
+					{Resource: Table, Level: LevelDelete, Partitions: []string{decl.KeyPartitionPrefix}},
 				},
 			},
 			{

@@ -119,7 +119,16 @@ func (e *evaluator) happyPath(f infra.Function) []probe {
 					pk = a.Partitions[0] + "abc"
 				}
 				lk := iam.Context{"dynamodb:LeadingKeys": iam.Strings(pk)}
-				out = append(out, probe{"read an item", "dynamodb:GetItem", r.TableARN, lk})
+				switch l {
+				case infra.LevelScan:
+					out = append(out, probe{"scan the table", "dynamodb:Scan", r.TableARN, nil})
+					continue
+				case infra.LevelDelete:
+					out = append(out, probe{"delete an item of its partitions", "dynamodb:DeleteItem", r.TableARN, lk})
+					continue
+				}
+				out = append(out, probe{"read an item", "dynamodb:GetItem", r.TableARN, lk},
+					probe{"read items in a batch", "dynamodb:BatchGetItem", r.TableARN, lk})
 				if l == infra.LevelWrite {
 					out = append(out, probe{"write an item", "dynamodb:PutItem", r.TableARN, lk},
 						probe{"update an item", "dynamodb:UpdateItem", r.TableARN, lk})
@@ -183,6 +192,14 @@ func TestEnforcementFindings(t *testing.T) {
 	if d := e.eval("console-api", "states:StartExecution", e.r.StateMachineARNs[infra.SMRestoreDrill], nil); d.Allowed {
 		t.Errorf("console-api may start the restore-drill machine: %s", d)
 	}
+	// Reads derive the key state with one BatchGetItem of the keys (KEY#arn) on a page: every
+	// reader of the table, console-api first (GET /v1/apps/{id} answered 500 without it).
+	keysRead := iam.Context{"dynamodb:LeadingKeys": iam.Strings("KEY#" + customerKeyARN)}
+	for _, fn := range []string{"console-api", infra.FnBackupListDue, infra.FnKeyNotify} {
+		if d := e.eval(fn, "dynamodb:BatchGetItem", e.r.TableARN, keysRead); !d.Allowed {
+			t.Errorf("%s may not read key items in a batch: %s", fn, d)
+		}
+	}
 	// Before: the console described only the executions of the machines it starts.
 	f, _ := infra.Description().Function("console-api")
 	f.FollowsStateMachines = nil
@@ -204,7 +221,7 @@ func (e *evaluator) outOfScope(f infra.Function) []probe {
 	has := map[infra.Resource]bool{}
 	for _, a := range f.Access {
 		has[a.Resource] = true
-		if len(a.Partitions) > 0 {
+		if len(a.Partitions) > 0 && a.Level != infra.LevelDelete {
 			out = append(out, probe{"read an app's item", "dynamodb:GetItem", r.TableARN, iam.Context{"dynamodb:LeadingKeys": iam.Strings("APP#app-1")}})
 		}
 	}

@@ -43,10 +43,13 @@ func (p PolicyDocument) JSON() []byte { return marshalIndent(p) }
 const TableIndex = "GSI1"
 
 // Actions per resource and access level. No wildcard actions: each is named, and only those
-// keyline's code makes. No function deletes a table item (expired items go by TTL), so no
-// audit entry can be deleted.
+// keyline's code makes. Reads derive key state with one BatchGetItem of the keys on a page.
+// No function deletes a table item (expired items go by TTL) except the key-state upgrade's
+// deletes confined to the partitions its access names, so no audit entry can be deleted.
 var (
-	tableReadActions  = []string{"dynamodb:GetItem", "dynamodb:Query"}
+	tableReadActions  = []string{"dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query"}
+	tableScanActions  = []string{"dynamodb:Scan"}
+	tableDeleteAction = "dynamodb:DeleteItem"
 	tableWriteActions = []string{"dynamodb:ConditionCheckItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
 	objReadActions    = []string{"s3:GetObject"}
 	objWriteActions   = []string{"s3:AbortMultipartUpload", "s3:DeleteObject", "s3:ListMultipartUploadParts", "s3:PutObject"}
@@ -60,8 +63,12 @@ var (
 
 // Key access levels.
 const (
-	LevelRead     = "read"
-	LevelWrite    = "write"
+	LevelRead  = "read"
+	LevelWrite = "write"
+	// LevelScan (table) reads the whole table page by page (a one-off upgrade).
+	LevelScan = "scan"
+	// LevelDelete (table) deletes items of the access's partitions only.
+	LevelDelete   = "delete"
 	LevelEncrypt  = "encrypt"
 	LevelDecrypt  = "decrypt"
 	LevelGenerate = "generate"
@@ -98,7 +105,14 @@ func (a Access) Levels() ([]string, error) {
 	for _, l := range strings.Split(a.Level, ",") {
 		l = strings.TrimSpace(l)
 		switch a.Resource {
-		case Table, DataBucket, BackupBucket:
+		case Table:
+			if l != LevelRead && l != LevelWrite && l != LevelScan && l != LevelDelete {
+				return nil, fmt.Errorf("%w: access to %s: level %q is not read, write, scan or delete", ErrContract, a.Resource, l)
+			}
+			if l == LevelDelete && len(a.Partitions) == 0 {
+				return nil, fmt.Errorf("%w: access to %s: delete needs the partitions it is confined to", ErrContract, a.Resource)
+			}
+		case DataBucket, BackupBucket:
 			if l != LevelRead && l != LevelWrite {
 				return nil, fmt.Errorf("%w: access to %s: level %q is not read or write", ErrContract, a.Resource, l)
 			}
@@ -154,6 +168,9 @@ func (f Function) accessLevels() (map[Resource]map[string]bool, map[Resource][]s
 		for _, l := range ls {
 			levels[a.Resource][l] = true
 		}
+		if a.Resource == Table && len(ls) == 1 && ls[0] == LevelDelete {
+			continue // its partitions confine the delete statement only (deletePartitions)
+		}
 		if len(a.Partitions) == 0 {
 			whole[a.Resource] = true
 		}
@@ -163,6 +180,17 @@ func (f Function) accessLevels() (map[Resource]map[string]bool, map[Resource][]s
 		delete(partitions, r) // one unconfined grant covers the whole table
 	}
 	return levels, partitions, nil
+}
+
+// deletePartitions are the partitions the function's table deletes are confined to.
+func (f Function) deletePartitions() []string {
+	var out []string
+	for _, a := range f.Access {
+		if a.Resource == Table && strings.Contains(a.Level, LevelDelete) {
+			out = append(out, a.Partitions...)
+		}
+	}
+	return out
 }
 
 // Policy is the function's IAM policy: exactly the actions its Access list and the machines
@@ -190,7 +218,7 @@ func (f Function) Policy(r Resources) (PolicyDocument, error) {
 		}
 	}
 
-	if l := lv[Table]; l != nil {
+	if l := lv[Table]; l != nil && (l[LevelRead] || l[LevelWrite]) {
 		acts := slices.Clone(tableReadActions)
 		if l[LevelWrite] {
 			acts = append(acts, tableWriteActions...)
@@ -209,6 +237,18 @@ func (f Function) Policy(r Resources) (PolicyDocument, error) {
 		if l[LevelWrite] {
 			viaAdd("dynamodb", "kms:Encrypt", "kms:GenerateDataKey")
 		}
+	}
+	if l := lv[Table]; l[LevelScan] {
+		add("TableScan", tableScanActions, []string{r.TableARN}, nil)
+		viaAdd("dynamodb", "kms:Decrypt", "kms:DescribeKey")
+	}
+	if l := lv[Table]; l[LevelDelete] {
+		var keys []string
+		for _, prefix := range f.deletePartitions() {
+			keys = append(keys, prefix+"*")
+		}
+		add("TableDelete", []string{tableDeleteAction}, []string{r.TableARN},
+			map[string]map[string]any{"ForAllValues:StringLike": {"dynamodb:LeadingKeys": keys}})
 	}
 	for _, b := range []struct {
 		res Resource

@@ -39,6 +39,10 @@ func ContextKeys() []string {
 // the console authorizer reads only these (dynamodb:LeadingKeys).
 const TokenPartitionPrefix = "TOKEN#"
 
+// KeyPartitionPrefix starts the partition key of a key item (`KEY#<arn>`): the key-state
+// upgrade may delete only these items' transient CLOCK rows (dynamodb:LeadingKeys).
+const KeyPartitionPrefix = "KEY#"
+
 // IDPattern is what an org or app id looks like (the console refuses any other).
 const IDPattern = `^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`
 

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/keyline/keyline/internal/decl"
 )
 
 type item = map[string]types.AttributeValue
@@ -38,7 +39,7 @@ const skTime = "20060102T150405.000000000Z"
 
 func appPK(id string) string       { return "APP#" + id }
 func orgPK(id string) string       { return "ORG#" + id }
-func keyPK(arn string) string      { return "KEY#" + arn }
+func keyPK(arn string) string      { return decl.KeyPartitionPrefix + arn }
 func eventPK(id string) string     { return "EVENT#" + id }
 func genSK(n int) string           { return fmt.Sprintf("GEN#%08d", n) }
 func backupRefSK(id string) string { return "BACKUPREF#" + id }
