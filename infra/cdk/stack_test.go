@@ -376,7 +376,8 @@ func TestFunctionPermissions(t *testing.T) {
 			// The table and its index: read-only where Access says read.
 			confined := false
 			for _, a := range fn.Access {
-				confined = confined || len(a.Partitions) > 0
+				// A delete's partitions confine its delete statement only.
+				confined = confined || len(a.Partitions) > 0 && a.Level != infra.LevelDelete
 			}
 			if lv[infra.Table] != nil {
 				for _, a := range []string{"dynamodb:GetItem", "dynamodb:Query"} {
