@@ -225,21 +225,21 @@ func TestStack(t *testing.T) {
 	})
 
 	t.Run("key health reports a re-encryption left without a running execution", func(t *testing.T) {
-		k, err := kmsc.CreateKey(ctx, &awskms.CreateKeyInput{Description: aws.String("acme's stuck key")})
+		kARN, err := st.CreateCustomerKey(ctx, CustomerAccount, "acme", "acme's stuck key", false)
 		if err != nil {
 			t.Fatal(err)
 		}
-		next, err := kmsc.CreateKey(ctx, &awskms.CreateKeyInput{Description: aws.String("acme's next key")})
+		nextARN, err := st.CreateCustomerKey(ctx, CustomerAccount, "acme", "acme's next key", false)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := c.CreateApp(ctx, api.CreateApp{AppID: "acme-stuck", OrgID: "acme", KeyModel: "cmk", KeyARN: aws.ToString(k.KeyMetadata.Arn)}); err != nil {
+		if _, err := c.CreateApp(ctx, api.CreateApp{AppID: "acme-stuck", OrgID: "acme", KeyModel: "cmk", KeyARN: kARN}); err != nil {
 			t.Fatal(err)
 		}
 		// Begin landed for an execution that is gone (a crashed deployment, a deleted
 		// execution history): the app is REENCRYPTING with nothing running.
 		ghost := strings.Replace(st.Machines[infra.SMReencrypt], ":stateMachine:", ":execution:", 1) + ":ghost"
-		if _, err := st.Store.BeginReencrypt(ctx, "acme-stuck", 2, aws.ToString(next.KeyMetadata.Arn), []byte("never opened"),
+		if _, err := st.Store.BeginReencrypt(ctx, "acme-stuck", 2, nextARN, []byte("never opened"),
 			lineage.Cause{ExecutionArn: ghost, Actor: "test"}); err != nil {
 			t.Fatal(err)
 		}
