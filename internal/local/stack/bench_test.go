@@ -69,8 +69,11 @@ func startBench(ctx context.Context) (*benchEnv, error) {
 	if os.Getenv("KEYLINE_BENCH_LOG") != "" {
 		level = slog.LevelInfo
 	}
+	// DynamoDB Local keeps its tables in memory, as in `make test`: the figures measure
+	// keyline, not the host's fsync (on disk, the 100,000 apps of BenchmarkKeyState take
+	// over an hour to write on a small machine).
 	st, err := Start(ctx, Options{
-		DataDir: dir, Addr: "127.0.0.1:0", ConsoleAddr: "127.0.0.1:0", Seed: SeedNone,
+		DataDir: dir, Addr: "127.0.0.1:0", ConsoleAddr: "127.0.0.1:0", Seed: SeedNone, DynamoDBInMemory: true,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
 	})
 	if err != nil {

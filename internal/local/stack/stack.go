@@ -100,6 +100,9 @@ type Options struct {
 	CloudTrailDrop func(eventName string) bool
 	// DynamoDBJarDir is where DynamoDB Local is installed (default: <repo>/.local/dynamodb).
 	DynamoDBJarDir string
+	// DynamoDBInMemory keeps DynamoDB Local's tables in memory instead of under DataDir
+	// (nothing survives a restart): for benchmarks, which measure keyline, not the disk.
+	DynamoDBInMemory bool
 	// IAM is IAMOn (the default: the endpoint evaluates every call's policies, as AWS does)
 	// or IAMOff (debugging only; logged as a warning on every start).
 	IAM string
@@ -356,7 +359,7 @@ func newBoot(ctx context.Context, opts Options) (*boot, error) {
 func (b *boot) startDynamoDB(ctx context.Context) error {
 	b.ddbDone = make(chan ddbResult, 1)
 	go func() {
-		p, err := localddb.Start(ctx, localddb.Options{DataDir: b.st.DataDir, JarDir: b.opts.DynamoDBJarDir, Logger: b.log.With("service", "dynamodb")})
+		p, err := localddb.Start(ctx, localddb.Options{DataDir: b.st.DataDir, InMemory: b.opts.DynamoDBInMemory, JarDir: b.opts.DynamoDBJarDir, Logger: b.log.With("service", "dynamodb")})
 		b.ddbDone <- ddbResult{p, err}
 	}()
 	return nil
