@@ -98,8 +98,8 @@ func (s *Store) gsiAfter(ctx context.Context, pk, prefix, after string, limit in
 		},
 	}
 	if after == "" {
-		in.KeyConditionExpression = aws.String("#pk = :pk AND begins_with(#sk, :pre)")
-		in.ExpressionAttributeValues = item{":pk": str(pk), ":pre": str(prefix)}
+		in.KeyConditionExpression = aws.String("#pk = :pk AND #sk BETWEEN :pre AND :end")
+		in.ExpressionAttributeValues = item{":pk": str(pk), ":pre": str(prefix), ":end": str(prefixEnd(prefix))}
 	} else {
 		// Each of these GSI1 partitions holds only sort keys of this prefix.
 		in.KeyConditionExpression = aws.String("#pk = :pk AND #sk > :after")

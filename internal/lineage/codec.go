@@ -107,6 +107,16 @@ func storedStatus(a App) AppStatus {
 // reading the others.
 func gsiGenPrefix(st GenerationState) string { return string(st) + "#APP#" }
 
+// prefixEnd is the least string above every string that starts with prefix (a prefix that
+// ends with an ASCII byte below 0x7f, such as "GEN#"): a sort key starts with prefix exactly
+// when it is BETWEEN prefix AND prefixEnd(prefix), no key being prefixEnd itself. Prefix
+// queries use BETWEEN rather than begins_with: both are one seek in DynamoDB, but DynamoDB
+// Local scans the whole partition for begins_with (at 100,000 apps on a key, about 100 ms
+// a query against a few ms for BETWEEN).
+func prefixEnd(prefix string) string {
+	return prefix[:len(prefix)-1] + string(prefix[len(prefix)-1]+1)
+}
+
 func gsiGenSK(st GenerationState, appID string, n int) string {
 	return fmt.Sprintf("%s%s#GEN#%08d", gsiGenPrefix(st), appID, n)
 }
@@ -271,8 +281,8 @@ func (s *Store) getItem(ctx context.Context, pk, sk string) (item, error) {
 func (s *Store) queryPrefix(ctx context.Context, pk, prefix string, fn func(item) error) error {
 	in := &dynamodb.QueryInput{
 		TableName:                 aws.String(s.table),
-		KeyConditionExpression:    aws.String("PK = :pk AND begins_with(SK, :pre)"),
-		ExpressionAttributeValues: item{":pk": str(pk), ":pre": str(prefix)},
+		KeyConditionExpression:    aws.String("PK = :pk AND SK BETWEEN :pre AND :end"),
+		ExpressionAttributeValues: item{":pk": str(pk), ":pre": str(prefix), ":end": str(prefixEnd(prefix))},
 		ConsistentRead:            aws.Bool(true),
 	}
 	if s.limit > 0 {

@@ -497,9 +497,9 @@ func (s *Store) CountAppsOnKey(ctx context.Context, arn string) (int, error) {
 	in := &dynamodb.QueryInput{
 		TableName:                 aws.String(s.table),
 		IndexName:                 aws.String(GSI1),
-		KeyConditionExpression:    aws.String("#pk = :pk AND begins_with(#sk, :pre)"),
+		KeyConditionExpression:    aws.String("#pk = :pk AND #sk BETWEEN :pre AND :end"),
 		ExpressionAttributeNames:  map[string]string{"#pk": attrGSI1PK, "#sk": attrGSI1SK},
-		ExpressionAttributeValues: item{":pk": str(keyPK(arn)), ":pre": str(gsiGenPrefix(GenActive))},
+		ExpressionAttributeValues: item{":pk": str(keyPK(arn)), ":pre": str(gsiGenPrefix(GenActive)), ":end": str(prefixEnd(gsiGenPrefix(GenActive)))},
 		Select:                    types.SelectCount,
 	}
 	n := 0
@@ -535,14 +535,13 @@ func (s *Store) AppsOnKey(ctx context.Context, arn, cursor string, limit int) (K
 	in := &dynamodb.QueryInput{
 		TableName:                 aws.String(s.table),
 		IndexName:                 aws.String(GSI1),
-		KeyConditionExpression:    aws.String("#pk = :pk AND begins_with(#sk, :pre)"),
+		KeyConditionExpression:    aws.String("#pk = :pk AND #sk BETWEEN :pre AND :end"),
 		ExpressionAttributeNames:  map[string]string{"#pk": attrGSI1PK, "#sk": attrGSI1SK},
-		ExpressionAttributeValues: item{":pk": str(keyPK(arn)), ":pre": str(pre)},
+		ExpressionAttributeValues: item{":pk": str(keyPK(arn)), ":pre": str(pre), ":end": str(prefixEnd(pre))},
 		Limit:                     aws.Int32(int32(limit)),
 	}
 	if cursor != "" {
-		in.KeyConditionExpression = aws.String("#pk = :pk AND #sk BETWEEN :after AND :end")
-		in.ExpressionAttributeValues = item{":pk": str(keyPK(arn)), ":after": str(cursor + "\x00"), ":end": str(pre + "\xff")}
+		in.ExpressionAttributeValues[":pre"] = str(cursor + "\x00")
 	}
 	res, err := s.db.Query(ctx, in)
 	if err != nil {
@@ -575,9 +574,9 @@ func (s *Store) FindPendingOnKey(ctx context.Context, arn string) ([]Generation,
 	in := &dynamodb.QueryInput{
 		TableName:                 aws.String(s.table),
 		IndexName:                 aws.String(GSI1),
-		KeyConditionExpression:    aws.String("#pk = :pk AND begins_with(#sk, :pre)"),
+		KeyConditionExpression:    aws.String("#pk = :pk AND #sk BETWEEN :pre AND :end"),
 		ExpressionAttributeNames:  map[string]string{"#pk": attrGSI1PK, "#sk": attrGSI1SK},
-		ExpressionAttributeValues: item{":pk": str(keyPK(arn)), ":pre": str(gsiGenPrefix(GenPending))},
+		ExpressionAttributeValues: item{":pk": str(keyPK(arn)), ":pre": str(gsiGenPrefix(GenPending)), ":end": str(prefixEnd(gsiGenPrefix(GenPending)))},
 	}
 	var out []Generation
 	p := dynamodb.NewQueryPaginator(s.db, in)

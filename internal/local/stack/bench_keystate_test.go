@@ -7,6 +7,7 @@ package stack
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"slices"
 	"strconv"
@@ -143,7 +144,8 @@ func BenchmarkKeyState(b *testing.B) {
 	}
 	// The revocation path's test round trips run as the key-event function's role.
 	kp := keys.NewKMS(awskms.NewFromConfig(functionConfig(cfg, infra.FnKeyEvent)), keys.Options{})
-	svc, err := revocation.New(revocation.Config{Store: e.st.Store, Keys: kp, Emitter: sink})
+	quiet := slog.New(slog.DiscardHandler)
+	svc, err := revocation.New(revocation.Config{Store: e.st.Store, Keys: kp, Emitter: sink, Logger: quiet})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -252,7 +254,7 @@ func BenchmarkKeyState(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	notifier, err := revocation.NewNotifier(revocation.NotifierConfig{Store: store, Emitter: sink})
+	notifier, err := revocation.NewNotifier(revocation.NotifierConfig{Store: store, Emitter: sink, Logger: quiet})
 	if err != nil {
 		b.Fatal(err)
 	}
