@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/keyline/keyline/internal/clock"
 	"github.com/keyline/keyline/internal/console"
 	"github.com/keyline/keyline/internal/keys"
@@ -84,6 +86,7 @@ type env struct {
 	kms   *kms.Client
 	execs *fakeExecutions
 	store *lineage.Store
+	s3    *s3.Client
 }
 
 func setup(t *testing.T) *env {
@@ -122,7 +125,7 @@ func setup(t *testing.T) *env {
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
 	_ = ctx
-	return &env{t: t, url: hs.URL, kms: kmsClient, execs: execs, store: store, clock: clk}
+	return &env{t: t, url: hs.URL, kms: kmsClient, execs: execs, store: store, clock: clk, s3: s3env.Client}
 }
 
 type resp struct {
@@ -617,5 +620,75 @@ func TestMachineInputCheckCatches(t *testing.T) {
 	}
 	if _, err := f.Start(context.Background(), "sm-backup", "x", []byte(`{"appIds":["a"],"requestedBy":"op"}`)); err != nil {
 		t.Errorf("the backup machine's own input: %v", err)
+	}
+}
+
+// GET objects streams the plaintext: nothing is staged on disk (here the temporary directory
+// does not even exist), a multi-segment object arrives whole, and damage at rest past the
+// first chunk cuts the response, so the client sees an error and never a short object.
+func TestGetObjectStreamsWithoutSpooling(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	acme := e.org("acme")
+	key := testenv.NewKMSKey(t, e.kms)
+	e.must(201, e.do("POST", "/v1/apps", acme, map[string]string{"appId": "big", "orgId": "acme", "keyModel": "cmk", "keyArn": key}))
+	data := make([]byte, 3<<20+123)
+	for i := range data {
+		data[i] = byte(i*7 + i>>9)
+	}
+	e.must(201, e.do("PUT", "/v1/apps/big/objects/blob.bin", acme, data))
+	t.Setenv("TMPDIR", filepath.Join(t.TempDir(), "absent"))
+
+	get := func() (int, []byte, error) {
+		req, _ := http.NewRequest("GET", e.url+"/v1/apps/big/objects/blob.bin", nil)
+		req.Header.Set("Authorization", "Bearer "+acme)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, err := io.ReadAll(res.Body)
+		return res.StatusCode, b, err
+	}
+	status, body, err := get()
+	if status != 200 || err != nil || !bytes.Equal(body, data) {
+		t.Fatalf("streamed GET: status %d, %d of %d bytes, read error %v: %.200s", status, len(body), len(data), err, body)
+	}
+
+	list, err := e.s3.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String("data")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stored string
+	for _, o := range list.Contents {
+		if strings.Contains(aws.ToString(o.Key), "blob.bin") {
+			stored = aws.ToString(o.Key)
+		}
+	}
+	if stored == "" {
+		t.Fatal("the object is not at rest")
+	}
+	out, err := e.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String("data"), Key: aws.String(stored)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := io.ReadAll(out.Body)
+	out.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed[len(sealed)-100] ^= 0x01 // in the last segment, well past the first chunk
+	if _, err := e.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String("data"), Key: aws.String(stored), Body: bytes.NewReader(sealed)}); err != nil {
+		t.Fatal(err)
+	}
+	status, body, err = get()
+	if status >= 500 {
+		t.Fatalf("damaged object: status %d", status)
+	}
+	if status == 200 && err == nil {
+		t.Fatalf("damaged object served as complete: %d bytes, no error", len(body))
+	}
+	if len(body) >= len(data) {
+		t.Fatalf("damaged object: %d bytes delivered, the whole object is %d", len(body), len(data))
 	}
 }

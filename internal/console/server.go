@@ -14,7 +14,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -157,6 +156,9 @@ func (s *Server) route(pattern string, h handlerFunc) {
 		}
 		defer func() {
 			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p) // a response cut on purpose (see getObject): the server drops the connection
+				}
 				log.Error("console handler panicked", "panic", fmt.Sprint(p))
 				writeError(w, &apiError{http.StatusInternalServerError, "InternalError", "internal error; the request id is " + reqID})
 			}
@@ -619,6 +621,15 @@ func (s *Server) putObject(w http.ResponseWriter, r *request) error {
 
 // getObject opens the object into a temporary file first, so a tampered object is an
 // error answer rather than a truncated 200.
+// objectFirstChunk is how much plaintext getObject reads, and so authenticates, before it
+// answers 200: an object of at most this size is checked whole before a byte goes out.
+const objectFirstChunk = 256 << 10
+
+// getObject streams an object's plaintext to the client; nothing is staged on disk. The
+// object's header and first chunk are authenticated before the status line goes out, so a
+// damaged, revoked or missing object answers with its error. Damage found further in ends the
+// response without its final chunk, which an HTTP client reports as an error, never as a
+// complete object.
 func (s *Server) getObject(w http.ResponseWriter, r *request) error {
 	app, err := s.app(r, r.PathValue("appId"))
 	if err != nil {
@@ -628,26 +639,31 @@ func (s *Server) getObject(w http.ResponseWriter, r *request) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp("", "keyline-object-*")
+	o, err := s.o.Objects.Open(r.Context(), app.ID, scope, r.PathValue("path"))
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
-	info, err := s.o.Objects.Get(r.Context(), app.ID, scope, r.PathValue("path"), tmp)
-	if err != nil {
-		return err
-	}
-	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
-		return err
+	defer o.Close()
+	first := make([]byte, objectFirstChunk)
+	n, err := io.ReadFull(o, first)
+	whole := errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
+	if err != nil && !whole {
+		return fmt.Errorf("objects: read %s: %w", o.Key, err)
 	}
 	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("X-Keyline-Scope", string(info.Scope))
-	w.Header().Set("X-Keyline-Generation", fmt.Sprint(info.Generation))
+	w.Header().Set("X-Keyline-Scope", string(o.Scope))
+	w.Header().Set("X-Keyline-Generation", fmt.Sprint(o.Generation))
+	if whole {
+		w.Header().Set("Content-Length", strconv.Itoa(n))
+	}
 	w.WriteHeader(http.StatusOK)
-	_, err = io.Copy(w, tmp)
-	if err != nil {
-		s.o.Logger.Warn("object download interrupted", "requestId", r.id, "error", err)
+	if _, err := w.Write(first[:n]); err != nil || whole {
+		return nil // a client gone away has nothing more to read
+	}
+	if _, err := io.Copy(w, o); err != nil {
+		s.o.Logger.Warn("object download ended early: the response is cut so the client sees an incomplete body",
+			"requestId", r.id, "app", app.ID, "key", o.Key, "error", err)
+		panic(http.ErrAbortHandler)
 	}
 	return nil
 }

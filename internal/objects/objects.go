@@ -88,6 +88,11 @@ type Source interface {
 	// (sealing's typed errors, wrapped) after which w may have received a prefix: callers that
 	// need all-or-nothing buffer or stage.
 	Get(ctx context.Context, appID string, scope Scope, path string, w io.Writer) (Info, error)
+	// Open opens the object for streaming: its header is read and checked against the lineage
+	// before Open returns (Info carries its generation and key; Size is -1), and Read yields
+	// only authenticated plaintext, segment by segment. Tampering or truncation surfaces as a
+	// Read error; the caller closes the object.
+	Open(ctx context.Context, appID string, scope Scope, path string) (*Object, error)
 	// List lists an app's objects of one scope ("" = both), limit per page (0 = 1000).
 	List(ctx context.Context, appID string, scope Scope, cursor string, limit int) (Page, error)
 	// Delete removes an object; deleting a missing object is not an error.
@@ -148,3 +153,17 @@ func quote(s string) string { return `"` + s + `"` }
 
 // compile-time check of the reference implementation.
 var _ Source = (*S3Source)(nil)
+
+// Object is an opened object: Read yields its authenticated plaintext (see Source.Open).
+type Object struct {
+	Info
+	r    io.Reader
+	body io.Closer
+}
+
+// Read reads plaintext; an error means the stored object is damaged, truncated or no longer
+// readable, and the bytes read so far must not be taken as the whole object.
+func (o *Object) Read(p []byte) (int, error) { return o.r.Read(p) }
+
+// Close releases the object's stored body.
+func (o *Object) Close() error { return o.body.Close() }

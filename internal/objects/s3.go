@@ -476,43 +476,58 @@ func (s *S3Source) open(ctx context.Context, appID string, scope Scope, key stri
 
 // Get implements Source.
 func (s *S3Source) Get(ctx context.Context, appID string, scope Scope, path string, w io.Writer) (Info, error) {
-	if err := validApp(appID); err != nil {
+	o, err := s.Open(ctx, appID, scope, path)
+	if err != nil {
 		return Info{}, err
+	}
+	defer o.Close()
+	n, err := io.Copy(w, o)
+	if err != nil {
+		return Info{}, fmt.Errorf("objects: read %s: %w", o.Key, err)
+	}
+	info := o.Info
+	info.Size = n
+	return info, nil
+}
+
+// Open implements Source.
+func (s *S3Source) Open(ctx context.Context, appID string, scope Scope, path string) (*Object, error) {
+	if err := validApp(appID); err != nil {
+		return nil, err
 	}
 	if err := validPath(path); err != nil {
-		return Info{}, &InvalidError{What: err.Error()}
+		return nil, &InvalidError{What: err.Error()}
 	}
 	if _, err := ParseScope(string(scope)); err != nil {
-		return Info{}, err
+		return nil, err
 	}
 	if scope == ScopeCMK {
 		app, err := s.cfg.Lineage.GetApp(ctx, appID)
 		if err != nil {
-			return Info{}, mapLineage(err)
+			return nil, mapLineage(err)
 		}
 		if app.Status == lineage.AppDeactivated {
-			return Info{}, fmt.Errorf("%w: app %s is deactivated (%s): its CMK data is not served", ErrKeyRevoked, appID, app.StatusReason)
+			return nil, fmt.Errorf("%w: app %s is deactivated (%s): its CMK data is not served", ErrKeyRevoked, appID, app.StatusReason)
 		}
 	}
 	key := s.objectKey(appID, scope, path)
 	out, err := s.s3.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.cfg.Bucket), Key: aws.String(key)})
 	if err != nil {
 		if isNotFound(err) {
-			return Info{}, fmt.Errorf("%w: object %s/%s of app %s", ErrNotFound, scope, path, appID)
+			return nil, fmt.Errorf("%w: object %s/%s of app %s", ErrNotFound, scope, path, appID)
 		}
-		return Info{}, fmt.Errorf("objects: get %s: %w", key, err)
+		return nil, fmt.Errorf("objects: get %s: %w", key, err)
 	}
-	defer out.Body.Close()
 	pr, h, err := s.open(ctx, appID, scope, key, out.Body)
 	if err != nil {
-		return Info{}, err
+		out.Body.Close()
+		return nil, err
 	}
-	n, err := io.Copy(w, pr)
-	if err != nil {
-		return Info{}, fmt.Errorf("objects: read %s: %w", key, err)
-	}
-	return Info{AppID: appID, Scope: scope, Path: path, Key: key, SealedSize: aws.ToInt64(out.ContentLength), Size: n,
-		Generation: h.Generation, KeyARN: h.KeyARN}, nil
+	return &Object{
+		Info: Info{AppID: appID, Scope: scope, Path: path, Key: key, SealedSize: aws.ToInt64(out.ContentLength), Size: -1,
+			Generation: h.Generation, KeyARN: h.KeyARN},
+		r: pr, body: out.Body,
+	}, nil
 }
 
 // List implements Source. The cursor is the last key returned.
