@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make test`: vet and test both Go modules against one DynamoDB Local for the whole run,
+# `make test`: vet and test both Go modules (keyline's under -race) against one DynamoDB Local for the whole run,
 # recording every IAM decision the local endpoint makes (KEYLINE_IAM_RECORD), then replay
 # them through the independent simulator (tools/node/iam-compare.mjs):
 #   iam decisions: N compared, M disagree
@@ -15,8 +15,13 @@ run() {
   set -e
   echo "== go vet (keyline)" >&2
   go vet ./...
-  echo "== go test (keyline)" >&2
-  go test -count=1 -timeout 30m ./...
+  # Every package runs under the race detector (KEYLINE_TEST_RACE=0 turns it off, for a
+  # quick run while debugging): the local runtime, the workflows and the stacks the tests
+  # start are all concurrent, and most packages' tests drive them.
+  race=(-race)
+  if [ "${KEYLINE_TEST_RACE:-1}" = 0 ]; then race=(); fi
+  echo "== go test ${race[*]} (keyline)" >&2
+  go test "${race[@]}" -count=1 -timeout 30m ./...
   if [ -f infra/cdk/go.mod ]; then
     echo "== go vet + go test (infra/cdk)" >&2
     (cd infra/cdk && go vet ./... && go test -count=1 -timeout 20m ./...)
