@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make test`: vet and test both Go modules (keyline's under -race) against one DynamoDB Local for the whole run,
+# `make test`: vet and test both Go modules (keyline's packages with goroutines under -race) against one DynamoDB Local for the whole run,
 # recording every IAM decision the local endpoint makes (KEYLINE_IAM_RECORD), then replay
 # them through the independent simulator (tools/node/iam-compare.mjs):
 #   iam decisions: N compared, M disagree
@@ -15,13 +15,26 @@ run() {
   set -e
   echo "== go vet (keyline)" >&2
   go vet ./...
-  # Every package runs under the race detector (KEYLINE_TEST_RACE=0 turns it off, for a
-  # quick run while debugging): the local runtime, the workflows and the stacks the tests
-  # start are all concurrent, and most packages' tests drive them.
-  race=(-race)
-  if [ "${KEYLINE_TEST_RACE:-1}" = 0 ]; then race=(); fi
-  echo "== go test ${race[*]} (keyline)" >&2
-  go test "${race[@]}" -count=1 -timeout 30m ./...
+  # The packages whose own code starts goroutines run under the race detector, except the
+  # whole-deployment ones (internal/acceptance, internal/local/stack: under -race they take
+  # over ten minutes on a 2-core machine; the concurrent parts they drive are raced in their
+  # own packages). KEYLINE_TEST_RACE=0 turns -race off for a quick run.
+  local all race rest
+  all=$(go list ./...)
+  race=$(go list -f '{{.ImportPath}} {{.Dir}}' ./... | while read -r pkg dir; do
+    case "$pkg" in */internal/acceptance|*/internal/local/stack) continue ;; esac
+    if grep -lqE '^[[:space:]]*go (func|[A-Za-z_][A-Za-z0-9_.]*\()|errgroup' $(ls "$dir"/*.go 2>/dev/null | grep -v '_test\.go$') /dev/null 2>/dev/null; then
+      echo "$pkg"
+    fi
+  done)
+  if [ "${KEYLINE_TEST_RACE:-1}" = 0 ]; then race=""; fi
+  rest=$(comm -23 <(sort <<<"$all") <(sort <<<"$race"))
+  if [ -n "$race" ]; then
+    echo "== go test -race (keyline: $(wc -l <<<"$race") packages with goroutines)" >&2
+    go test -race -count=1 -timeout 30m $race
+  fi
+  echo "== go test (keyline: the other $(wc -l <<<"$rest") packages)" >&2
+  go test -count=1 -timeout 30m $rest
   if [ -f infra/cdk/go.mod ]; then
     echo "== go vet + go test (infra/cdk)" >&2
     (cd infra/cdk && go vet ./... && go test -count=1 -timeout 20m ./...)

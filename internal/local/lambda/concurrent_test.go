@@ -63,24 +63,6 @@ func TestConcurrentInvocationsKeepTheirResults(t *testing.T) {
 	}
 }
 
-// TestUpstreamWrapperSharesResults is the same check failing against the broken variant:
-// aws-lambda-go's own wrapper, invoked concurrently, hands out bytes of a buffer it has
-// already recycled. Should this ever fail, the upstream wrapper no longer does, and
-// NewHandler's copy may go.
-func TestUpstreamWrapperSharesResults(t *testing.T) {
-	const rounds = 20
-	bad := 0
-	for range rounds {
-		if bad = concurrentMismatches(awslambda.NewHandler(echo)); bad > 0 {
-			break
-		}
-	}
-	t.Logf("upstream wrapper, concurrent: %d mismatched results", bad)
-	if bad == 0 {
-		t.Fatalf("the upstream wrapper mixed up no results in %d rounds", rounds)
-	}
-}
-
 type handlerFunc func(context.Context, []byte) ([]byte, error)
 
 func (f handlerFunc) Invoke(ctx context.Context, p []byte) ([]byte, error) { return f(ctx, p) }
