@@ -6,6 +6,7 @@
 package clock
 
 import (
+	"context"
 	"sort"
 	"sync"
 	"time"
@@ -32,6 +33,8 @@ type Fake struct {
 	mu      sync.Mutex
 	now     time.Time
 	waiters []waiter
+	// added is closed (and forgotten) when After adds a waiter; WaitForWaiter waits on it.
+	added chan struct{}
 }
 
 type waiter struct {
@@ -60,6 +63,10 @@ func (f *Fake) After(d time.Duration) <-chan time.Time {
 		return ch
 	}
 	f.waiters = append(f.waiters, waiter{at: at, ch: ch})
+	if f.added != nil {
+		close(f.added)
+		f.added = nil
+	}
 	return ch
 }
 
@@ -87,6 +94,28 @@ func (f *Fake) Set(t time.Time) {
 	f.mu.Unlock()
 	for _, w := range due {
 		w.ch <- now
+	}
+}
+
+// WaitForWaiter returns once at least one After channel is pending, or with ctx's error:
+// the signal a test waits on before it advances the clock.
+func (f *Fake) WaitForWaiter(ctx context.Context) error {
+	for {
+		f.mu.Lock()
+		if len(f.waiters) > 0 {
+			f.mu.Unlock()
+			return nil
+		}
+		if f.added == nil {
+			f.added = make(chan struct{})
+		}
+		added := f.added
+		f.mu.Unlock()
+		select {
+		case <-added:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
 

@@ -1,6 +1,8 @@
 package clock
 
 import (
+	"context"
+	"errors"
 	"testing"
 	"time"
 )
@@ -55,4 +57,22 @@ func TestOffsetJumpsAndFires(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("a short wait never fired")
 	}
+}
+
+// WaitForWaiter blocks until something waits on the clock, and gives up with its context.
+func TestFakeWaitForWaiter(t *testing.T) {
+	f := NewFake(time.Unix(0, 0))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := f.WaitForWaiter(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("no waiter, cancelled: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- f.WaitForWaiter(context.Background()) }()
+	ch := f.After(time.Second)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	f.Advance(time.Second)
+	<-ch
 }

@@ -48,11 +48,8 @@ func runWithFaults(t *testing.T, cfg fault.Config) (states.ExecutionDescription,
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
-		for ctx.Err() == nil {
-			if clk.Waiters() > 0 {
-				clk.Advance(time.Second)
-			}
-			time.Sleep(time.Millisecond)
+		for clk.WaitForWaiter(ctx) == nil {
+			clk.Advance(time.Second)
 		}
 	}()
 	wctx, wcancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -44,6 +44,26 @@ func Invoker(handlers map[string]any) invoke.Invoker {
 // ended.
 func RunMachine(t testing.TB, name string, input any, inv invoke.Invoker) states.Result {
 	t.Helper()
+	def := MachineDefinition(t, name)
+	m, err := states.Parse(def)
+	if err != nil {
+		t.Fatalf("parse %s: %v", name, err)
+	}
+	in, err := json.Marshal(input)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.Run(context.Background(), in, states.Options{
+		Tasks:     &states.Integrations{Lambda: inv},
+		Execution: states.ExecutionInfo{ID: "arn:aws:states:us-east-1:111122223333:execution:" + name + ":" + t.Name(), Name: t.Name(), StateMachineName: name},
+	})
+}
+
+// MachineDefinition is the deployment's definition of the state machine name, its
+// placeholders filled with their own names and each function's ARN with the function's name
+// (what Invoker dispatches on).
+func MachineDefinition(t testing.TB, name string) []byte {
+	t.Helper()
 	sm, ok := infra.Description().StateMachineNamed(name)
 	if !ok {
 		t.Fatalf("no state machine %s in the deployment", name)
@@ -63,16 +83,5 @@ func RunMachine(t testing.TB, name string, input any, inv invoke.Invoker) states
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := states.Parse(def)
-	if err != nil {
-		t.Fatalf("parse %s: %v", name, err)
-	}
-	in, err := json.Marshal(input)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m.Run(context.Background(), in, states.Options{
-		Tasks:     &states.Integrations{Lambda: inv},
-		Execution: states.ExecutionInfo{ID: "arn:aws:states:us-east-1:111122223333:execution:" + name + ":" + t.Name(), Name: t.Name(), StateMachineName: name},
-	})
+	return def
 }

@@ -94,36 +94,11 @@ func scaleRun(t *testing.T, def []byte) (states.Result, int, map[string]string) 
 	return res, events, outcome
 }
 
-// backupDefinition is the deployment's backup machine with function names for its placeholders.
-func backupDefinition(t *testing.T) []byte {
-	t.Helper()
-	sm, ok := infra.Description().StateMachineNamed(infra.SMBackup)
-	if !ok {
-		t.Fatal("no backup state machine")
-	}
-	raw, err := infra.ASL(sm)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vars := map[string]string{}
-	for _, p := range infra.Placeholders(raw) {
-		vars[p] = p
-	}
-	for _, fn := range sm.Functions {
-		vars["Fn_"+fn] = fn
-	}
-	def, err := infra.Substitute(raw, vars)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return def
-}
-
 // TestScheduledRunOf5000Apps: one scheduled run over 5,000 due apps succeeds, stays far
 // below the 25,000-event history quota, and no app's failure (even one whose failure cannot be
 // recorded) fails the run: every app reaches an outcome.
 func TestScheduledRunOf5000Apps(t *testing.T) {
-	res, events, outcome := scaleRun(t, backupDefinition(t))
+	res, events, outcome := scaleRun(t, objectstest.MachineDefinition(t, infra.SMBackup))
 	if res.Status != states.StatusSucceeded {
 		t.Fatalf("run %s: %s %s", res.Status, res.Error, res.Cause)
 	}
@@ -158,7 +133,7 @@ func TestScheduledRunOf5000Apps(t *testing.T) {
 // replaces: the same machine with an inline Map loops every app through one execution's
 // history and fails with the history quota, as AWS fails it.
 func TestScheduledRunInlineHitsHistoryQuota(t *testing.T) {
-	def := backupDefinition(t)
+	def := objectstest.MachineDefinition(t, infra.SMBackup)
 	var d map[string]any
 	if err := json.Unmarshal(def, &d); err != nil {
 		t.Fatal(err)
