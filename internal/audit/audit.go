@@ -115,7 +115,8 @@ type EmitError struct {
 	Total  int
 	// Codes counts the error codes of the last failed attempt.
 	Codes map[string]int
-	// Err is the last call error, if a whole call failed.
+	// Err joins the errors of the batches' last failed calls and, when ctx ended before
+	// every batch was sent, the context's (nil when only entries were refused).
 	Err error
 }
 
@@ -133,7 +134,7 @@ func (e *EmitError) Error() string {
 // Is makes errors.Is(err, ErrNotDelivered) true.
 func (e *EmitError) Is(target error) bool { return target == ErrNotDelivered }
 
-// Unwrap returns the last call error.
+// Unwrap returns the call and context errors.
 func (e *EmitError) Unwrap() error { return e.Err }
 
 // Discard is an Emitter that drops every event (after validating it).

@@ -13,6 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 
 	"github.com/keyline/keyline/internal/clock"
+	"github.com/keyline/keyline/internal/fanout"
 )
 
 // PutEventsAPI is the subset of *eventbridge.Client the emitter uses.
@@ -107,39 +108,29 @@ func (e *EventBridge) Emit(ctx context.Context, events ...Event) error {
 		return nil
 	}
 
-	var (
-		wg     sync.WaitGroup
-		mu     sync.Mutex
-		failed int
-		codes  = map[string]int{}
-		last   error
-		sem    = make(chan struct{}, e.opts.Concurrency)
-	)
+	var batches [][]types.PutEventsRequestEntry
 	for start := 0; start < len(entries); start += MaxBatch {
-		batch := entries[start:min(start+MaxBatch, len(entries))]
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			n, c, err := e.send(ctx, batch)
-			if n == 0 {
-				return
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			failed += n
-			for k, v := range c {
-				codes[k] += v
-			}
-			if err != nil {
-				last = err
-			}
-		}()
+		batches = append(batches, entries[start:min(start+MaxBatch, len(entries))])
 	}
-	wg.Wait()
-	if failed > 0 {
-		return &EmitError{Failed: failed, Total: len(entries), Codes: codes, Err: last}
+	var (
+		mu        sync.Mutex
+		delivered int
+		codes     = map[string]int{}
+	)
+	// A batch that ctx kept from starting counts as not delivered, like one that ran out of
+	// attempts: failed is the total less what was delivered.
+	err := fanout.Each(ctx, e.opts.Concurrency, batches, func(ctx context.Context, batch []types.PutEventsRequestEntry) error {
+		n, c, err := e.send(ctx, batch)
+		mu.Lock()
+		defer mu.Unlock()
+		delivered += len(batch) - n
+		for k, v := range c {
+			codes[k] += v
+		}
+		return err
+	})
+	if failed := len(entries) - delivered; failed > 0 {
+		return &EmitError{Failed: failed, Total: len(entries), Codes: codes, Err: err}
 	}
 	return nil
 }

@@ -155,6 +155,26 @@ func TestEventBridgeReportsUndeliveredEvents(t *testing.T) {
 	}
 }
 
+// Batches the context keeps from starting count as not delivered, and the error says why.
+func TestEventBridgeCountsBatchesNeverSent(t *testing.T) {
+	s := &putEventsServer{}
+	client := newServer(t, s)
+	em, err := NewEventBridge(client, "keyline-bus", EventBridgeOptions{BaseDelay: time.Millisecond, MaxDelay: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err = em.Emit(ctx, events(25)...)
+	var ee *EmitError
+	if !errors.As(err, &ee) || !errors.Is(err, ErrNotDelivered) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want an *EmitError wrapping context.Canceled", err)
+	}
+	if ee.Failed != 25 || ee.Total != 25 || s.calls != 0 {
+		t.Errorf("EmitError = %+v after %d calls, want 25 of 25 failed and no call", ee, s.calls)
+	}
+}
+
 func TestEmitRefusesInvalidEventsBeforeSending(t *testing.T) {
 	s := &putEventsServer{}
 	client := newServer(t, s)

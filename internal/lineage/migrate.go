@@ -12,7 +12,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
-	"golang.org/x/sync/errgroup"
+
+	"github.com/keyline/keyline/internal/fanout"
 )
 
 // Migration to the key item (the upgrade step run by `keyline local` on start and by the
@@ -93,17 +94,18 @@ func (s *Store) Migrate(ctx context.Context) (MigrationReport, error) {
 			}
 		}
 	}
+	// Each app is upgraded on its own: one that fails leaves the others to be upgraded, and
+	// the next run (every write is conditional) picks it up again.
 	var counts migrationCounts
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(s.par)
-	for _, id := range order {
-		g.Go(func() error {
-			a, gens, keys, err := s.migrateAppCount(gctx, id)
-			counts.add(a, gens, keys)
-			return err
-		})
-	}
-	if err := g.Wait(); err != nil {
+	err := fanout.Each(ctx, s.par, order, func(ctx context.Context, id string) error {
+		a, gens, keys, err := s.migrateAppCount(ctx, id)
+		counts.add(a, gens, keys)
+		if err != nil {
+			return fmt.Errorf("app %s: %w", id, err)
+		}
+		return nil
+	})
+	if err != nil {
 		return counts.r, fmt.Errorf("lineage: migrate: %w", err)
 	}
 	for _, m := range clocks {

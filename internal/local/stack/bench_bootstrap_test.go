@@ -170,20 +170,21 @@ func coldStartEvents(e *benchEnv) (map[string]coldStartEvent, error) {
 		}
 		out[fn] = coldStartEvent{event: ev, check: anyJSON}
 	}
-	api, err := json.Marshal(events.APIGatewayProxyRequest{HTTPMethod: http.MethodGet, Path: "/v1/orgs",
-		Headers: map[string]string{"Authorization": "Bearer " + e.st.OperatorToken}})
+	api, err := json.Marshal(events.APIGatewayProxyRequest{HTTPMethod: http.MethodGet, Path: "/v1/apps",
+		QueryStringParameters: map[string]string{"limit": "1"},
+		Headers:               map[string]string{"Authorization": "Bearer " + e.st.OperatorToken}})
 	if err != nil {
 		return nil, err
 	}
 	out[fnConsoleAPI] = coldStartEvent{event: api, check: func(a []byte) error {
 		var res events.APIGatewayProxyResponse
 		if err := json.Unmarshal(a, &res); err != nil || res.StatusCode != http.StatusOK {
-			return fmt.Errorf("GET /v1/orgs answered %.300s (%v), want status 200", a, err)
+			return fmt.Errorf("GET /v1/apps?limit=1 answered %.300s (%v), want status 200", a, err)
 		}
 		return nil
 	}}
 	authz, err := json.Marshal(events.APIGatewayCustomAuthorizerRequest{Type: "TOKEN", AuthorizationToken: "Bearer " + e.st.OperatorToken,
-		MethodArn: "arn:aws:execute-api:us-east-1:000000000000:bench/prod/GET/v1/orgs"})
+		MethodArn: "arn:aws:execute-api:us-east-1:000000000000:bench/prod/GET/v1/apps"})
 	if err != nil {
 		return nil, err
 	}

@@ -9,13 +9,13 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/keyline/keyline/infra"
+	"github.com/keyline/keyline/internal/fanout"
 	"github.com/keyline/keyline/internal/keys"
 	"github.com/keyline/keyline/internal/lineage"
 	"github.com/keyline/keyline/internal/objects"
@@ -30,6 +30,8 @@ const (
 	demoCMKApp2    = "demo-cmk-2"
 	// seedMarker, in the data dir, says the demo seed completed.
 	seedMarker = "seeded-demo"
+	// seedProgressEvery: the seed prints a progress line after this many objects.
+	seedProgressEvery = 250
 )
 
 // SeedSize is how much demo data the seed writes.
@@ -167,48 +169,27 @@ func writeSeedObjects(ctx context.Context, src *objects.S3Source, apps []seedApp
 			size: size.LargeBytes, seed: rng.Uint64()})
 	}
 	total := len(work)
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	jobs := make(chan seedObject)
+	// A seed that cannot write one object is of no use: the first failure ends the context,
+	// so no further object starts (fanout.Each's rule), and the result names the failures.
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	var done atomic.Int64
-	var mu sync.Mutex
-	var firstErr error
-	var wg sync.WaitGroup
-	for range size.Concurrency {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for o := range jobs {
-				r := io.LimitReader(rand.NewChaCha8(seedBytes(o.seed)), int64(o.size))
-				if _, err := src.Put(ctx, o.app, o.scope, o.path, r); err != nil {
-					mu.Lock()
-					if firstErr == nil {
-						firstErr = fmt.Errorf("put %s/%s/%s: %w", o.app, o.scope, o.path, err)
-						cancel()
-					}
-					mu.Unlock()
-					continue
-				}
-				if n := done.Add(1); n%250 == 0 || int(n) == total {
-					fmt.Fprintf(progress, "seed: %d/%d objects\n", n, total)
-				}
-			}
-		}()
-	}
-feed:
-	for _, o := range work {
-		select {
-		case jobs <- o:
-		case <-ctx.Done():
-			break feed
+	err := fanout.Each(ctx, size.Concurrency, work, func(ctx context.Context, o seedObject) error {
+		r := io.LimitReader(rand.NewChaCha8(seedBytes(o.seed)), int64(o.size))
+		if _, err := src.Put(ctx, o.app, o.scope, o.path, r); err != nil {
+			err = fmt.Errorf("put %s/%s/%s: %w", o.app, o.scope, o.path, err)
+			cancel(err)
+			return err
 		}
+		if n := done.Add(1); n%seedProgressEvery == 0 || int(n) == total {
+			fmt.Fprintf(progress, "seed: %d/%d objects\n", n, total)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("seed objects: %w", err)
 	}
-	close(jobs)
-	wg.Wait()
-	if firstErr != nil {
-		return firstErr
-	}
-	return ctx.Err()
+	return nil
 }
 
 // seedBytes expands a number into a ChaCha8 seed.
