@@ -90,6 +90,7 @@ func (f Function) Environment(r Resources) map[string]string {
 	if env == nil {
 		env = map[string]string{}
 	}
+	env[EnvAccount] = r.Account
 	env[EnvTableName] = r.TableName
 	env[EnvDataBucket] = r.DataBucket
 	env[EnvBackupBucket] = r.BackupBucket

@@ -47,7 +47,7 @@ func TestEnvironment(t *testing.T) {
 	for _, f := range infra.Description().Functions {
 		env := f.Environment(r)
 		for k, want := range map[string]string{
-			infra.EnvTableName: r.TableName, infra.EnvDataBucket: r.DataBucket, infra.EnvBackupBucket: r.BackupBucket,
+			infra.EnvAccount: r.Account, infra.EnvTableName: r.TableName, infra.EnvDataBucket: r.DataBucket, infra.EnvBackupBucket: r.BackupBucket,
 			infra.EnvProviderKeyARN: r.ProviderKeyARN, infra.EnvEventBusName: r.EventBusName,
 		} {
 			if env[k] != want {
@@ -279,6 +279,29 @@ func TestKeyPolicyPinsOrg(t *testing.T) {
 			if !granted[role][a] {
 				t.Errorf("%s: key policy does not grant %s", f.Name, a)
 			}
+		}
+	}
+}
+
+// TestCloudTrailKMSRulesMirrored: exactly the rules on KMS's CloudTrail events are the ones
+// deployers mirror on the customer bus (customers forward those events there).
+func TestCloudTrailKMSRulesMirrored(t *testing.T) {
+	var mirrored []string
+	for _, r := range infra.Description().Rules {
+		if r.MatchesCloudTrailKMS() {
+			mirrored = append(mirrored, r.Name)
+		}
+	}
+	if want := []string{"kms-key-events"}; !slices.Equal(mirrored, want) {
+		t.Fatalf("rules mirrored on the customer bus: %v, want %v", mirrored, want)
+	}
+	for _, r := range []infra.Rule{
+		{Name: "own-bus", EventPattern: []byte(`{"source":["aws.kms"]}`), Bus: infra.BusKeyline},
+		{Name: "other-source", EventPattern: []byte(`{"source":["aws.s3"]}`)},
+		{Name: "garbled", EventPattern: []byte(`{"source":`)},
+	} {
+		if r.MatchesCloudTrailKMS() {
+			t.Errorf("rule %s would be mirrored on the customer bus", r.Name)
 		}
 	}
 }

@@ -105,6 +105,27 @@ type Rule struct {
 // BusKeyline names keyline's own event bus (its `source: keyline` events) in Rule.Bus.
 const BusKeyline = "keyline"
 
+// kmsEventSource is the source of KMS's CloudTrail events on EventBridge.
+const kmsEventSource = "aws.kms"
+
+// MatchesCloudTrailKMS reports whether the rule matches KMS's CloudTrail events. Customers
+// forward those from their accounts to keyline's customer bus (DEPLOY.md), so every deployer
+// mirrors such a rule there with the same target.
+func (r Rule) MatchesCloudTrailKMS() bool {
+	var p struct {
+		Source []any `json:"source"`
+	}
+	if r.Bus != "" || json.Unmarshal(r.EventPattern, &p) != nil {
+		return false
+	}
+	for _, v := range p.Source {
+		if v == kmsEventSource {
+			return true
+		}
+	}
+	return false
+}
+
 // Schedule is an EventBridge Scheduler schedule.
 type Schedule struct {
 	Name        string `json:"name"`
@@ -125,6 +146,7 @@ type Deployment struct {
 
 // Environment variable names under which deployers hand resource names to functions.
 const (
+	EnvAccount         = "KEYLINE_ACCOUNT" // keyline's AWS account (the console names it to customers)
 	EnvTableName       = "KEYLINE_TABLE"
 	EnvDataBucket      = "KEYLINE_DATA_BUCKET"
 	EnvBackupBucket    = "KEYLINE_BACKUP_BUCKET"

@@ -164,6 +164,19 @@ func CustomerBusPolicy(busARN string, accounts []string) PolicyDocument {
 	}}}
 }
 
+// CustomerForwarderRole is the name of the role a customer's forwarding rule (DEPLOY.md)
+// puts its CloudTrail KMS events on keyline's customer bus with.
+const CustomerForwarderRole = "keyline-forwarder"
+
+// CustomerForwarderPolicy is the permissions policy of the customer's forwarder role
+// (DEPLOY.md): put events on keyline's customer bus, nothing else.
+func CustomerForwarderPolicy(busARN string) PolicyDocument {
+	return PolicyDocument{Version: PolicyVersion, Statement: []Statement{{
+		Sid: "ForwardKMSEventsToKeyline", Effect: Allow,
+		Action: []string{"events:PutEvents"}, Resource: []string{busARN},
+	}}}
+}
+
 func marshalIndent(v any) []byte {
 	out, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {

@@ -688,18 +688,6 @@ func patternOf(r infra.Rule) map[string]any {
 	return p
 }
 
-// isCloudTrailKMS reports whether a rule matches CloudTrail events of KMS (customers forward
-// those, so the rule is mirrored on the customer bus).
-func isCloudTrailKMS(r infra.Rule) bool {
-	src, _ := patternOf(r)["source"].([]any)
-	for _, v := range src {
-		if v == "aws.kms" {
-			return true
-		}
-	}
-	return false
-}
-
 func (k *Keyline) ruleTarget(t infra.Target) awsevents.IRuleTarget {
 	var input awsevents.RuleTargetInput
 	if len(t.Input) > 0 {
@@ -740,7 +728,7 @@ func (k *Keyline) rule(r infra.Rule) error {
 		return nil
 	}
 	k.Rules[r.Name] = k.newRule(cid, r, nil)
-	if isCloudTrailKMS(r) {
+	if r.MatchesCloudTrailKMS() {
 		k.CustomerRules[r.Name] = k.newRule("Customer"+cid, r, k.CustomerEventBus)
 	}
 	return nil

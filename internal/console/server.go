@@ -70,6 +70,9 @@ type Options struct {
 	Reactivations Reactivator
 	Logger        *slog.Logger
 	Now           func() time.Time
+	// KeylineAccount is keyline's AWS account: a refused customer key is answered with the
+	// `keyline key-policy --org ORG --account KeylineAccount` the customer must apply.
+	KeylineAccount string
 	// MaxObjectBytes caps one object upload (default 5 GiB).
 	MaxObjectBytes int64
 }
@@ -482,6 +485,10 @@ func (s *Server) createApp(w http.ResponseWriter, r *request) error {
 	app, err := s.o.Provision.CreateApp(r.Context(), provision.Request{
 		AppID: body.AppID, OrgID: body.OrgID, KeyModel: lineage.KeyModel(body.KeyModel), KeyARN: body.KeyARN,
 	}, r.cause())
+	if errors.Is(err, provision.ErrKeyUnusable) || errors.Is(err, lineage.ErrKeyNotEnrolled) {
+		// One answer whatever the cause (B10): what the customer must add, nothing about the key.
+		return &apiError{http.StatusUnprocessableEntity, "KeyRefused", lineage.KeyRefusedFor(body.OrgID, s.o.KeylineAccount)}
+	}
 	if err != nil {
 		return err
 	}

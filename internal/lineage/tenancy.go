@@ -101,3 +101,16 @@ func validateEnrolment(o *Org) error {
 // the org. It says what to do and reveals nothing about the key (no KMS error text).
 const KeyRefusedMessage = "this key cannot be used for this org: use an enabled KMS key in an AWS account the org enrolled " +
 	"(and among its key ARNs if it lists any) whose key policy admits keyline for this org (see `keyline key-policy`), then retry"
+
+// KeyRefusedFor is KeyRefusedMessage naming what the customer must add for org: the key policy
+// statements `keyline key-policy --org ORG --account ACCOUNT` prints (ACCOUNT: keyline's AWS
+// account, whose roles they admit). It is the same whatever the cause, so it reveals nothing
+// about the key. Without keyline's account it is KeyRefusedMessage.
+func KeyRefusedFor(org, keylineAccount string) string {
+	if org == "" || keylineAccount == "" {
+		return KeyRefusedMessage
+	}
+	return "this key cannot be used for this org: use an enabled KMS key in an AWS account the org enrolled " +
+		"(and among its key ARNs if it lists any) whose key policy admits keyline for this org: add to the key's policy " +
+		"the statements that `keyline key-policy --org " + org + " --account " + keylineAccount + "` prints, then retry"
+}

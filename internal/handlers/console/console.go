@@ -96,5 +96,7 @@ func NewServer(d handlers.Deps) (*console.Server, error) {
 		Reactivations: p.Revocation,
 		Logger:        d.Logger,
 		Now:           d.Clock.Now,
+		// Optional: names keyline's account in the answer to a refused key.
+		KeylineAccount: d.Env(infra.EnvAccount),
 	}), nil
 }

@@ -405,13 +405,12 @@ func (b *boot) openBus(context.Context) error {
 	return nil
 }
 
-// startKMS starts the local KMS; its CloudTrail events reach the default bus along a path
-// that may lose, repeat, hold or reorder them (faults).
+// startKMS starts the local KMS; its CloudTrail events reach keyline (keyline's own on the
+// default bus, a customer account's forwarded to the customer bus: deliverCloudTrail) along
+// a path that may lose, repeat, hold or reorder them (faults).
 func (b *boot) startKMS(context.Context) error {
 	st := b.st
-	st.cloudTrail = b.opts.Faults.CloudTrail(func(ctx context.Context, raw []byte) error {
-		return st.Bus.PublishEnvelope(ctx, "", raw)
-	}, b.opts.Clock)
+	st.cloudTrail = b.opts.Faults.CloudTrail(st.deliverCloudTrail, b.opts.Clock)
 	svc, err := localkms.New(localkms.Options{
 		DataDir: b.st.DataDir, Region: localRegion, AccountID: endpoint.DefaultAccountID, Clock: b.opts.Clock,
 		Sink: localkms.EventSinkFunc(func(ctx context.Context, ev localkms.CloudTrailEvent) error {
@@ -800,7 +799,7 @@ func targetARN(t infra.Target, reg *lambda.Registry, machines map[string]string)
 }
 
 // wireEvents puts the deployment's rules (on the default bus, where CloudTrail events
-// arrive) and schedules on the bus. Both replace what a previous start stored.
+// arrive, CloudTrail KMS ones mirrored on the customer bus) and schedules on the bus. Both replace what a previous start stored.
 func wireEvents(ctx context.Context, dep infra.Deployment, bus *eventbridge.Bus, keylineBus string, reg *lambda.Registry, machines map[string]string) error {
 	for _, r := range dep.Rules {
 		arn, err := targetARN(r.Target, reg, machines)
@@ -820,6 +819,11 @@ func wireEvents(ctx context.Context, dep infra.Deployment, bus *eventbridge.Bus,
 		}
 		if err := bus.PutTargets(ctx, busName, r.Name, []eventbridge.Target{tgt}); err != nil {
 			return fmt.Errorf("rule %s targets: %w", r.Name, err)
+		}
+		if r.MatchesCloudTrailKMS() {
+			if err := mirrorOnCustomerBus(ctx, bus, r, tgt); err != nil {
+				return err
+			}
 		}
 	}
 	for _, sc := range dep.Schedules {

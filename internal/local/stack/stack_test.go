@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -24,8 +25,13 @@ import (
 	"github.com/keyline/keyline/infra"
 	"github.com/keyline/keyline/internal/console/api"
 	"github.com/keyline/keyline/internal/lineage"
+	"github.com/keyline/keyline/internal/local/eventbridge"
+	"github.com/keyline/keyline/internal/local/lambda"
 	"github.com/keyline/keyline/internal/workflow/keyhealth"
 )
+
+// otherCustomerAccount is a customer account that acme did not enrol.
+const otherCustomerAccount = "222222222222"
 
 // testToken is the operator token the tests start the stack with (so a restart keeps it).
 const testToken = "klop_test-operator-token-0123456789abcdef"
@@ -160,6 +166,122 @@ func TestStack(t *testing.T) {
 	if t.Failed() {
 		return
 	}
+
+	t.Run("a key without keyline's key policy is refused with what the customer must add", func(t *testing.T) {
+		bare, err := st.CreateCustomerKey(ctx, CustomerAccount, "acme", "acme's key, keyline not admitted", true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		create := func(app, key string, want int) api.Answer {
+			t.Helper()
+			a, err := c.Do(ctx, http.MethodPost, "/v1/apps", api.CreateApp{AppID: app, OrgID: "acme", KeyModel: "cmk", KeyARN: key})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if a.Status != want {
+				t.Fatalf("create %s on %s answered %d, want %d: %s", app, key, a.Status, want, a.Message())
+			}
+			return a
+		}
+		refused := create("acme-bare", bare, http.StatusUnprocessableEntity)
+		const wantCmd = "`keyline key-policy --org acme --account " + KeylineAccount + "`"
+		if refused.Code() != "KeyRefused" || !strings.Contains(refused.Message(), wantCmd) {
+			t.Fatalf("refusal %s does not name %s", refused.Message(), wantCmd)
+		}
+		// It reveals nothing about the key: a key that does not exist, and one in an account
+		// the org did not enrol, get the very same answer.
+		missing := create("acme-missing", "arn:aws:kms:us-east-1:"+CustomerAccount+":key/00000000-0000-4000-8000-000000000000", http.StatusUnprocessableEntity)
+		elsewhere, err := st.CreateCustomerKey(ctx, otherCustomerAccount, "acme", "a key in an account acme did not enrol", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		notEnrolled := create("acme-elsewhere", elsewhere, http.StatusUnprocessableEntity)
+		for _, a := range []api.Answer{missing, notEnrolled} {
+			if !bytes.Equal(a.Body, refused.Body) {
+				t.Fatalf("answers differ by key: %s and %s", a.Body, refused.Body)
+			}
+		}
+		if strings.Contains(string(refused.Body), bare) || strings.Contains(string(refused.Body), "Exception") {
+			t.Fatalf("the refusal reveals something about the key: %s", refused.Body)
+		}
+		// Nothing was created.
+		if err := c.Expect(ctx, http.StatusNotFound, http.MethodGet, "/v1/apps/acme-bare", nil, nil); err != nil {
+			t.Fatal(err)
+		}
+		// The customer adds what it was told to: the app is created.
+		pol, err := CustomerKeyPolicy(CustomerAccount, "acme")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kmsc.PutKeyPolicy(ctx, &awskms.PutKeyPolicyInput{KeyId: aws.String(bare), PolicyName: aws.String("default"), Policy: aws.String(pol)}); err != nil {
+			t.Fatalf("the customer's PutKeyPolicy: %v", err)
+		}
+		create("acme-bare", bare, http.StatusCreated)
+	})
+
+	t.Run("customer KMS events reach keyline's customer bus through its policy", func(t *testing.T) {
+		// A probe on the customer bus sees what arrives there.
+		arrived := make(chan string, 8)
+		st.Lambda.RegisterFunction(lambda.Function{Name: "forward-probe", Handler: func(_ context.Context, ev struct {
+			ID string `json:"id"`
+		}) error {
+			arrived <- ev.ID
+			return nil
+		}})
+		if _, err := st.Bus.PutRule(ctx, eventbridge.RuleInput{Name: "forward-probe", EventBusName: localCustomerBus,
+			EventPattern: `{"detail":{"eventName":["TagResource"]}}`}); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Bus.PutTargets(ctx, localCustomerBus, "forward-probe", []eventbridge.Target{{ID: "probe", Arn: st.Lambda.ARN("forward-probe")}}); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if err := st.Bus.DeleteRule(ctx, localCustomerBus, "forward-probe", true); err != nil {
+				t.Error(err)
+			}
+		}()
+		event := func(id, account, source string) []byte {
+			t.Helper()
+			b, err := json.Marshal(map[string]any{"version": "0", "id": id, "detail-type": "AWS API Call via CloudTrail", "source": source,
+				"account": account, "time": "2026-12-01T10:00:00Z", "region": "us-east-1", "resources": []string{},
+				"detail": map[string]any{"eventSource": "kms.amazonaws.com", "eventName": "TagResource", "recipientAccountId": account}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}
+		for _, refused := range []struct{ id, account, source, why string }{
+			{"fwd-not-enrolled", otherCustomerAccount, "aws.kms", "an account no org enrolled"},
+			{"fwd-other-source", CustomerAccount, "acme.app", "an enrolled account, not a KMS event"},
+		} {
+			if err := st.forwardCustomerEvent(ctx, event(refused.id, refused.account, refused.source)); !errors.Is(err, ErrForwardDenied) ||
+				!strings.Contains(err.Error(), "AccessDeniedException") {
+				t.Fatalf("%s: forward answered %v, want AccessDeniedException (%v)", refused.why, err, ErrForwardDenied)
+			}
+		}
+		if err := st.forwardCustomerEvent(ctx, event("fwd-admitted", CustomerAccount, "aws.kms")); err != nil {
+			t.Fatalf("acme's KMS event was refused: %v", err)
+		}
+		// The refusal is the bus policy's: once an org enrols the other account, its event
+		// is admitted too.
+		if err := c.CreateOrg(ctx, api.CreateOrg{OrgID: "globex", Name: "Globex", Accounts: []string{otherCustomerAccount}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.forwardCustomerEvent(ctx, event("fwd-enrolled-later", otherCustomerAccount, "aws.kms")); err != nil {
+			t.Fatalf("the newly enrolled account's KMS event was refused: %v", err)
+		}
+		if err := st.Bus.Drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for len(arrived) > 0 {
+			got = append(got, <-arrived)
+		}
+		slices.Sort(got)
+		if want := []string{"fwd-admitted", "fwd-enrolled-later"}; !slices.Equal(got, want) {
+			t.Fatalf("events on the customer bus: %v, want %v", got, want)
+		}
+	})
 
 	t.Run("DisableKey reaches the key-event function through CloudTrail and the bus", func(t *testing.T) {
 		if _, err := kmsc.DisableKey(ctx, &awskms.DisableKeyInput{KeyId: aws.String(keyARN)}); err != nil {
