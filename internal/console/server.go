@@ -174,7 +174,11 @@ func (s *Server) route(pattern string, h handlerFunc) {
 		if err != nil {
 			if !errors.Is(err, errUnauthenticated) {
 				log.Error("authentication failed", "error", err)
-				writeError(w, &apiError{http.StatusInternalServerError, "InternalError", "cannot check the token now; retry (request id " + reqID + ")"})
+				ae := &apiError{http.StatusInternalServerError, "InternalError", "cannot check the token now; retry (request id " + reqID + ")"}
+				if d, ok := accessDenied(err); ok {
+					ae = misconfigured(d, reqID)
+				}
+				writeError(w, ae)
 				return
 			}
 			writeError(w, &apiError{http.StatusUnauthorized, "Unauthorized", "send `Authorization: Bearer <token>` with an operator or org token"})
@@ -182,7 +186,7 @@ func (s *Server) route(pattern string, h handlerFunc) {
 		}
 		err = h(w, &request{Request: r, who: who, id: reqID, clientID: clientID})
 		if err != nil {
-			ae := s.mapError(err)
+			ae := s.mapError(err, reqID)
 			if ae.status >= 500 {
 				log.Error("request failed", "error", err, "actor", who.Actor())
 			} else {
@@ -219,7 +223,7 @@ func unprocessable(format string, a ...any) error {
 func forbidden(msg string) error { return &apiError{http.StatusForbidden, "Forbidden", msg} }
 
 // mapError turns domain errors into API answers; bad input is never a 500.
-func (s *Server) mapError(err error) *apiError {
+func (s *Server) mapError(err error, reqID string) *apiError {
 	var ae *apiError
 	if errors.As(err, &ae) {
 		return ae
@@ -254,6 +258,14 @@ func (s *Server) mapError(err error) *apiError {
 		errors.Is(err, lineage.ErrAppDeactivated), errors.Is(err, lineage.ErrReencrypting),
 		errors.Is(err, objects.ErrAppNotWritable), errors.Is(err, objects.ErrGenerationNotUsable), errors.Is(err, objects.ErrKeyRevoked):
 		return &apiError{http.StatusConflict, "Conflict", err.Error()}
+	}
+	if s.customerKeyUnusable(err) {
+		// The customer's key refuses keyline (their doing): not keyline's failure.
+		return &apiError{http.StatusConflict, "KeyUnusable", s.keyUnusableMessage()}
+	}
+	if d, ok := accessDenied(err); ok {
+		// AWS refused one of keyline's own calls: its deployment, not the request, is wrong.
+		return misconfigured(d, reqID)
 	}
 	return &apiError{http.StatusInternalServerError, "InternalError", "internal error; retry, and report the request id if it persists"}
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/keyline/keyline/infra"
 	"github.com/keyline/keyline/internal/local/authz"
 	"github.com/keyline/keyline/internal/local/eventbridge"
+	"github.com/keyline/keyline/internal/local/eventpattern"
 	"github.com/keyline/keyline/internal/local/iam"
 )
 
@@ -21,6 +22,10 @@ const localCustomerBus = "keyline-customer-kms"
 // forwarderSession is the session name of the customer's forwarder role when EventBridge
 // assumes it to deliver to a cross-account target.
 const forwarderSession = "events"
+
+// customerForwardingRule is the pattern of the rule customers put on their default bus to
+// forward their KMS events to keyline (DEPLOY.md: exactly keyline's pattern).
+var customerForwardingRule = eventpattern.MustCompile(infra.KMSKeyEventPattern)
 
 // orgPageSize is the page size of the enrolled-accounts listing.
 const orgPageSize = 100
@@ -39,6 +44,11 @@ func (s *Stack) deliverCloudTrail(ctx context.Context, raw []byte) error {
 	}
 	if env.Account == "" || env.Account == s.state.Account {
 		return s.Bus.PublishEnvelope(ctx, "", raw)
+	}
+	// The customer's forwarding rule has keyline's pattern: only what it matches leaves the
+	// customer's account.
+	if ok, err := customerForwardingRule.Match(raw); err != nil || !ok {
+		return err
 	}
 	if err := s.forwardCustomerEvent(ctx, raw); err != nil {
 		if errors.Is(err, ErrForwardDenied) {

@@ -219,6 +219,71 @@ func TestStack(t *testing.T) {
 		create("acme-bare", bare, http.StatusCreated)
 	})
 
+	t.Run("a denied AWS call of the console is answered as what it is, never as an internal error", func(t *testing.T) {
+		// The customer's doing: their key policy stops admitting keyline. A conflict that
+		// says what the customer must fix, not a 5xx.
+		locked, err := st.CreateCustomerKey(ctx, CustomerAccount, "acme", "acme's key it will lock keyline out of", false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.CreateApp(ctx, api.CreateApp{AppID: "acme-locked", OrgID: "acme", KeyModel: "cmk", KeyARN: locked}); err != nil {
+			t.Fatal(err)
+		}
+		setKeyPolicy := func(policy string) {
+			t.Helper()
+			if _, err := kmsc.PutKeyPolicy(ctx, &awskms.PutKeyPolicyInput{KeyId: aws.String(locked), PolicyName: aws.String("default"), Policy: aws.String(policy)}); err != nil {
+				t.Fatalf("the customer's PutKeyPolicy: %v", err)
+			}
+		}
+		setKeyPolicy(`{"Version":"2012-10-17","Statement":[{"Sid":"AccountOnly","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::` + CustomerAccount + `:root"},"Action":"kms:*","Resource":"*"}]}`)
+		a, err := c.Do(ctx, http.MethodPut, "/v1/apps/acme-locked/objects/docs/x", []byte("x"), "X-Keyline-Scope", "cmk")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Status != http.StatusConflict || a.Code() != "KeyUnusable" || !strings.Contains(a.Message(), "`keyline key-policy --org ORG --account "+KeylineAccount+"`") ||
+			strings.Contains(a.Message(), locked) {
+			t.Fatalf("a write under a key whose policy no longer admits keyline answered %d %s", a.Status, a.Message())
+		}
+		pol, err := CustomerKeyPolicy(CustomerAccount, "acme")
+		if err != nil {
+			t.Fatal(err)
+		}
+		setKeyPolicy(pol)
+		if err := c.PutObject(ctx, "acme-locked", "cmk", "docs/x", []byte("x")); err != nil {
+			t.Fatalf("after the customer restored keyline's statements: %v", err)
+		}
+
+		// keyline's doing: its console role may not start executions. A 5xx, saying what the
+		// operator must fix.
+		withRolePolicies(t, st, func(fn string, d *infra.PolicyDocument) {
+			if fn != infra.FnConsoleAPI {
+				return
+			}
+			var kept []infra.Statement
+			for _, st := range d.Statement {
+				st.Action = slices.DeleteFunc(slices.Clone(st.Action), func(a string) bool { return a == "states:StartExecution" })
+				if len(st.Action) > 0 {
+					kept = append(kept, st)
+				}
+			}
+			d.Statement = kept
+		})
+		a, err = c.Do(ctx, http.MethodPost, "/v1/apps/acme-locked/backups", struct{}{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Status != http.StatusInternalServerError || a.Code() != "Misconfigured" ||
+			!strings.Contains(a.Message(), "states:StartExecution") || !strings.Contains(a.Message(), "console-api role") {
+			t.Fatalf("a backup the console's role may not start answered %d %s", a.Status, a.Message())
+		}
+	})
+	if t.Failed() {
+		return
+	}
+	if err := c.Expect(ctx, http.StatusAccepted, http.MethodPost, "/v1/apps/acme-locked/backups", struct{}{}, nil); err != nil {
+		t.Fatalf("with the contract's role policies back: %v", err)
+	}
+
 	t.Run("customer KMS events reach keyline's customer bus through its policy", func(t *testing.T) {
 		// A probe on the customer bus sees what arrives there.
 		arrived := make(chan string, 8)
@@ -524,4 +589,37 @@ func TestStartStackRefusesBadOptions(t *testing.T) {
 			t.Fatalf("Start(%+v): %v, want %v", o, err, ErrOptions)
 		}
 	}
+}
+
+// withRolePolicies replaces the functions' role policies with the contract's, edited, until
+// the test ends.
+func withRolePolicies(t *testing.T, st *Stack, edit func(fn string, d *infra.PolicyDocument)) {
+	t.Helper()
+	docs, err := st.Policies()
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := func(edit func(string, *infra.PolicyDocument)) map[string]json.RawMessage {
+		out := make(map[string]json.RawMessage, len(docs))
+		for fn, d := range docs {
+			d.Statement = slices.Clone(d.Statement)
+			if edit != nil {
+				edit(fn, &d)
+			}
+			b, err := json.Marshal(d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[fn] = b
+		}
+		return out
+	}
+	if err := st.policies.setRolePolicies(raw(edit)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := st.policies.setRolePolicies(raw(nil)); err != nil {
+			t.Error(err)
+		}
+	})
 }
