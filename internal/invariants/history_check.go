@@ -1,7 +1,6 @@
 package invariants
 
 import (
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -83,26 +82,27 @@ func checkKeys(c *checker, keys []KeyState) {
 	}
 }
 
-// deactivations are the spans during which an app was deactivated for certain: from a
-// revocation's audit entry plus AuditSlack, or from an observation that saw the app
-// DEACTIVATED (its answer), to the next reactivation's audit entry (an entry may be timed up
-// to AuditSlack before its change lands, so a reactivation that close counts as before).
+// deactivations are the spans during which an app was deactivated for certain, derived the
+// way the product derives it: the app is deactivated while the key of its active generation
+// is revoked, and a key's state changes only with the entries of the key's own trail
+// (key.revoked, key.reactivated: one transaction each with the key item), which the app's
+// trail shows for every key its generations used. A span runs from a revocation of the
+// app's active key (plus AuditSlack), or from an observation that saw the app DEACTIVATED
+// (its answer), to the next reactivation of that same key (an entry may be timed up to
+// AuditSlack before its change lands, so a reactivation that close counts as before).
+//
+// The audit trail must have been read after every operation judged against it ended (the
+// soak reads the history before it collects): a reactivation not yet read would leave the
+// span open and make a legitimate operation look like a breach.
 func deactivations(a AppState, ops []Op) [][2]time.Time {
-	var ends []time.Time
-	for _, e := range a.Audit {
-		if e.Action == lineage.ActionKeyReactivated {
-			ends = append(ends, e.Time)
-		}
-	}
-	sort.Slice(ends, func(i, j int) bool { return ends[i].Before(ends[j]) })
-	// span is [start, the first reactivation after from), or nothing when that reactivation
-	// comes before start.
+	// span is [start, the first reactivation of key after from), or nothing when that
+	// reactivation comes before start.
 	var out [][2]time.Time
-	span := func(from, start time.Time) {
+	span := func(key string, from, start time.Time) {
 		end := time.Time{}
-		for _, e := range ends {
-			if e.After(from) {
-				end = e
+		for _, e := range a.Audit {
+			if e.Action == lineage.ActionKeyReactivated && sameKey(entryKey(e), key) && e.Time.After(from) {
+				end = e.Time
 				break
 			}
 		}
@@ -117,22 +117,34 @@ func deactivations(a AppState, ops []Op) [][2]time.Time {
 		}
 		// A key's entry shows in the trail of every app on the key: it deactivated this
 		// app only if the key was its active generation's then.
-		k := e.KeyARN
-		if k == "" {
-			k = e.Detail["keyArn"]
-		}
-		if k != "" && k != activeKeyAt(a, e.Time) {
+		k := entryKey(e)
+		active := activeKeyAt(a, e.Time)
+		if k != "" && k != active {
 			continue
 		}
-		span(e.Time, e.Time.Add(AuditSlack))
+		if k == "" {
+			k = active
+		}
+		span(k, e.Time, e.Time.Add(AuditSlack))
 	}
 	for _, o := range ops {
 		if o.Kind == OpObserve && o.App == a.App.ID && o.OK() && o.AppStatus == string(lineage.AppDeactivated) {
-			span(o.Start.Add(-AuditSlack), o.End)
+			span(activeKeyAt(a, o.Start), o.Start.Add(-AuditSlack), o.End)
 		}
 	}
 	return out
 }
+
+// entryKey is the key an audit entry is about ("" when it names none).
+func entryKey(e lineage.AuditEntry) string {
+	if e.KeyARN != "" {
+		return e.KeyARN
+	}
+	return e.Detail["keyArn"]
+}
+
+// sameKey says two keys may be the same one ("" is any key).
+func sameKey(a, b string) bool { return a == "" || b == "" || a == b }
 
 // activeKeyAt is the key of the app's active generation at t, as its audit trail tells:
 // generation 1 until the first commit, then each committed generation in turn.

@@ -201,8 +201,11 @@ func checkApp(c *checker, a AppState, reencryptRunning, execKnown bool) {
 	}
 
 	// I3: a settled CMK app has every CMK-scope object under its active generation, except
-	// those an abort listed as stranded.
-	if app.KeyModel == lineage.KeyModelCMK && app.Status == lineage.AppActive {
+	// those an abort listed as stranded. An app whose re-encryption execution still runs is
+	// not settled: DESIGN's I3 speaks of the state when the re-encryption has committed or
+	// aborted, and an abort ends only when it has put back what it can (it waits for a key
+	// that objects written meanwhile need).
+	if app.KeyModel == lineage.KeyModelCMK && app.Status == lineage.AppActive && !reencryptRunning {
 		for _, o := range a.Objects {
 			if a.Stranded[o.Key] || gens[o.Generation].KeyRevoked {
 				continue // left by an abort under a generation only its revoked key opens

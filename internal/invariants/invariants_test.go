@@ -217,3 +217,30 @@ func TestAllowedStates(t *testing.T) {
 		t.Fatalf("stranded object listed by an abort: %v", r.Violations)
 	}
 }
+
+// I2 derives a deactivation from the key trail as the product does: only a reactivation of
+// the revoked key ends it (another key's return does not), and that key's reactivation,
+// recorded once on the key's trail and shown in the app's, does.
+func TestDeactivationEndsWithItsKeysReactivation(t *testing.T) {
+	revoked := func(reactivated string) Snapshot {
+		s := healthy()
+		s.Apps[0].Audit = append(s.Apps[0].Audit,
+			lineage.AuditEntry{Action: lineage.ActionKeyRevoked, KeyARN: k2, Time: now.Add(-40 * time.Second), Detail: map[string]string{"keyArn": k2}},
+			lineage.AuditEntry{Action: lineage.ActionKeyReactivated, KeyARN: reactivated, Time: now.Add(-30 * time.Second), Detail: map[string]string{"keyArn": reactivated}})
+		s.History = append(s.History, op(OpWrite, "z", -20*time.Second, 201, "f1"), op(OpRead, "z", -10*time.Second, 200, "f1"))
+		return s
+	}
+	if r := Check(revoked(k2)); len(r.Violations) != 0 {
+		t.Fatalf("after the key's own reactivation: %v", r.Violations)
+	}
+	r := Check(revoked(k1))
+	n := 0
+	for _, v := range r.Violations {
+		if v.Invariant == I2 {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Fatalf("another key's reactivation ended the deactivation: %d I2 violations (%v), want the write and the read", n, r.Violations)
+	}
+}

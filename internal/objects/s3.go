@@ -391,15 +391,19 @@ func (s *S3Source) settle(ctx context.Context, appID, path, key string, wrote in
 		if err != nil {
 			return last, mapLineage(err)
 		}
-		if app.Status == lineage.AppDeactivated {
-			return last, fmt.Errorf("%w: app %s was deactivated while the object was written (%s)", ErrAppNotWritable, appID, app.StatusReason)
-		}
 		cur := app.ActiveGeneration
 		if app.Status == lineage.AppReencrypting && app.PendingGeneration > 0 {
 			cur = app.PendingGeneration
 		}
 		if cur == wrote {
+			// Stored where writes go. A revocation applied while the bytes travelled does not
+			// undo them (the write read the key state before it sealed anything, B9), and a
+			// refusal now would be a lie: the object is replaced, the previous one gone (I6).
 			return last, nil
+		}
+		if app.Status == lineage.AppDeactivated {
+			return last, fmt.Errorf("%w: app %s was deactivated while the object was written under generation %d, and writes now go to generation %d (%s)",
+				ErrAppNotWritable, appID, wrote, cur, app.StatusReason)
 		}
 		k, err := s.generationKey(ctx, appID, cur, true)
 		if err != nil {

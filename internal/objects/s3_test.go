@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
@@ -316,5 +317,56 @@ func TestSnapshotLeavesOutObjectsOfOtherGenerations(t *testing.T) {
 	}
 	if got := e.Get(t, "dst", objects.ScopeCMK, "keep"); !bytes.Equal(got, keep) {
 		t.Fatal("restored object differs")
+	}
+}
+
+// revokeOnEOF is a body that has the app's key revoked once it has been read to the end: the
+// revocation lands while the write's bytes are uploaded.
+type revokeOnEOF struct {
+	r      io.Reader
+	revoke func()
+	done   bool
+}
+
+func (b *revokeOnEOF) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err == io.EOF && !b.done {
+		b.done = true
+		b.revoke()
+	}
+	return n, err
+}
+
+// I6: a write whose bytes land while its key's revocation is applied is acknowledged: it
+// replaced the object, so a refusal would tell the client nothing was stored while the
+// previous content is gone. A write that starts after the revocation is refused and
+// changes nothing (B9).
+func TestPutRacingARevocationTellsWhatHappened(t *testing.T) {
+	e := objectstest.New(t)
+	e.Org(t, "org1")
+	keyARN := e.CMKApp(t, "org1", "app1")
+	ctx := context.Background()
+	e.Put(t, "app1", objects.ScopeCMK, "x", []byte("first"))
+	body := &revokeOnEOF{r: bytes.NewReader([]byte("second")), revoke: func() {
+		if _, err := e.Store.RevokeKey(ctx, keyARN, "DisableKey", lineage.KeyEventRef{ID: "ev-1", Time: time.Now()}, lineage.Cause{Actor: "test"}); err != nil {
+			t.Errorf("revoke: %v", err)
+		}
+	}}
+	info, err := e.Source.Put(ctx, "app1", objects.ScopeCMK, "x", body)
+	if err != nil || info.Generation != 1 {
+		t.Fatalf("write racing the revocation: %+v, %v; want it acknowledged (its bytes replaced the object)", info, err)
+	}
+	before := e.Raw(t, objectstest.DataBucket, "apps/app1/cmk/x")
+	if _, err := e.Source.Put(ctx, "app1", objects.ScopeCMK, "x", bytes.NewReader([]byte("third"))); !errors.Is(err, objects.ErrAppNotWritable) {
+		t.Fatalf("write after the revocation: %v, want ErrAppNotWritable", err)
+	}
+	if after := e.Raw(t, objectstest.DataBucket, "apps/app1/cmk/x"); !bytes.Equal(before, after) {
+		t.Fatal("a refused write changed the object")
+	}
+	if _, err := e.Store.ReactivateKey(ctx, keyARN, 0, lineage.KeyEventRef{ID: "ev-2", Time: time.Now()}, lineage.Cause{Actor: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.Get(t, "app1", objects.ScopeCMK, "x"); string(got) != "second" {
+		t.Fatalf("after the key is back: %q, want the acknowledged write", got)
 	}
 }

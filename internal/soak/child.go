@@ -63,7 +63,7 @@ func newChild(binary, dataDir, faultsFile, token string) (*child, error) {
 // start runs `keyline local` (crashing at crashAt when not empty) and returns once it serves.
 func (c *child) start(ctx context.Context, crashAt string) error {
 	args := []string{"local", "--data-dir", c.dataDir, "--addr", c.addr, "--console-addr", c.consoleAddr,
-		"--iam", "off", "--faults", c.faultsFile}
+		"--faults", c.faultsFile}
 	if crashAt != "" {
 		args = append(args, "--crash-at", crashAt)
 	}

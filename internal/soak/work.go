@@ -34,6 +34,7 @@ import (
 	"github.com/keyline/keyline/internal/invariants"
 	"github.com/keyline/keyline/internal/lineage"
 	"github.com/keyline/keyline/internal/local/fault"
+	"github.com/keyline/keyline/internal/local/stack"
 )
 
 func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
@@ -203,8 +204,14 @@ func (d *driver) setup(ctx context.Context) error {
 			return fmt.Errorf("token of %s: %d %s", o.id, a.Status, a.Message())
 		}
 		o.api = d.op.As(tok.Token)
+		// IAM is enforced: each key admits keyline for its org alone, with the statements
+		// `keyline key-policy` prints (B10).
+		pol, err := stack.CustomerKeyPolicy(o.account, o.id)
+		if err != nil {
+			return fmt.Errorf("key policy of %s: %w", o.id, err)
+		}
 		for k := 0; k < keysPerOrg; k++ {
-			out, err := o.kms.CreateKey(ctx, &awskms.CreateKeyInput{Description: aws.String(fmt.Sprintf("soak key %d of %s", k+1, o.id))})
+			out, err := o.kms.CreateKey(ctx, &awskms.CreateKeyInput{Description: aws.String(fmt.Sprintf("soak key %d of %s", k+1, o.id)), Policy: aws.String(pol)})
 			if err != nil {
 				return fmt.Errorf("key of %s: %w", o.id, err)
 			}
@@ -600,11 +607,14 @@ func (d *driver) check(ctx context.Context, final bool) error {
 		return err
 	}
 	src := invariants.Sources{Store: d.store, S3: d.s3, DataBucket: d.bucket, SFN: d.sfn}
+	// The history is read before the snapshot: every operation judged then ended before the
+	// audit trails were read, so a reactivation that let one through is in them (I2).
+	history := d.rec.Ops()
 	snap, err := invariants.Collect(ctx, src, time.Now())
 	if err != nil {
 		return err
 	}
-	snap.History = d.rec.Ops()
+	snap.History = history
 	if final {
 		snap.Final = true
 		if err := d.keyStates(ctx, &snap); err != nil {

@@ -146,6 +146,10 @@ type State struct {
 	// re-encryption, whatever its key (the console's abort route): the state machine goes
 	// straight to Abort.
 	OperatorAbort bool `json:"abort,omitempty"`
+	// AcceptStranded is set by the state machine once it has retried an Abort that left
+	// objects stranded (wferr.Stranded) for as long as it waits for a key to come back: the
+	// abort then ends, listing them in its outcome.
+	AcceptStranded bool `json:"acceptStranded,omitempty"`
 }
 
 func (s State) cause() lineage.Cause {
@@ -532,7 +536,7 @@ func (s *Service) Abort(ctx context.Context, st State) (Outcome, error) {
 		s.emit(ctx, audit.DetailReencryptAborted, st, app.OrgID, map[string]any{"status": app.Status, "reason": reason})
 	}
 	out := Outcome{AppID: st.AppID, Status: app.Status, ActiveGeneration: app.ActiveGeneration, RetiredGeneration: to, Reason: reason}
-	if err := s.rollback(ctx, st.AppID, app.ActiveGeneration, to, &out); err != nil {
+	if err := s.rollback(ctx, st.AppID, app.ActiveGeneration, to, st.AcceptStranded, &out); err != nil {
 		return Outcome{}, err
 	}
 	return out, nil
@@ -578,7 +582,13 @@ func (s *Service) committedAlready(ctx context.Context, st State) (bool, Outcome
 
 // rollback puts the objects moved to generation to back under from and drops the stash
 // (see Abort). Its errors are Transient: the state machine retries Abort, which carries on.
-func (s *Service) rollback(ctx context.Context, appID string, from, to int, out *Outcome) error {
+//
+// Objects a client wrote during the re-encryption that cannot be put back now (a key they
+// need is revoked) make it return wferr.Stranded, stash kept, unless acceptStranded: the
+// state machine retries while the key may come back (I3: when the abort ends, nothing is
+// left under the aborted generation but what only its revoked key can open), then accepts
+// and lists them.
+func (s *Service) rollback(ctx context.Context, appID string, from, to int, acceptStranded bool, out *Outcome) error {
 	if s.cfg.Objects == nil {
 		return &wferr.Failed{Msg: "reencrypt: no data source configured to roll back app " + appID}
 	}
@@ -593,6 +603,12 @@ func (s *Service) rollback(ctx context.Context, appID string, from, to int, out 
 		return &wferr.Transient{Msg: fmt.Sprintf("rolling back the objects of app %s to generation %d: %v", appID, from, err)}
 	}
 	out.Rollback = &rb
+	if rb.StrandedCount > 0 && !acceptStranded {
+		s.cfg.Logger.InfoContext(ctx, "re-encryption abort: objects written during it cannot be put back yet; retrying while their key may come back",
+			slog.String("app_id", appID), slog.Int("generation", to), slog.Int("stranded", rb.StrandedCount))
+		return &wferr.Stranded{Msg: fmt.Sprintf("app %s: %d objects written during the re-encryption are still under the aborted generation %d: a key they need is revoked",
+			appID, rb.StrandedCount, to)}
+	}
 	if rb.StrandedCount > 0 {
 		s.cfg.Logger.WarnContext(ctx, "re-encryption aborted: objects written during it are left under the aborted generation, whose key cannot open them now",
 			slog.String("app_id", appID), slog.Int("generation", to), slog.Int("stranded", rb.StrandedCount), slog.Any("keys", rb.Stranded))

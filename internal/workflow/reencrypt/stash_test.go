@@ -12,6 +12,7 @@ import (
 	"github.com/keyline/keyline/internal/objects"
 	"github.com/keyline/keyline/internal/sealing"
 	"github.com/keyline/keyline/internal/workflow/reencrypt"
+	"github.com/keyline/keyline/internal/workflow/wferr"
 )
 
 const stashRoot = "reencrypt-stash/"
@@ -183,11 +184,21 @@ func TestAbortLeavesUnopenableClientWritesStranded(t *testing.T) {
 	if _, err := e.rev.RevokeKey(e.ctx, e.k2, "DisableKey", lineage.Cause{EventID: "ev-new", Actor: "cloudtrail"}); err != nil {
 		t.Fatal(err)
 	}
+	// The abort puts back what it can and says it is waiting for the key (the state
+	// machine retries it); once the machine stops waiting, it ends listing the write.
+	var stranded *wferr.Stranded
+	if _, err := e.service().Abort(e.ctx, st); !errors.As(err, &stranded) {
+		t.Fatalf("abort with a stranded write: %v, want wferr.Stranded", err)
+	}
+	if a := e.app1("app1"); a.Status != lineage.AppActive || a.ActiveGeneration != 1 || a.PendingGeneration != 0 {
+		t.Fatalf("app after the first abort attempt: %+v", a)
+	}
+	st.AcceptStranded = true
 	out, err := e.service().Abort(e.ctx, st)
 	if err != nil || out.Status != lineage.AppActive || out.Rollback == nil {
 		t.Fatalf("abort: %+v, %v", out, err)
 	}
-	if out.Rollback.Restored != 2 || out.Rollback.StrandedCount != 1 || len(out.Rollback.Stranded) != 1 || out.Rollback.Stranded[0] != items[1].Key {
+	if out.Rollback.Restored != 0 || out.Rollback.StrandedCount != 1 || len(out.Rollback.Stranded) != 1 || out.Rollback.Stranded[0] != items[1].Key {
 		t.Fatalf("rollback %+v", *out.Rollback)
 	}
 	if got := e.raw(items[1].Key)[items[1].Key]; !bytes.Equal(got, clientRaw) {
@@ -211,6 +222,60 @@ func TestAbortLeavesUnopenableClientWritesStranded(t *testing.T) {
 	e.setKey(e.k2, true)
 	if _, err := e.newSource().Get(e.ctx, "app1", objects.ScopeCMK, overwritten, io.Discard); !errors.Is(err, objects.ErrKeyRevoked) {
 		t.Fatalf("read of the stranded write under the revoked generation: %v, want ErrKeyRevoked", err)
+	}
+}
+
+// I3: an object a client wrote during the re-encryption under the pending generation is
+// not left there when the abort ends. While the key it needs is revoked the abort waits
+// (wferr.Stranded, retried by the state machine); once the key is back, the retried abort
+// seals it under the previous generation, with the same bytes.
+func TestAbortWaitsForTheKeyOfStrandedWrites(t *testing.T) {
+	for _, revoked := range []string{"new key", "old key"} {
+		t.Run(revoked, func(t *testing.T) {
+			e := newEnv(t)
+			e.app("app1", lineage.KeyModelCMK)
+			st := e.begin("app1", e.k2)
+			items := e.list(st.Prefix)
+			if _, err := e.svc.Batch(e.ctx, batches(st, items, 3)[0]); err != nil {
+				t.Fatal(err)
+			}
+			_, path, _ := strings.Cut(strings.TrimPrefix(items[1].Key, "apps/app1/"), "/")
+			if _, err := e.src.Put(e.ctx, "app1", objects.ScopeCMK, path, strings.NewReader("written during")); err != nil {
+				t.Fatal(err)
+			}
+			key := e.k2
+			if revoked == "old key" {
+				key = e.k1
+			}
+			e.setKey(key, false)
+			if _, err := e.rev.RevokeKey(e.ctx, key, "DisableKey", lineage.Cause{EventID: "ev-off", Actor: "cloudtrail"}); err != nil {
+				t.Fatal(err)
+			}
+			var stranded *wferr.Stranded
+			if _, err := e.service().Abort(e.ctx, st); !errors.As(err, &stranded) {
+				t.Fatalf("abort while the key is revoked: %v, want wferr.Stranded", err)
+			}
+			if g := e.headers(st.Prefix)[items[1].Key].Generation; g != 2 {
+				t.Fatalf("the client write under generation %d while it waits, want 2 (left as it is)", g)
+			}
+			e.setKey(key, true)
+			if _, err := e.rev.ReactivateKey(e.ctx, key, lineage.Cause{EventID: "ev-on", Actor: "cloudtrail"}); err != nil {
+				t.Fatal(err)
+			}
+			out, err := e.service().Abort(e.ctx, st)
+			if err != nil || out.Rollback == nil || out.Rollback.StrandedCount != 0 || out.Rollback.Resealed != 1 {
+				t.Fatalf("abort once the key is back: %+v %+v, %v", out, out.Rollback, err)
+			}
+			for k, h := range e.headers(st.Prefix) {
+				if h.Generation != 1 {
+					t.Errorf("%s under generation %d after the abort, want 1", k, h.Generation)
+				}
+			}
+			var b strings.Builder
+			if _, err := e.newSource().Get(e.ctx, "app1", objects.ScopeCMK, path, &b); err != nil || b.String() != "written during" {
+				t.Fatalf("the client write after the abort: %q, %v", b.String(), err)
+			}
+		})
 	}
 }
 

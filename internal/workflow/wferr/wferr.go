@@ -36,6 +36,14 @@ type KeyRevoked struct {
 
 func (e *KeyRevoked) Error() string { return e.Msg }
 
+// Stranded: an abort put back every object it could, but objects a client wrote during the
+// re-encryption are still under the aborted generation, because a key they need (the
+// aborted generation's, to open them, or the previous one's, to seal them again) is revoked
+// now. ASL: the abort is retried while the key may come back, then it ends listing them.
+type Stranded struct{ Msg string }
+
+func (e *Stranded) Error() string { return e.Msg }
+
 // Refused: a rule refuses the request (R3, R7, …); Code is "conflict" (409) or
 // "unprocessable" (422), Msg a reason a person can act on. Not retried.
 type Refused struct {
@@ -73,7 +81,7 @@ func From(err error) error {
 		return nil
 	}
 	switch err.(type) {
-	case *Transient, *LeaseHeld, *KeyRevoked, *Refused, *Corrupt, *Invalid, *NotFound, *Failed:
+	case *Transient, *LeaseHeld, *KeyRevoked, *Stranded, *Refused, *Corrupt, *Invalid, *NotFound, *Failed:
 		return err
 	}
 	var (
