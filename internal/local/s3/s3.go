@@ -97,7 +97,7 @@ func New(opts Options) (*Service, error) {
 		return nil, fmt.Errorf("s3: %w", err)
 	}
 	fake := gofakes3.New(backend, gofakes3.WithLogger(gofakes3.DiscardLog()), gofakes3.WithAutoBucket(false))
-	s := &Service{backend: backend, fake: fake.Server(), uploadsDir: uploadsDir, log: opts.Logger, uploads: map[string]*upload{}}
+	s := &Service{backend: backend, fake: cutOnLateError(fake.Server()), uploadsDir: uploadsDir, log: opts.Logger, uploads: map[string]*upload{}}
 	if err := s.loadUploads(); err != nil {
 		return nil, err
 	}
