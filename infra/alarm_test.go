@@ -12,6 +12,7 @@ import (
 
 	"github.com/keyline/keyline/infra"
 	"github.com/keyline/keyline/internal/audit"
+	"github.com/keyline/keyline/internal/audit/audittest"
 	"github.com/keyline/keyline/internal/keys"
 	"github.com/keyline/keyline/internal/lineage"
 	"github.com/keyline/keyline/internal/local/eventpattern"
@@ -51,7 +52,7 @@ func revocationEvents(t *testing.T) []audit.Event {
 	e.Org(t, "acme")
 	k1 := e.CMKApp(t, "acme", "app-1")
 	k2 := e.CMKApp(t, "acme", "app-2")
-	rec := &audit.Recorder{}
+	rec := &audittest.Recorder{}
 	svc, err := revocation.New(revocation.Config{Store: e.Store, Keys: e.Keys, Emitter: rec, Logger: e.Logger})
 	if err != nil {
 		t.Fatal(err)

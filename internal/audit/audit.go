@@ -5,7 +5,7 @@
 //
 // Emitter is the small interface the workflows use; EventBridge is its implementation on
 // the SDK's eventbridge client (PutEvents, at most 10 entries per call, failed entries
-// retried). Recorder keeps events in memory, for tests and for local tooling.
+// retried). Tests record events with audittest.Recorder.
 package audit
 
 import (
@@ -13,7 +13,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/keyline/keyline/internal/decl"
@@ -148,50 +147,4 @@ func (Discard) Emit(_ context.Context, events ...Event) error {
 		}
 	}
 	return nil
-}
-
-// Recorder is an Emitter that keeps the events it is given, in order.
-type Recorder struct {
-	mu     sync.Mutex
-	events []Event
-}
-
-// Emit implements Emitter.
-func (r *Recorder) Emit(_ context.Context, events ...Event) error {
-	for _, e := range events {
-		if err := e.Validate(); err != nil {
-			return err
-		}
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = append(r.events, events...)
-	return nil
-}
-
-// Events returns a copy of the events emitted so far.
-func (r *Recorder) Events() []Event {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]Event(nil), r.events...)
-}
-
-// Count returns how many events of the given detail type were emitted.
-func (r *Recorder) Count(detailType string) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	n := 0
-	for _, e := range r.events {
-		if e.DetailType == detailType {
-			n++
-		}
-	}
-	return n
-}
-
-// Reset forgets the events emitted so far.
-func (r *Recorder) Reset() {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.events = nil
 }

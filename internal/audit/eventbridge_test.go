@@ -199,20 +199,3 @@ func TestEmitRefusesInvalidEventsBeforeSending(t *testing.T) {
 		t.Errorf("empty emit: err %v, calls %d", err, s.calls)
 	}
 }
-
-func TestRecorder(t *testing.T) {
-	var r Recorder
-	if err := r.Emit(context.Background(), events(3)...); err != nil {
-		t.Fatal(err)
-	}
-	if err := r.Emit(context.Background(), Event{}); !errors.Is(err, ErrInvalidEvent) {
-		t.Errorf("err = %v", err)
-	}
-	if r.Count(DetailAppDeactivated) != 3 || len(r.Events()) != 3 {
-		t.Errorf("recorded %d", len(r.Events()))
-	}
-	r.Reset()
-	if len(r.Events()) != 0 {
-		t.Error("reset kept events")
-	}
-}

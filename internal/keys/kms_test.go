@@ -20,6 +20,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/keyline/keyline/internal/keys"
+	"github.com/keyline/keyline/internal/keys/keystest"
 	"github.com/keyline/keyline/internal/testenv"
 )
 
@@ -292,7 +293,7 @@ func TestClassify(t *testing.T) {
 func TestCounting(t *testing.T) {
 	ctx := context.Background()
 	c, arn := newKey(t)
-	p := keys.Counting(keys.NewKMS(c, fastOpts))
+	p := keystest.Counting(keys.NewKMS(c, fastOpts))
 	encCtx := keys.EncryptionContext("org-1", "app-1", 1, keys.PurposeData)
 	dk, err := p.GenerateDataKey(ctx, arn, encCtx)
 	if err != nil {
@@ -307,7 +308,7 @@ func TestCounting(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := p.Counts()
-	if got != (keys.CallCounts{GenerateDataKey: 1, Decrypt: 3, Check: 1}) || got.Total() != 5 {
+	if got != (keystest.CallCounts{GenerateDataKey: 1, Decrypt: 3, Check: 1}) || got.Total() != 5 {
 		t.Fatalf("counts = %+v", got)
 	}
 	p.Reset()

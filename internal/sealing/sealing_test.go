@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/keyline/keyline/internal/keys"
+	"github.com/keyline/keyline/internal/keys/keystest"
 	"github.com/keyline/keyline/internal/testenv"
 )
 
@@ -29,14 +30,14 @@ const (
 
 type kmsEnv struct {
 	client   *kms.Client
-	provider *keys.CountingProvider
+	provider *keystest.CountingProvider
 	keyARN   string
 }
 
 func newKMSEnv(t testing.TB) *kmsEnv {
 	t.Helper()
 	c, _ := testenv.KMS(t)
-	return &kmsEnv{client: c, provider: keys.Counting(keys.NewKMS(c, keys.Options{})), keyARN: testenv.NewKMSKey(t, c)}
+	return &kmsEnv{client: c, provider: keystest.Counting(keys.NewKMS(c, keys.Options{})), keyARN: testenv.NewKMSKey(t, c)}
 }
 
 // gen returns n deterministic pseudo-random bytes as a stream.

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/keyline/keyline/infra"
+	"github.com/keyline/keyline/internal/local/iam"
 )
 
 // KeylineAccount is the account of keyline's own resources locally.
@@ -39,7 +40,7 @@ type Principal struct {
 
 // Root returns the root user of account.
 func Root(account, accessKeyID string) Principal {
-	return Principal{AccessKeyID: accessKeyID, Account: account, ARN: "arn:aws:iam::" + account + ":root", Root: true}
+	return Principal{AccessKeyID: accessKeyID, Account: account, ARN: iam.RootARN(account), Root: true}
 }
 
 // FunctionRole returns the principal of a function calling with its role's credentials.
@@ -47,8 +48,8 @@ func FunctionRole(account, function, accessKeyID string) Principal {
 	role := RoleName(function)
 	return Principal{
 		AccessKeyID: accessKeyID, Account: account, Function: function,
-		RoleARN: "arn:aws:iam::" + account + ":role/" + role,
-		ARN:     "arn:aws:sts::" + account + ":assumed-role/" + role + "/" + role,
+		RoleARN: infra.RoleARN("", account, infra.DefaultStackName, function),
+		ARN:     iam.AssumedRoleARN(account, role, role),
 	}
 }
 

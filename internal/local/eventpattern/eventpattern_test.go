@@ -240,3 +240,13 @@ func TestCheckEnvelope(t *testing.T) {
 		}
 	}
 }
+
+// MatchEvent compiles pattern and matches event against it (the tests' shorthand; the
+// local bus compiles each rule's pattern once).
+func MatchEvent(pattern, event []byte) (bool, error) {
+	p, err := Compile(pattern)
+	if err != nil {
+		return false, err
+	}
+	return p.Match(event)
+}

@@ -15,15 +15,6 @@ func (p *Pattern) Match(event []byte) (bool, error) {
 	return p.MatchParsed(e), nil
 }
 
-// MatchEvent compiles pattern and matches event against it.
-func MatchEvent(pattern, event []byte) (bool, error) {
-	p, err := Compile(pattern)
-	if err != nil {
-		return false, err
-	}
-	return p.Match(event)
-}
-
 // MatchParsed reports whether a parsed event matches the pattern.
 func (p *Pattern) MatchParsed(e *Event) bool {
 	for _, alt := range p.alts {

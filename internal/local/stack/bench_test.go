@@ -65,7 +65,9 @@ func startBench(ctx context.Context) (*benchEnv, error) {
 	if err != nil {
 		return nil, err
 	}
-	level := slog.LevelError + 1
+	// Errors are logged (a benchmark that fails on a 5xx shows its cause in .local/bench.txt);
+	// KEYLINE_BENCH_LOG=1 logs everything.
+	level := slog.LevelError
 	if os.Getenv("KEYLINE_BENCH_LOG") != "" {
 		level = slog.LevelInfo
 	}

@@ -881,29 +881,3 @@ func (p *vparser) template(v any, where string, depth int) tmpl {
 	}
 	return tmplLiteral{v: v}
 }
-
-// SubstituteDefinition replaces each ${Name} in an ASL definition with subs[Name], as
-// CloudFormation's DefinitionSubstitutions do. Unknown names are left as they are.
-func SubstituteDefinition(def string, subs map[string]string) string {
-	var b strings.Builder
-	for {
-		i := strings.Index(def, "${")
-		if i < 0 {
-			b.WriteString(def)
-			return b.String()
-		}
-		j := strings.IndexByte(def[i:], '}')
-		if j < 0 {
-			b.WriteString(def)
-			return b.String()
-		}
-		name := def[i+2 : i+j]
-		b.WriteString(def[:i])
-		if v, ok := subs[name]; ok {
-			b.WriteString(v)
-		} else {
-			b.WriteString(def[i : i+j+1])
-		}
-		def = def[i+j+1:]
-	}
-}

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"testing"
+
+	"github.com/keyline/keyline/infra"
 )
 
 // TestProjectDefinitions parses every state machine the project deploys.
@@ -23,19 +25,12 @@ func TestProjectDefinitions(t *testing.T) {
 		for _, m := range names.FindAllStringSubmatch(string(b), -1) {
 			subs[m[1]] = "fn-" + m[1]
 		}
-		def := SubstituteDefinition(string(b), subs)
-		if names.MatchString(def) {
-			t.Fatalf("%s: substitution left placeholders", f)
+		def, err := infra.Substitute(b, subs)
+		if err != nil {
+			t.Fatalf("%s: %v", f, err)
 		}
-		if _, err := Parse([]byte(def)); err != nil {
+		if _, err := Parse(def); err != nil {
 			t.Errorf("%s: %v", f, err)
 		}
-	}
-}
-
-func TestSubstituteDefinition(t *testing.T) {
-	got := SubstituteDefinition(`{"a":"${X}","b":"${Y}","c":"${"}`, map[string]string{"X": "1"})
-	if got != `{"a":"1","b":"${Y}","c":"${"}` {
-		t.Fatalf("got %s", got)
 	}
 }

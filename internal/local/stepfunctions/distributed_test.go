@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keyline/keyline/infra"
 	"github.com/keyline/keyline/internal/local/invoke"
 	"github.com/keyline/keyline/internal/local/states"
 )
@@ -84,8 +85,11 @@ func TestDistributedMapReencryption(t *testing.T) {
 		return nil, &invoke.FunctionError{Type: "ResourceNotFound", Message: fn}
 	})
 	s := newService(t, Options{Invoker: inv, Items: listing{keys: keys}})
-	def := states.SubstituteDefinition(reencryptDef, map[string]string{"Fn_validate": "validate", "Fn_batch": "batch", "Fn_commit": "commit", "Fn_abort": "abort", "DataBucket": "data"})
-	smArn, err := s.RegisterStateMachine("reencrypt", def, "r")
+	def, err := infra.Substitute([]byte(reencryptDef), map[string]string{"Fn_validate": "validate", "Fn_batch": "batch", "Fn_commit": "commit", "Fn_abort": "abort", "DataBucket": "data"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	smArn, err := s.RegisterStateMachine("reencrypt", string(def), "r")
 	if err != nil {
 		t.Fatal(err)
 	}

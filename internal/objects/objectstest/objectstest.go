@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/keyline/keyline/internal/keys"
+	"github.com/keyline/keyline/internal/keys/keystest"
 	"github.com/keyline/keyline/internal/lineage"
 	"github.com/keyline/keyline/internal/objects"
 	"github.com/keyline/keyline/internal/testenv"
@@ -33,7 +34,7 @@ type Env struct {
 	Table       string
 	Store       *lineage.Store
 	KMS         *kms.Client
-	Keys        *keys.CountingProvider
+	Keys        *keystest.CountingProvider
 	ProviderKey string
 	S3          *testenv.S3Env
 	Source      *objects.S3Source
@@ -47,7 +48,7 @@ func New(t testing.TB) *Env {
 	table := testenv.NewTable(t, ddb)
 	kc, _ := testenv.KMS(t)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	kp := keys.Counting(keys.NewKMS(kc, keys.Options{MaxAttempts: 2, Logger: logger}))
+	kp := keystest.Counting(keys.NewKMS(kc, keys.Options{MaxAttempts: 2, Logger: logger}))
 	s3env := testenv.S3(t, DataBucket, BackupBucket)
 	store := lineage.New(ddb, table, lineage.Options{Logger: logger})
 	e := &Env{DDB: ddb, Table: table, Store: store, KMS: kc, Keys: kp, ProviderKey: testenv.NewKMSKey(t, kc), S3: s3env, Logger: logger}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/keyline/keyline/internal/audit"
+	"github.com/keyline/keyline/internal/audit/audittest"
 	"github.com/keyline/keyline/internal/lineage"
 	"github.com/keyline/keyline/internal/objects"
 	"github.com/keyline/keyline/internal/objects/objectstest"
@@ -22,12 +23,12 @@ type fixture struct {
 	*objectstest.Env
 	b      *backup.Backups
 	d      *drill.Drills
-	events *audit.Recorder
+	events *audittest.Recorder
 }
 
 func newFixture(t *testing.T, perApp int) *fixture {
 	e := objectstest.New(t)
-	f := &fixture{Env: e, events: &audit.Recorder{}}
+	f := &fixture{Env: e, events: &audittest.Recorder{}}
 	var err error
 	f.b, err = backup.New(backup.Config{Store: e.Store, Source: e.Source, Keys: e.Keys, S3: e.S3.Client, Bucket: objectstest.BackupBucket,
 		Events: f.events, PartSize: 5 << 20, Concurrency: 2, Logger: e.Logger})

@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/keyline/keyline/internal/audit"
+	"github.com/keyline/keyline/internal/audit/audittest"
 	"github.com/keyline/keyline/internal/clock"
 	"github.com/keyline/keyline/internal/keys"
 	"github.com/keyline/keyline/internal/lineage"
@@ -26,7 +27,7 @@ type env struct {
 	store *lineage.Store
 	kms   *kms.Client
 	keys  keys.Provider
-	rec   *audit.Recorder
+	rec   *audittest.Recorder
 	rev   *revocation.Service
 	clk   *clock.Fake
 }
@@ -39,7 +40,7 @@ func newEnv(t *testing.T) *env {
 	store := lineage.New(ddb, testenv.NewTable(t, ddb), lineage.Options{Clock: clk, PageLimit: 2})
 	kc, _ := testenv.KMS(t)
 	kp := keys.NewKMS(kc, keys.Options{MaxAttempts: 2, BaseDelay: time.Millisecond})
-	rec := &audit.Recorder{}
+	rec := &audittest.Recorder{}
 	rev, err := revocation.New(revocation.Config{Store: store, Keys: kp, Emitter: rec, Clock: clk})
 	if err != nil {
 		t.Fatal(err)

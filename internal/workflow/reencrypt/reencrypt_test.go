@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/keyline/keyline/internal/audit"
+	"github.com/keyline/keyline/internal/audit/audittest"
 	"github.com/keyline/keyline/internal/clock"
 	"github.com/keyline/keyline/internal/keys"
 	"github.com/keyline/keyline/internal/lineage"
@@ -40,7 +41,7 @@ type env struct {
 	keys     keys.Provider
 	s3       *testenv.S3Env
 	src      *objects.S3Source
-	rec      *audit.Recorder
+	rec      *audittest.Recorder
 	clk      *clock.Fake
 	rev      *revocation.Service
 	svc      *reencrypt.Service
@@ -52,7 +53,7 @@ type env struct {
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{t: t, ctx: context.Background(), rec: &audit.Recorder{}, data: map[string]string{}}
+	e := &env{t: t, ctx: context.Background(), rec: &audittest.Recorder{}, data: map[string]string{}}
 	e.clk = clock.NewFake(time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC))
 	e.ddb = testenv.DynamoDB(t)
 	e.table = testenv.NewTable(t, e.ddb)

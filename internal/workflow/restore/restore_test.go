@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/keyline/keyline/internal/audit"
+	"github.com/keyline/keyline/internal/audit/audittest"
 	"github.com/keyline/keyline/internal/lineage"
 	"github.com/keyline/keyline/internal/objects"
 	"github.com/keyline/keyline/internal/objects/objectstest"
@@ -29,13 +30,13 @@ type fixture struct {
 	*objectstest.Env
 	b      *backup.Backups
 	r      *restore.Restores
-	events *audit.Recorder
+	events *audittest.Recorder
 	rep    *objectstest.Reporter
 }
 
 func newFixture(t *testing.T) *fixture {
 	e := objectstest.New(t)
-	f := &fixture{Env: e, events: &audit.Recorder{}, rep: &objectstest.Reporter{}}
+	f := &fixture{Env: e, events: &audittest.Recorder{}, rep: &objectstest.Reporter{}}
 	var err error
 	f.b, err = backup.New(backup.Config{Store: e.Store, Source: e.Source, Keys: e.Keys, S3: e.S3.Client, Bucket: objectstest.BackupBucket,
 		Revocation: f.rep, Events: f.events, PartSize: 5 << 20, Concurrency: 2, Logger: e.Logger})

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyline/keyline/internal/audit"
+	"github.com/keyline/keyline/internal/audit/audittest"
 	"github.com/keyline/keyline/internal/clock"
 	"github.com/keyline/keyline/internal/keys"
 	"github.com/keyline/keyline/internal/lineage"
@@ -26,7 +26,7 @@ func BenchmarkHandleDisableKey100Apps(b *testing.B) {
 	store := lineage.New(ddb, testenv.NewTable(b, ddb), lineage.Options{})
 	kc, _ := testenv.KMS(b)
 	kp := keys.NewKMS(kc, keys.Options{})
-	svc, err := revocation.New(revocation.Config{Store: store, Keys: kp, Emitter: &audit.Recorder{}, Clock: clock.Real()})
+	svc, err := revocation.New(revocation.Config{Store: store, Keys: kp, Emitter: &audittest.Recorder{}, Clock: clock.Real()})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 
 	"github.com/keyline/keyline/internal/audit"
+	"github.com/keyline/keyline/internal/audit/audittest"
 	"github.com/keyline/keyline/internal/clock"
 	"github.com/keyline/keyline/internal/keys"
 	"github.com/keyline/keyline/internal/lineage"
@@ -36,7 +37,7 @@ type env struct {
 	store *lineage.Store
 	kms   *kms.Client
 	keys  keys.Provider
-	rec   *audit.Recorder
+	rec   *audittest.Recorder
 	pump  *pump
 	clk   *clock.Fake
 	svc   *revocation.Service
@@ -52,7 +53,7 @@ func newEnv(t *testing.T) *env {
 	store := lineage.New(ddb, table, lineage.Options{Clock: clk})
 	kc, _ := testenv.KMS(t)
 	kp := keys.NewKMS(kc, keys.Options{MaxAttempts: 2, BaseDelay: time.Millisecond})
-	rec := &audit.Recorder{}
+	rec := &audittest.Recorder{}
 	p := &pump{rec: rec}
 	n, err := revocation.NewNotifier(revocation.NotifierConfig{Store: store, Emitter: p, Clock: clk, PageSize: 2})
 	if err != nil {
@@ -73,7 +74,7 @@ func newEnv(t *testing.T) *env {
 // event and runs each Key Notification Page event through the notifier at once (pages of
 // two apps, so that paging is exercised).
 type pump struct {
-	rec *audit.Recorder
+	rec *audittest.Recorder
 	n   *revocation.Notifier
 }
 

@@ -1,8 +1,11 @@
-package keys
+// Package keystest instruments key providers for tests: a Provider that counts its calls.
+package keystest
 
 import (
 	"context"
 	"sync/atomic"
+
+	"github.com/keyline/keyline/internal/keys"
 )
 
 // CallCounts are the calls a CountingProvider has seen.
@@ -18,28 +21,28 @@ func (c CallCounts) Total() int64 { return c.GenerateDataKey + c.Decrypt + c.Che
 // CountingProvider wraps a Provider and counts its calls (failed ones included). It is safe
 // for concurrent use.
 type CountingProvider struct {
-	p                        Provider
+	p                        keys.Provider
 	generate, decrypt, check atomic.Int64
 }
 
-var _ Provider = (*CountingProvider)(nil)
+var _ keys.Provider = (*CountingProvider)(nil)
 
 // Counting wraps p.
-func Counting(p Provider) *CountingProvider { return &CountingProvider{p: p} }
+func Counting(p keys.Provider) *CountingProvider { return &CountingProvider{p: p} }
 
-// GenerateDataKey implements Provider.
-func (c *CountingProvider) GenerateDataKey(ctx context.Context, keyARN string, encCtx map[string]string) (*DataKey, error) {
+// GenerateDataKey implements keys.Provider.
+func (c *CountingProvider) GenerateDataKey(ctx context.Context, keyARN string, encCtx map[string]string) (*keys.DataKey, error) {
 	c.generate.Add(1)
 	return c.p.GenerateDataKey(ctx, keyARN, encCtx)
 }
 
-// Decrypt implements Provider.
-func (c *CountingProvider) Decrypt(ctx context.Context, keyARN string, wrapped []byte, encCtx map[string]string) (*DataKey, error) {
+// Decrypt implements keys.Provider.
+func (c *CountingProvider) Decrypt(ctx context.Context, keyARN string, wrapped []byte, encCtx map[string]string) (*keys.DataKey, error) {
 	c.decrypt.Add(1)
 	return c.p.Decrypt(ctx, keyARN, wrapped, encCtx)
 }
 
-// Check implements Provider.
+// Check implements keys.Provider.
 func (c *CountingProvider) Check(ctx context.Context, orgID, keyARN string) error {
 	c.check.Add(1)
 	return c.p.Check(ctx, orgID, keyARN)
