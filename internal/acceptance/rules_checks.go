@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"slices"
@@ -1242,18 +1243,23 @@ func checkB9(ctx context.Context, r *demoRun) (string, error) {
 	return fmt.Sprintf("CMK data read (key cached), key disabled: reads answer %d without a byte, writes %d; managed-scope data still served", a.Status, w.Status), nil
 }
 
-// b10ForeignAccount is the account of the other org's key in the B10 check.
-const b10ForeignAccount = "222222222222"
+// accountLike shapes s into an AWS account id (12 digits) of its own: each run of the B10
+// check enrols a fresh account for the other org (an account belongs to one org).
+func accountLike(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return fmt.Sprintf("2%011d", binary.BigEndian.Uint64(sum[:8])%100_000_000_000)
+}
 
 // B10: an org uses only keys in the AWS accounts it enrolled. Another org enrols its own
 // account; the demo org's attempt to create an app on that org's key is refused (never a
 // 5xx), creates nothing, and the refusal does not tell whether the key exists.
 func checkB10(ctx context.Context, r *demoRun) (string, error) {
 	other := r.name("b10-other")
-	if err := r.op.Expect(ctx, 201, "POST", "/v1/orgs", map[string]any{"orgId": other, "name": "Another customer", "accounts": []string{b10ForeignAccount}}, nil); err != nil {
+	foreignAccount := accountLike(other)
+	if err := r.op.Expect(ctx, 201, "POST", "/v1/orgs", map[string]any{"orgId": other, "name": "Another customer", "accounts": []string{foreignAccount}}, nil); err != nil {
 		return "", prereq("the other org", err)
 	}
-	foreign := "arn:aws:kms:us-east-1:" + b10ForeignAccount + ":key/" + uuidLike(r.name("k"))
+	foreign := "arn:aws:kms:us-east-1:" + foreignAccount + ":key/" + uuidLike(r.name("k"))
 	app := r.name("b10")
 	a, err := r.org.Do(ctx, "POST", "/v1/apps", map[string]string{"appId": app, "orgId": r.orgID, "keyModel": "cmk", "keyArn": foreign})
 	if err != nil {

@@ -252,6 +252,14 @@ func (s *Server) mapError(err error, reqID string) *apiError {
 	case errors.Is(err, provision.ErrKeyUnusable), errors.Is(err, lineage.ErrKeyNotEnrolled):
 		// One generic answer: nothing about the key, no KMS error text (B10).
 		return &apiError{http.StatusUnprocessableEntity, "KeyRefused", lineage.KeyRefusedMessage}
+	case errors.Is(err, lineage.ErrAccountEnrolled):
+		// The account and what to do; never which org holds it.
+		var ae *lineage.AccountEnrolledError
+		msg := lineage.ErrAccountEnrolled.Error()
+		if errors.As(err, &ae) {
+			msg = ae.Error()
+		}
+		return &apiError{http.StatusConflict, "AccountEnrolled", msg}
 	case errors.Is(err, objects.ErrScopeNotAllowed):
 		return &apiError{http.StatusUnprocessableEntity, "Unprocessable", err.Error()}
 	case errors.Is(err, lineage.ErrDuplicate), errors.Is(err, lineage.ErrConflict),

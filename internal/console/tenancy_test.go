@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -83,16 +84,74 @@ func TestKeyOutsideTheOrgIsRefused(t *testing.T) {
 	// The owner uses its key.
 	e.must(201, e.do("POST", "/v1/apps", owner, map[string]string{"appId": "mine", "orgId": "owner", "keyModel": "cmk", "keyArn": ownersKey}))
 
-	// Re-encryption: the intruder's own CMK app (on a key in its own account: the intruder
-	// enrols the tests' account too, but lists only its own key ARN) cannot move to the owner's key.
-	intruderKey := testenv.NewKMSKey(t, e.kms)
-	listed := e.orgWith("listed", map[string]any{"accounts": []string{testenv.KMSAccountID}, "keyArns": []string{intruderKey}})
-	keyRefused(t, e.do("POST", "/v1/apps", listed, map[string]string{"appId": "l1", "orgId": "listed", "keyModel": "cmk", "keyArn": ownersKey}), ownersKey)
-	e.must(201, e.do("POST", "/v1/apps", listed, map[string]string{"appId": "l1", "orgId": "listed", "keyModel": "cmk", "keyArn": intruderKey}))
+}
+
+// TestKeyNotListedIsRefused (B10): an org that lists key ARNs uses those only, even in its own
+// account, at app creation and at re-encryption.
+func TestKeyNotListedIsRefused(t *testing.T) {
+	e := setup(t)
+	listedKey := testenv.NewKMSKey(t, e.kms)
+	unlisted := testenv.NewKMSKey(t, e.kms)
+	listed := e.orgWith("listed", map[string]any{"accounts": []string{testenv.KMSAccountID}, "keyArns": []string{listedKey}})
+	keyRefused(t, e.do("POST", "/v1/apps", listed, map[string]string{"appId": "l1", "orgId": "listed", "keyModel": "cmk", "keyArn": unlisted}), unlisted)
+	e.must(201, e.do("POST", "/v1/apps", listed, map[string]string{"appId": "l1", "orgId": "listed", "keyModel": "cmk", "keyArn": listedKey}))
 	before := len(e.execs.started)
-	keyRefused(t, e.do("POST", "/v1/apps/l1/reencryptions", listed, map[string]string{"keyArn": ownersKey}), ownersKey)
+	keyRefused(t, e.do("POST", "/v1/apps/l1/reencryptions", listed, map[string]string{"keyArn": unlisted}), unlisted)
 	if len(e.execs.started) != before {
 		t.Fatal("a refused re-encryption was started")
+	}
+}
+
+// TestAccountBelongsToOneOrg: an AWS account another org enrolled is refused with 409 and a
+// message saying what to do (not which org holds it), and nothing is created; the first org is
+// untouched, and a retried creation of the same org answers that it exists.
+func TestAccountBelongsToOneOrg(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	first := map[string]any{"orgId": "first", "name": "First", "accounts": []string{"123456789012", "210987654321"}}
+	e.must(201, e.do("POST", "/v1/orgs", operatorToken, first))
+	for _, accounts := range [][]string{{"210987654321"}, {"555555555555", "123456789012"}} {
+		r := e.must(409, e.do("POST", "/v1/orgs", operatorToken, map[string]any{"orgId": "second", "name": "Second", "accounts": accounts}))
+		if code := r.errorCode(t); code != "AccountEnrolled" {
+			t.Fatalf("code %s: %s", code, r.body)
+		}
+		if !strings.Contains(string(r.body), "already enrolled by another org") || strings.Contains(string(r.body), "first") {
+			t.Fatalf("message: %s", r.body)
+		}
+		if _, err := e.store.GetOrg(ctx, "second"); err == nil {
+			t.Fatal("the refused org was created")
+		}
+	}
+	// The refused attempt claimed nothing: the account it also named is still free.
+	e.must(201, e.do("POST", "/v1/orgs", operatorToken, map[string]any{"orgId": "second", "name": "Second", "accounts": []string{"555555555555"}}))
+	if code := e.must(409, e.do("POST", "/v1/orgs", operatorToken, first)).errorCode(t); code != "Conflict" {
+		t.Fatalf("a retried creation: code %s", code)
+	}
+	for account, want := range map[string]string{"123456789012": "first", "210987654321": "first", "555555555555": "second"} {
+		if got, err := e.store.AccountOrg(ctx, account); err != nil || got != want {
+			t.Fatalf("account %s: org %q, %v; want %s", account, got, err, want)
+		}
+	}
+	// Racing enrolments of one account: exactly one org gets it.
+	const racers = 6
+	codes := make(chan int, racers)
+	for i := range racers {
+		go func() {
+			codes <- e.doQuiet("POST", "/v1/orgs", operatorToken, map[string]any{"orgId": fmt.Sprintf("racer%d", i), "name": "Racer", "accounts": []string{"777777777777"}})
+		}()
+	}
+	won := 0
+	for range racers {
+		switch c := <-codes; c {
+		case 201:
+			won++
+		case 409:
+		default:
+			t.Fatalf("a racing enrolment answered %d", c)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d orgs enrolled one account", won)
 	}
 }
 
@@ -157,7 +216,7 @@ func TestOrgTokensExpireListAndRevoke(t *testing.T) {
 	// Only the operator lists and revokes; another org's token id is not found.
 	e.must(403, e.do("GET", "/v1/orgs/acme/tokens", def.Token, nil))
 	e.must(403, e.do("DELETE", "/v1/orgs/acme/tokens/"+short.TokenID, def.Token, nil))
-	e.org("globex")
+	e.foreignOrg("globex")
 	e.must(404, e.do("DELETE", "/v1/orgs/globex/tokens/"+short.TokenID, operatorToken, nil))
 	e.must(200, e.do("GET", "/v1/apps", short.Token, nil))
 

@@ -186,7 +186,7 @@ func TestUIFlow(t *testing.T) {
 	e := setup(t)
 	ctx := context.Background()
 	acme := e.org("acme")
-	globex := e.org("globex")
+	globex := e.foreignOrg("globex")
 	key := testenv.NewKMSKey(t, e.kms)
 	e.must(201, e.do("POST", "/v1/apps", acme, map[string]string{"appId": "shop", "orgId": "acme", "keyModel": "cmk", "keyArn": key}))
 	e.must(201, e.do("POST", "/v1/apps", acme, map[string]string{"appId": "blog", "orgId": "acme"}))
@@ -324,10 +324,10 @@ func TestUIOperator(t *testing.T) {
 
 	// A new org and a token for it.
 	u.do("creating an org", chromedp.WaitVisible(chromedp.ID("org-id")), u.typeInto("#org-id", "initech"), u.typeInto("#org-name", "Initech"),
-		u.typeInto("#org-accounts", testenv.KMSAccountID),
+		u.typeInto("#org-accounts", otherAccount),
 		chromedp.Click(chromedp.ID("create-org")))
 	u.waitText("#notice", "Org initech created.")
-	if org, err := e.store.GetOrg(context.Background(), "initech"); err != nil || len(org.Accounts) != 1 || org.Accounts[0] != testenv.KMSAccountID {
+	if org, err := e.store.GetOrg(context.Background(), "initech"); err != nil || len(org.Accounts) != 1 || org.Accounts[0] != otherAccount {
 		t.Fatalf("the page's org: %+v, %v", org, err)
 	}
 	u.do("creating it again", chromedp.Click(chromedp.ID("create-org")))

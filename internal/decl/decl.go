@@ -43,6 +43,10 @@ const TokenPartitionPrefix = "TOKEN#"
 // upgrade may delete only these items' transient CLOCK rows (dynamodb:LeadingKeys).
 const KeyPartitionPrefix = "KEY#"
 
+// AccountPartitionPrefix starts the partition key of an account claim (`ACCOUNT#<id>`): the
+// item that ties an enrolled AWS account to its one org.
+const AccountPartitionPrefix = "ACCOUNT#"
+
 // IDPattern is what an org or app id looks like (the console refuses any other).
 const IDPattern = `^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`
 

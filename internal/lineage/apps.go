@@ -16,7 +16,10 @@ import (
 const defaultPageSize = 100
 
 // CreateOrg creates an org (ID required; CreatedAt defaults to now) with its enrolled accounts
-// and optional key ARNs (validated, see Org). ErrDuplicate if it exists.
+// and optional key ARNs (validated, see Org). ErrDuplicate if it exists; ErrAccountEnrolled if
+// another org enrolled one of its accounts. The org item and one claim item per account
+// (`ACCOUNT#<id>`/`META`, naming the org) are written in one transaction, each only if absent,
+// so an AWS account belongs to one org whatever the concurrency.
 func (s *Store) CreateOrg(ctx context.Context, org Org) (Org, error) {
 	if err := validID("org", org.ID); err != nil {
 		return Org{}, err
@@ -32,16 +35,55 @@ func (s *Store) CreateOrg(ctx context.Context, org Org) (Org, error) {
 	if err != nil {
 		return Org{}, err
 	}
-	_, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{
-		TableName: aws.String(s.table), Item: m, ConditionExpression: aws.String("attribute_not_exists(PK)"),
-	})
-	if isCondFailed(err) {
-		return Org{}, fmt.Errorf("%w: org %s exists", ErrDuplicate, org.ID)
+	items := []types.TransactWriteItem{s.putNew(m)}
+	for _, a := range org.Accounts {
+		claim, err := marshal(accountClaim{OrgID: org.ID, CreatedAt: org.CreatedAt}, typeAccount, accountPK(a), skMeta)
+		if err != nil {
+			return Org{}, err
+		}
+		items = append(items, s.putNew(claim))
+	}
+	err = s.transact(ctx, items)
+	var tf *txFailure
+	if errors.As(err, &tf) {
+		if tf.failed(0) {
+			return Org{}, fmt.Errorf("%w: org %s exists", ErrDuplicate, org.ID)
+		}
+		for i, a := range org.Accounts {
+			if tf.failed(i + 1) {
+				return Org{}, &AccountEnrolledError{Account: a}
+			}
+		}
 	}
 	if err != nil {
 		return Org{}, fmt.Errorf("lineage: create org %s: %w", org.ID, err)
 	}
 	return org, nil
+}
+
+// accountClaim is the item that ties an enrolled AWS account to its one org.
+type accountClaim struct {
+	OrgID     string    `json:"OrgID"`
+	CreatedAt time.Time `json:"CreatedAt"`
+}
+
+// AccountOrg returns the org that enrolled an AWS account, or ErrNotFound.
+func (s *Store) AccountOrg(ctx context.Context, account string) (string, error) {
+	if !ValidAccountID(account) {
+		return "", invalid("%q is not an AWS account id (12 digits)", account)
+	}
+	m, err := s.getItem(ctx, accountPK(account), skMeta)
+	if err != nil {
+		return "", err
+	}
+	if m == nil {
+		return "", notFound("account %s", account)
+	}
+	var c accountClaim
+	if err := unmarshal(m, &c); err != nil {
+		return "", err
+	}
+	return c.OrgID, nil
 }
 
 // GetOrg returns an org, or ErrNotFound.

@@ -29,6 +29,7 @@ const (
 	typeAudit   = "AUDIT"
 	typeEvent   = "EVENT"
 	typeClock   = "KEYCLOCK"
+	typeAccount = "ACCOUNT"
 
 	skMeta  = "META"
 	gsiOrgs = "ORGS"
@@ -41,6 +42,7 @@ func appPK(id string) string       { return "APP#" + id }
 func orgPK(id string) string       { return "ORG#" + id }
 func keyPK(arn string) string      { return decl.KeyPartitionPrefix + arn }
 func eventPK(id string) string     { return "EVENT#" + id }
+func accountPK(id string) string   { return decl.AccountPartitionPrefix + id }
 func genSK(n int) string           { return fmt.Sprintf("GEN#%08d", n) }
 func backupRefSK(id string) string { return "BACKUPREF#" + id }
 func restoreSK(id string) string   { return "RESTORE#" + id }

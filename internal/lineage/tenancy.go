@@ -11,9 +11,24 @@ import (
 // ErrKeyNotEnrolled is returned for a key outside the accounts (or key ARNs) an org enrolled.
 var ErrKeyNotEnrolled = errors.New("lineage: the key is not in an account the org enrolled")
 
-// MaxOrgAccounts and MaxOrgKeyARNs bound an org's enrolment (it is one item).
+// ErrAccountEnrolled is returned when an org enrols an AWS account another org enrolled: an
+// account belongs to one org (its keys, its key events). Returned as *AccountEnrolledError.
+var ErrAccountEnrolled = errors.New("lineage: the AWS account is enrolled by another org")
+
+// AccountEnrolledError names the account another org enrolled (never that org).
+type AccountEnrolledError struct{ Account string }
+
+func (e *AccountEnrolledError) Error() string {
+	return fmt.Sprintf("AWS account %s is already enrolled by another org: an account belongs to one org only; enrol the org's own accounts", e.Account)
+}
+
+// Is makes errors.Is(err, ErrAccountEnrolled) true.
+func (e *AccountEnrolledError) Is(target error) bool { return target == ErrAccountEnrolled }
+
+// MaxOrgAccounts and MaxOrgKeyARNs bound an org's enrolment: the org is one item, written in
+// one transaction with one claim per account (at most 100 items).
 const (
-	MaxOrgAccounts = 100
+	MaxOrgAccounts = 99
 	MaxOrgKeyARNs  = 100
 )
 

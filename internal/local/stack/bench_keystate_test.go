@@ -152,12 +152,13 @@ func BenchmarkKeyState(b *testing.B) {
 	store := e.st.Store
 	run := time.Now().UnixNano() % 1e9
 	org := fmt.Sprintf("ks-org-%d", run)
-	// Each org's key in the customer's account admits keyline for that org.
-	small, err := e.st.CreateCustomerKey(ctx, CustomerAccount, org+"-1", "key state: one app", false)
+	// Each org's key lives in that org's own account (an account belongs to one org) and
+	// admits keyline for that org.
+	small, err := e.st.CreateCustomerKey(ctx, fmt.Sprintf("3%011d", run), org+"-1", "key state: one app", false)
 	if err != nil {
 		b.Fatal(err)
 	}
-	big, err := e.st.CreateCustomerKey(ctx, CustomerAccount, org, fmt.Sprintf("key state: %d apps", n), false)
+	big, err := e.st.CreateCustomerKey(ctx, fmt.Sprintf("4%011d", run), org, fmt.Sprintf("key state: %d apps", n), false)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -170,7 +171,8 @@ func BenchmarkKeyState(b *testing.B) {
 		b.Fatal(err)
 	}
 	smallApp := fmt.Sprintf("ks%d-one", run)
-	if _, err := store.CreateOrg(ctx, lineage.Org{ID: org + "-1", Name: "key-state bench, one app", Accounts: []string{account}}); err != nil {
+	smallAccount, _ := lineage.KeyAccount(small)
+	if _, err := store.CreateOrg(ctx, lineage.Org{ID: org + "-1", Name: "key-state bench, one app", Accounts: []string{smallAccount}}); err != nil {
 		b.Fatal(err)
 	}
 	if _, err := store.CreateApp(ctx, lineage.App{ID: smallApp, OrgID: org + "-1", KeyModel: lineage.KeyModelCMK}, small, []byte("w"), lineage.Cause{}); err != nil {

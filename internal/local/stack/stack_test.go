@@ -33,6 +33,10 @@ import (
 // otherCustomerAccount is a customer account that acme did not enrol.
 const otherCustomerAccount = "222222222222"
 
+// acmeAccount is acme's own AWS account, where its keys live (the demo seed's org enrols
+// acmeAccount: an account belongs to one org).
+const acmeAccount = "123456789012"
+
 // testToken is the operator token the tests start the stack with (so a restart keeps it).
 const testToken = "klop_test-operator-token-0123456789abcdef"
 
@@ -100,8 +104,8 @@ func TestStack(t *testing.T) {
 	}
 	// acme's keys live in acme's account, with keyline's key policy for acme; acme manages
 	// them with its own credentials.
-	kmsc := awskms.NewFromConfig(st.CustomerAWSConfig(CustomerAccount))
-	keyARN, err := st.CreateCustomerKey(ctx, CustomerAccount, "acme", "acme's key", false)
+	kmsc := awskms.NewFromConfig(st.CustomerAWSConfig(acmeAccount))
+	keyARN, err := st.CreateCustomerKey(ctx, acmeAccount, "acme", "acme's key", false)
 	if err != nil {
 		t.Fatalf("CreateKey: %v", err)
 	}
@@ -110,7 +114,7 @@ func TestStack(t *testing.T) {
 	original := bytes.Repeat([]byte("keyline local stack test\n"), 400)
 	var backupID string
 	t.Run("backup and restore through the console", func(t *testing.T) {
-		if err := c.CreateOrg(ctx, api.CreateOrg{OrgID: "acme", Name: "Acme", Accounts: []string{CustomerAccount}}); err != nil {
+		if err := c.CreateOrg(ctx, api.CreateOrg{OrgID: "acme", Name: "Acme", Accounts: []string{acmeAccount}}); err != nil {
 			t.Fatal(err)
 		}
 		app, err := c.CreateApp(ctx, api.CreateApp{AppID: "acme-1", OrgID: "acme", KeyModel: "cmk", KeyARN: keyARN})
@@ -168,7 +172,7 @@ func TestStack(t *testing.T) {
 	}
 
 	t.Run("a key without keyline's key policy is refused with what the customer must add", func(t *testing.T) {
-		bare, err := st.CreateCustomerKey(ctx, CustomerAccount, "acme", "acme's key, keyline not admitted", true)
+		bare, err := st.CreateCustomerKey(ctx, acmeAccount, "acme", "acme's key, keyline not admitted", true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -190,7 +194,7 @@ func TestStack(t *testing.T) {
 		}
 		// It reveals nothing about the key: a key that does not exist, and one in an account
 		// the org did not enrol, get the very same answer.
-		missing := create("acme-missing", "arn:aws:kms:us-east-1:"+CustomerAccount+":key/00000000-0000-4000-8000-000000000000", http.StatusUnprocessableEntity)
+		missing := create("acme-missing", "arn:aws:kms:us-east-1:"+acmeAccount+":key/00000000-0000-4000-8000-000000000000", http.StatusUnprocessableEntity)
 		elsewhere, err := st.CreateCustomerKey(ctx, otherCustomerAccount, "acme", "a key in an account acme did not enrol", false)
 		if err != nil {
 			t.Fatal(err)
@@ -209,7 +213,7 @@ func TestStack(t *testing.T) {
 			t.Fatal(err)
 		}
 		// The customer adds what it was told to: the app is created.
-		pol, err := CustomerKeyPolicy(CustomerAccount, "acme")
+		pol, err := CustomerKeyPolicy(acmeAccount, "acme")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -222,7 +226,7 @@ func TestStack(t *testing.T) {
 	t.Run("a denied AWS call of the console is answered as what it is, never as an internal error", func(t *testing.T) {
 		// The customer's doing: their key policy stops admitting keyline. A conflict that
 		// says what the customer must fix, not a 5xx.
-		locked, err := st.CreateCustomerKey(ctx, CustomerAccount, "acme", "acme's key it will lock keyline out of", false)
+		locked, err := st.CreateCustomerKey(ctx, acmeAccount, "acme", "acme's key it will lock keyline out of", false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -235,7 +239,7 @@ func TestStack(t *testing.T) {
 				t.Fatalf("the customer's PutKeyPolicy: %v", err)
 			}
 		}
-		setKeyPolicy(`{"Version":"2012-10-17","Statement":[{"Sid":"AccountOnly","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::` + CustomerAccount + `:root"},"Action":"kms:*","Resource":"*"}]}`)
+		setKeyPolicy(`{"Version":"2012-10-17","Statement":[{"Sid":"AccountOnly","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::` + acmeAccount + `:root"},"Action":"kms:*","Resource":"*"}]}`)
 		a, err := c.Do(ctx, http.MethodPut, "/v1/apps/acme-locked/objects/docs/x", []byte("x"), "X-Keyline-Scope", "cmk")
 		if err != nil {
 			t.Fatal(err)
@@ -244,7 +248,7 @@ func TestStack(t *testing.T) {
 			strings.Contains(a.Message(), locked) {
 			t.Fatalf("a write under a key whose policy no longer admits keyline answered %d %s", a.Status, a.Message())
 		}
-		pol, err := CustomerKeyPolicy(CustomerAccount, "acme")
+		pol, err := CustomerKeyPolicy(acmeAccount, "acme")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -317,14 +321,14 @@ func TestStack(t *testing.T) {
 		}
 		for _, refused := range []struct{ id, account, source, why string }{
 			{"fwd-not-enrolled", otherCustomerAccount, "aws.kms", "an account no org enrolled"},
-			{"fwd-other-source", CustomerAccount, "acme.app", "an enrolled account, not a KMS event"},
+			{"fwd-other-source", acmeAccount, "acme.app", "an enrolled account, not a KMS event"},
 		} {
 			if err := st.forwardCustomerEvent(ctx, event(refused.id, refused.account, refused.source)); !errors.Is(err, ErrForwardDenied) ||
 				!strings.Contains(err.Error(), "AccessDeniedException") {
 				t.Fatalf("%s: forward answered %v, want AccessDeniedException (%v)", refused.why, err, ErrForwardDenied)
 			}
 		}
-		if err := st.forwardCustomerEvent(ctx, event("fwd-admitted", CustomerAccount, "aws.kms")); err != nil {
+		if err := st.forwardCustomerEvent(ctx, event("fwd-admitted", acmeAccount, "aws.kms")); err != nil {
 			t.Fatalf("acme's KMS event was refused: %v", err)
 		}
 		// The refusal is the bus policy's: once an org enrols the other account, its event
@@ -375,7 +379,7 @@ func TestStack(t *testing.T) {
 	})
 
 	t.Run("a lost CloudTrail event is caught by the key-health function", func(t *testing.T) {
-		arn, err := st.CreateCustomerKey(ctx, CustomerAccount, "acme", "acme's second key", false)
+		arn, err := st.CreateCustomerKey(ctx, acmeAccount, "acme", "acme's second key", false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -412,11 +416,11 @@ func TestStack(t *testing.T) {
 	})
 
 	t.Run("key health reports a re-encryption left without a running execution", func(t *testing.T) {
-		kARN, err := st.CreateCustomerKey(ctx, CustomerAccount, "acme", "acme's stuck key", false)
+		kARN, err := st.CreateCustomerKey(ctx, acmeAccount, "acme", "acme's stuck key", false)
 		if err != nil {
 			t.Fatal(err)
 		}
-		nextARN, err := st.CreateCustomerKey(ctx, CustomerAccount, "acme", "acme's next key", false)
+		nextARN, err := st.CreateCustomerKey(ctx, acmeAccount, "acme", "acme's next key", false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -549,7 +553,7 @@ func TestStack(t *testing.T) {
 		if len(backups) != 1 || backups[0].BackupID != backupID {
 			t.Fatalf("after a restart the backups are %+v, want %s", backups, backupID)
 		}
-		d, err := awskms.NewFromConfig(st.CustomerAWSConfig(CustomerAccount)).DescribeKey(ctx, &awskms.DescribeKeyInput{KeyId: aws.String(keyARN)})
+		d, err := awskms.NewFromConfig(st.CustomerAWSConfig(acmeAccount)).DescribeKey(ctx, &awskms.DescribeKeyInput{KeyId: aws.String(keyARN)})
 		if err != nil || d.KeyMetadata.KeyState != kmstypes.KeyStateDisabled {
 			t.Fatalf("after a restart the key: %v %v", d, err)
 		}
@@ -558,7 +562,7 @@ func TestStack(t *testing.T) {
 			t.Fatalf("provider key not kept: %v %v", prev.ProviderKeyARN, err)
 		}
 		// The rule is still wired: EnableKey reactivates the app (B1).
-		if _, err := awskms.NewFromConfig(st.CustomerAWSConfig(CustomerAccount)).EnableKey(ctx, &awskms.EnableKeyInput{KeyId: aws.String(keyARN)}); err != nil {
+		if _, err := awskms.NewFromConfig(st.CustomerAWSConfig(acmeAccount)).EnableKey(ctx, &awskms.EnableKeyInput{KeyId: aws.String(keyARN)}); err != nil {
 			t.Fatalf("EnableKey: %v", err)
 		}
 		if err := st.WaitIdle(ctx); err != nil {
