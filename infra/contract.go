@@ -47,9 +47,9 @@ type Resources struct {
 	StateMachineARNs map[string]string
 	FunctionARNs     map[string]string
 
-	// OperatorTokenHash is the hex SHA-256 of the console's operator token (functions with
-	// Function.OperatorTokenHash get it).
-	OperatorTokenHash string
+	// OperatorTokenSecretARN is the Secrets Manager secret of the console's operator token
+	// (OperatorTokenSecretName): functions with access to it get its ARN, never its value.
+	OperatorTokenSecretARN string
 	// S3PathStyle makes every function address S3 path-style (local S3).
 	S3PathStyle bool
 }
@@ -81,8 +81,9 @@ func StateMachineEnv(m string) string {
 }
 
 // Environment is the function's whole environment: its own settings, the resource names,
-// the ARNs of the machines it starts, the operator-token hash where it checks tokens, and
-// the S3 addressing. Both the CDK app and the local stack use it: there is no second
+// the ARNs of the machines it starts, the operator-token secret's ARN where it checks tokens
+// (the token itself is read from Secrets Manager at run time, never from the environment),
+// and the S3 addressing. Both the CDK app and the local stack use it: there is no second
 // assembly.
 func (f Function) Environment(r Resources) map[string]string {
 	r = r.complete()
@@ -99,8 +100,8 @@ func (f Function) Environment(r Resources) map[string]string {
 	for _, m := range f.StartsStateMachines {
 		env[StateMachineEnv(m)] = r.StateMachineARNs[m]
 	}
-	if f.OperatorTokenHash {
-		env[EnvOperatorTokenHash] = r.OperatorTokenHash
+	if f.ChecksOperatorToken() {
+		env[EnvOperatorTokenSecret] = r.OperatorTokenSecretARN
 	}
 	if r.S3PathStyle {
 		env[EnvS3PathStyle] = "true"

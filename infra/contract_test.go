@@ -3,7 +3,6 @@ package infra_test
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -29,7 +28,7 @@ func localResources() infra.Resources {
 		ProviderKeyARN:   "arn:aws:kms:us-east-1:000000000000:key/provider",
 		EventBusName:     "keyline",
 		StateMachineARNs: map[string]string{}, FunctionARNs: map[string]string{},
-		OperatorTokenHash: strings.Repeat("ab", 32),
+		OperatorTokenSecretARN: "arn:aws:secretsmanager:us-east-1:000000000000:secret:Keyline/operator-token-abcdef",
 	}
 	for _, m := range d.StateMachines {
 		r.StateMachineARNs[m.Name] = "arn:aws:states:us-east-1:000000000000:stateMachine:" + m.Name
@@ -40,8 +39,8 @@ func localResources() infra.Resources {
 	return r
 }
 
-// TestEnvironment: every function gets the resource names; the operator-token hash only the
-// functions that check tokens; machine ARNs only for the machines a function starts.
+// TestEnvironment: every function gets the resource names; the operator token's secret ARN
+// (never a token or its hash) only the functions that check tokens; machine ARNs only for the machines a function starts.
 func TestEnvironment(t *testing.T) {
 	r := localResources()
 	for _, f := range infra.Description().Functions {
@@ -59,8 +58,8 @@ func TestEnvironment(t *testing.T) {
 				t.Errorf("%s: setting %s = %q, want %q", f.Name, k, env[k], v)
 			}
 		}
-		if _, ok := env[infra.EnvOperatorTokenHash]; ok != f.OperatorTokenHash {
-			t.Errorf("%s: operator-token hash given = %v, function checks tokens = %v", f.Name, ok, f.OperatorTokenHash)
+		if got, ok := env[infra.EnvOperatorTokenSecret]; ok != f.ChecksOperatorToken() || ok && got != r.OperatorTokenSecretARN {
+			t.Errorf("%s: operator-token secret %q given = %v, function checks tokens = %v", f.Name, got, ok, f.ChecksOperatorToken())
 		}
 		for _, m := range infra.Description().StateMachines {
 			_, ok := env[infra.StateMachineEnv(m.Name)]
@@ -78,10 +77,15 @@ func TestEnvironment(t *testing.T) {
 			t.Errorf("%s: no path-style S3 with S3PathStyle", f.Name)
 		}
 	}
-	for _, name := range []string{"console-api", "console-authorizer"} {
-		if f, ok := infra.Description().Function(name); !ok || !f.OperatorTokenHash {
-			t.Errorf("%s does not get the operator-token hash", name)
+	// Exactly the functions that check tokens read the operator token's secret.
+	var checkers []string
+	for _, f := range infra.Description().Functions {
+		if f.ChecksOperatorToken() {
+			checkers = append(checkers, f.Name)
 		}
+	}
+	if want := []string{infra.FnConsoleAPI, infra.FnConsoleAuthorizer}; !slices.Equal(checkers, want) {
+		t.Errorf("functions reading the operator token: %v, want %v", checkers, want)
 	}
 }
 
@@ -145,10 +149,23 @@ func TestPoliciesLeastPrivilege(t *testing.T) {
 					t.Errorf("%s: may delete table items (%s): audit entries are append-only", name, a)
 				}
 				if a == "dynamodb:DeleteItem" {
-					// Only confined to key items (the key-state upgrade's CLOCK rows), never an app's.
-					keys := fmt.Sprint(st.Condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"])
-					if keys != "["+decl.KeyPartitionPrefix+"*]" {
-						t.Errorf("%s: may delete table items beyond key items (%s on %s): audit entries are append-only", name, a, keys)
+					// Only confined to partitions without audit entries (tokens, org token lists).
+					keys, _ := st.Condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"].([]string)
+					if len(keys) == 0 {
+						t.Errorf("%s: %s unconfined: audit entries are append-only", name, a)
+					}
+					for _, k := range keys {
+						for _, audit := range decl.AuditPartitionPrefixes() {
+							if strings.HasPrefix(k, audit) || strings.HasPrefix(audit, strings.TrimSuffix(k, "*")) {
+								t.Errorf("%s: may delete in %s, where audit entries live (append-only)", name, k)
+							}
+						}
+					}
+				}
+				if strings.HasPrefix(a, "secretsmanager:") {
+					f, _ := infra.Description().Function(name)
+					if a != "secretsmanager:GetSecretValue" || !f.ChecksOperatorToken() || !slices.Equal(st.Resource, []string{r.OperatorTokenSecretARN}) {
+						t.Errorf("%s: %s on %v: only the token checkers read the operator token's secret", name, a, st.Resource)
 					}
 				}
 				if strings.HasPrefix(a, "kms:") && a != "kms:DescribeKey" && st.Condition == nil {
@@ -207,6 +224,23 @@ func TestBadInputRefused(t *testing.T) {
 	bad := infra.Function{Name: "x", Access: []infra.Access{{Resource: infra.Table, Level: "admin"}}}
 	if _, err := bad.Policy(localResources()); !errors.Is(err, infra.ErrContract) {
 		t.Errorf("policy with an unknown level: %v, want ErrContract", err)
+	}
+	// No delete where audit entries live (an app's or a key's partition, or a prefix of one),
+	// and no write to the operator token's secret.
+	for _, parts := range [][]string{{decl.AppPartitionPrefix}, {decl.KeyPartitionPrefix}, {decl.TokenPartitionPrefix, "K"}, {""}} {
+		deleter := infra.Function{Name: "x", Access: []infra.Access{{Resource: infra.Table, Level: infra.LevelDelete, Partitions: parts}}}
+		if _, err := deleter.Policy(localResources()); !errors.Is(err, infra.ErrContract) {
+			t.Errorf("policy deleting in %v: %v, want ErrContract", parts, err)
+		}
+	}
+	writer := infra.Function{Name: "x", Access: []infra.Access{{Resource: infra.OperatorTokenSecret, Level: infra.LevelWrite}}}
+	if _, err := writer.Policy(localResources()); !errors.Is(err, infra.ErrContract) {
+		t.Errorf("policy writing the operator token: %v, want ErrContract", err)
+	}
+	noSecret := localResources()
+	noSecret.OperatorTokenSecretARN = ""
+	if _, err := infra.Description().Policies(noSecret); !errors.Is(err, infra.ErrContract) {
+		t.Errorf("policies without the operator token's secret: %v, want ErrContract", err)
 	}
 	unknownMachine := infra.Function{Name: "x", StartsStateMachines: []string{"nope"}}
 	if _, err := unknownMachine.Policy(localResources()); !errors.Is(err, infra.ErrContract) {

@@ -81,10 +81,10 @@ func keyPlane() Deployment {
 				MemoryMB: 512,
 				Access: []Access{
 					{Resource: Table, Level: "write"},
-					// It pages through the whole table for per-app revocations (lineage Migrate)...
+					// It pages through the whole table for per-app revocations (lineage Migrate);
+					// it deletes nothing (a key's legacy CLOCK item is retired with an update and
+					// expires by TTL: KEY# partitions hold the key's audit entries).
 					{Resource: Table, Level: LevelScan},
-					// ...and deletes each key's transient CLOCK item, nothing else.
-					{Resource: Table, Level: LevelDelete, Partitions: []string{decl.KeyPartitionPrefix}},
 				},
 			},
 			{

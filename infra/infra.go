@@ -37,6 +37,9 @@ const (
 	CustomerKeys Resource = "customerKeys"
 	// EventBus is keyline's event bus (audit events, `source: keyline`).
 	EventBus Resource = "eventBus"
+	// OperatorTokenSecret is the Secrets Manager secret holding the console's operator token:
+	// only the functions that check tokens read it (level "read"); no environment holds it.
+	OperatorTokenSecret Resource = "operatorTokenSecret"
 )
 
 // Access is one grant: a resource and the level of access.
@@ -69,8 +72,17 @@ type Function struct {
 	// without starting any (key health finds apps left re-encrypting without a running
 	// execution, I7).
 	FollowsStateMachines []string `json:"followsStateMachines,omitempty"`
-	// OperatorTokenHash hands the function the operator token's hash (it checks tokens).
-	OperatorTokenHash bool `json:"operatorTokenHash,omitempty"`
+}
+
+// ChecksOperatorToken reports whether the function reads the operator-token secret (it
+// checks bearer tokens).
+func (f Function) ChecksOperatorToken() bool {
+	for _, a := range f.Access {
+		if a.Resource == OperatorTokenSecret {
+			return true
+		}
+	}
+	return false
 }
 
 // StateMachine is one Step Functions state machine. Its definition is

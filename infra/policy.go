@@ -44,8 +44,8 @@ const TableIndex = "GSI1"
 
 // Actions per resource and access level. No wildcard actions: each is named, and only those
 // keyline's code makes. Reads derive key state with one BatchGetItem of the keys on a page.
-// No function deletes a table item (expired items go by TTL) except the key-state upgrade's
-// deletes confined to the partitions its access names, so no audit entry can be deleted.
+// Expired items go by TTL; the only deletes are confined (dynamodb:LeadingKeys) to partitions
+// without audit entries (Levels refuses any other), so no audit entry can be deleted.
 var (
 	tableReadActions  = []string{"dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query"}
 	tableScanActions  = []string{"dynamodb:Scan"}
@@ -112,9 +112,22 @@ func (a Access) Levels() ([]string, error) {
 			if l == LevelDelete && len(a.Partitions) == 0 {
 				return nil, fmt.Errorf("%w: access to %s: delete needs the partitions it is confined to", ErrContract, a.Resource)
 			}
+			if l == LevelDelete {
+				for _, p := range a.Partitions {
+					for _, audit := range decl.AuditPartitionPrefixes() {
+						if strings.HasPrefix(p, audit) || strings.HasPrefix(audit, p) {
+							return nil, fmt.Errorf("%w: access to %s: delete in partitions %q, which hold audit entries (append-only)", ErrContract, a.Resource, p)
+						}
+					}
+				}
+			}
 		case DataBucket, BackupBucket:
 			if l != LevelRead && l != LevelWrite {
 				return nil, fmt.Errorf("%w: access to %s: level %q is not read or write", ErrContract, a.Resource, l)
+			}
+		case OperatorTokenSecret:
+			if l != LevelRead {
+				return nil, fmt.Errorf("%w: access to %s: level %q is not read (functions only read the secret)", ErrContract, a.Resource, l)
 			}
 		case EventBus:
 			if l != LevelWrite {
@@ -277,6 +290,12 @@ func (f Function) Policy(r Resources) (PolicyDocument, error) {
 	}
 	if lv[EventBus] != nil {
 		add("PutAuditEvents", []string{"events:PutEvents"}, []string{r.EventBusARN}, nil)
+	}
+	if lv[OperatorTokenSecret] != nil {
+		if r.OperatorTokenSecretARN == "" {
+			return PolicyDocument{}, fmt.Errorf("%w: function %s reads the operator token's secret, whose ARN is not given", ErrContract, f.Name)
+		}
+		add("ReadOperatorToken", []string{"secretsmanager:GetSecretValue"}, []string{r.OperatorTokenSecretARN}, nil)
 	}
 	for _, k := range []struct {
 		res      Resource

@@ -106,6 +106,10 @@ func (k *Keyline) suppressions() {
 			"A Distributed Map's child executions are named by Step Functions at run time (<machine>/<map run>:<id>); the grant covers only this machine's own executions.",
 			"Resource::"+flattenedArn(k.childExecutions(name)))
 	}
+	if k.OperatorTokenSecret != nil {
+		suppress(k.OperatorTokenSecret, "AwsSolutions-SMG4",
+			"The operator token is a bearer credential generated at deploy time (381 bits) that a person copies from Secrets Manager; scheduled rotation would need a rotation function and would break the operator's session without notice. The console and its authorizer re-read the secret at least every 5 minutes, so a rotation by hand (put-secret-value) takes effect without a redeploy.")
+	}
 	if k.API != nil {
 		suppress(k.API, "AwsSolutions-COG4",
 			"Every method uses a Lambda TOKEN authorizer (console-authorizer) that checks keyline's own bearer tokens (the operator token against a hash, org tokens in the lineage table), and the console checks them again with the caller's right to the app; keyline's callers are the SaaS platform's operators and orgs, not users of a Cognito user pool.")

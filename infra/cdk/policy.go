@@ -27,8 +27,8 @@ func (k *Keyline) resources() infra.Resources {
 	for name, fn := range k.Functions {
 		r.FunctionARNs[name] = *fn.FunctionArn()
 	}
-	if k.OperatorTokenHash != nil {
-		r.OperatorTokenHash = *k.OperatorTokenHash.ValueAsString()
+	if k.OperatorTokenSecret != nil {
+		r.OperatorTokenSecretARN = *k.OperatorTokenSecret.SecretArn()
 	}
 	return r
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awslogs"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awss3"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsscheduler"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awssecretsmanager"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awssqs"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsstepfunctions"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awswafv2"
@@ -87,13 +88,14 @@ type Keyline struct {
 	EventBus         awsevents.EventBus
 	CustomerEventBus awsevents.EventBus
 	EnrolledAccounts awscdk.CfnParameter
-	// OperatorTokenHash is the console's operator-token hash parameter (nil without a console).
-	OperatorTokenHash awscdk.CfnParameter
-	DLQ               awssqs.Queue
-	Functions         map[string]awslambda.Function
-	FunctionRoles     map[string]awsiam.Role
-	StateMachines     map[string]awsstepfunctions.StateMachine
-	MachineARNs       map[string]string
+	// OperatorTokenSecret is the console's operator token in Secrets Manager, generated at
+	// deploy time (nil without a function that checks tokens).
+	OperatorTokenSecret awssecretsmanager.Secret
+	DLQ                 awssqs.Queue
+	Functions           map[string]awslambda.Function
+	FunctionRoles       map[string]awsiam.Role
+	StateMachines       map[string]awsstepfunctions.StateMachine
+	MachineARNs         map[string]string
 	// Rules are the description's rules on the default bus; CustomerRules mirror the
 	// CloudTrail KMS ones on the customer-forwarding bus (keyed by description rule name).
 	Rules         map[string]awsevents.Rule
@@ -481,17 +483,17 @@ func (k *Keyline) function(f infra.Function) error {
 		Actions:   jsii.Strings("logs:CreateLogStream", "logs:PutLogEvents"),
 		Resources: &[]*string{lg.LogGroupArn()},
 	}))
+	if f.ChecksOperatorToken() {
+		// The console and its authorizer read the operator token from its secret (the
+		// contract grants them GetSecretValue on it); no environment holds it.
+		k.operatorTokenSecret()
+	}
 	stmts, err := k.accessStatements(f)
 	if err != nil {
 		return err
 	}
 	for _, st := range stmts {
 		role.AddToPrincipalPolicy(st)
-	}
-	if f.OperatorTokenHash {
-		// The console and its authorizer check callers' operator tokens against this hash;
-		// the token itself never reaches the stack.
-		k.operatorTokenHash()
 	}
 	env := map[string]*string{}
 	for key, v := range f.Environment(k.resources()) {
@@ -526,19 +528,26 @@ func (k *Keyline) function(f infra.Function) error {
 	return nil
 }
 
-// operatorTokenHash is the stack parameter holding the hex SHA-256 of the console's
-// operator token.
-func (k *Keyline) operatorTokenHash() awscdk.CfnParameter {
-	if k.OperatorTokenHash == nil {
-		k.OperatorTokenHash = awscdk.NewCfnParameter(k.Stack, jsii.String("OperatorTokenSha256"), &awscdk.CfnParameterProps{
-			Type:                  jsii.String("String"),
-			NoEcho:                jsii.Bool(true),
-			AllowedPattern:        jsii.String("^[0-9a-f]{64}$"),
-			ConstraintDescription: jsii.String("the lower-case hex SHA-256 of the operator token"),
-			Description:           jsii.String("hex SHA-256 of the console's operator token (printf %s \"$TOKEN\" | sha256sum)"),
+// operatorTokenSecret is the console's operator token: a secret Secrets Manager generates when
+// the stack is deployed (infra.OperatorTokenLength letters and digits, at least 256 bits), named
+// infra.OperatorTokenSecretName; the operator reads it with `aws secretsmanager get-secret-value`.
+func (k *Keyline) operatorTokenSecret() awssecretsmanager.Secret {
+	if k.OperatorTokenSecret == nil {
+		k.OperatorTokenSecret = awssecretsmanager.NewSecret(k.Stack, jsii.String("OperatorToken"), &awssecretsmanager.SecretProps{
+			SecretName:  jsii.String(infra.OperatorTokenSecretName(*k.Stack.StackName())),
+			Description: jsii.String("keyline console operator token (read by the console and its authorizer only)"),
+			GenerateSecretString: &awssecretsmanager.SecretStringGenerator{
+				PasswordLength:     jsii.Number(infra.OperatorTokenLength),
+				ExcludePunctuation: jsii.Bool(true),
+				IncludeSpace:       jsii.Bool(false),
+			},
+		})
+		awscdk.NewCfnOutput(k.Stack, jsii.String("OperatorTokenSecretArn"), &awscdk.CfnOutputProps{
+			Value:       k.OperatorTokenSecret.SecretArn(),
+			Description: jsii.String("the console's operator token: aws secretsmanager get-secret-value --secret-id <this>"),
 		})
 	}
-	return k.OperatorTokenHash
+	return k.OperatorTokenSecret
 }
 
 // placeholderVars are the values of the ASL placeholders (infra.Deployment.MachineVars).

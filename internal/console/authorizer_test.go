@@ -22,7 +22,7 @@ func newAuthorizer(t *testing.T) (*console.Authorizer, *console.Tokens) {
 	t.Helper()
 	ddb := testenv.DynamoDB(t)
 	table := testenv.NewTable(t, ddb)
-	tokens, err := console.NewTokens(lineage.New(ddb, table, lineage.Options{}), console.HashToken(operatorToken), nil)
+	tokens, err := console.NewTokens(lineage.New(ddb, table, lineage.Options{}), operatorSecret(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +147,7 @@ func TestAuthorizerFailsWhenTheTableCannot(t *testing.T) {
 	// A lookup that fails is neither an Allow nor a Deny (API Gateway would cache either):
 	// it is an error other than "Unauthorized", which API Gateway answers with a 500.
 	ddb := testenv.DynamoDB(t)
-	tokens, err := console.NewTokens(lineage.New(ddb, "no-such-table-"+t.Name(), lineage.Options{}), console.HashToken(operatorToken), nil)
+	tokens, err := console.NewTokens(lineage.New(ddb, "no-such-table-"+t.Name(), lineage.Options{}), operatorSecret(t), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -25,6 +26,7 @@ import (
 	"github.com/keyline/keyline/internal/lineage"
 	"github.com/keyline/keyline/internal/objects"
 	"github.com/keyline/keyline/internal/provision"
+	"github.com/keyline/keyline/internal/secret/filesecret"
 	"github.com/keyline/keyline/internal/testenv"
 	"github.com/keyline/keyline/internal/workflow/backup"
 	"github.com/keyline/keyline/internal/workflow/reencrypt"
@@ -34,7 +36,17 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-const operatorToken = "operator-secret-for-tests"
+const operatorToken = "operator-secret-for-tests-0123456789"
+
+// operatorSecret keeps the tests' operator token in a 0600 file, as the local runtime does.
+func operatorSecret(t testing.TB) filesecret.Source {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "operator-token")
+	if err := os.WriteFile(path, []byte(operatorToken+"\n"), filesecret.OwnerOnly); err != nil {
+		t.Fatal(err)
+	}
+	return filesecret.New(path)
+}
 
 // fakeExecutions records started executions: the console's part ends at StartExecution,
 // and the state machines themselves are tested end to end elsewhere.
@@ -105,7 +117,7 @@ func setup(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tokens, err := console.NewTokens(store, console.HashToken(operatorToken), clk.Now)
+	tokens, err := console.NewTokens(store, operatorSecret(t), clk.Now)
 	if err != nil {
 		t.Fatal(err)
 	}

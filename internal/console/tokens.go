@@ -10,10 +10,12 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/keyline/keyline/internal/console/api"
 	"github.com/keyline/keyline/internal/lineage"
+	"github.com/keyline/keyline/internal/secret"
 )
 
 // Principal is who a request comes from: the operator, or one org.
@@ -44,28 +46,64 @@ type TokenStore interface {
 	DeleteToken(ctx context.Context, orgID, tokenID string) error
 }
 
-// Tokens authenticates bearer tokens. Only SHA-256 hashes of tokens are stored (tokens are
-// 256-bit random values, so an unsalted hash is as strong as the token): the operator's comes
-// from configuration, org tokens through the lineage store. Org tokens expire.
+// Tokens authenticates bearer tokens. The operator token is read from its secret (Secrets
+// Manager; never from the environment) and kept in memory as its SHA-256 for at most
+// OperatorTokenCacheTTL, so a rotated token takes effect within that time. Org tokens are
+// stored as SHA-256 hashes (tokens are 256-bit random values, so an unsalted hash is as strong
+// as the token) through the lineage store, and expire.
 type Tokens struct {
-	store        TokenStore
-	operatorHash []byte
-	now          func() time.Time
+	store    TokenStore
+	operator secret.Source
+	now      func() time.Time
+
+	mu     sync.Mutex
+	opHash []byte
+	opRead time.Time
 }
 
-// NewTokens returns a token authority. operatorTokenHash is the hex SHA-256 of the operator token.
-func NewTokens(store TokenStore, operatorTokenHash string, now func() time.Time) (*Tokens, error) {
-	h, err := hex.DecodeString(operatorTokenHash)
-	if err != nil || len(h) != sha256.Size {
-		return nil, fmt.Errorf("console: the operator token hash must be a hex SHA-256 (64 hex digits)")
+// OperatorTokenCacheTTL is how long the operator token's hash is used before its secret is
+// read again.
+const OperatorTokenCacheTTL = 5 * time.Minute
+
+// MinOperatorTokenLen is the shortest operator token accepted (a generated one is longer).
+const MinOperatorTokenLen = 32
+
+// ErrOperatorSecret is wrapped when the operator token's secret cannot be read or is unusable:
+// nobody authenticates as the operator then (org tokens still work).
+var ErrOperatorSecret = errors.New("console: the operator token's secret")
+
+// NewTokens returns a token authority: org tokens through store, the operator's from its secret.
+func NewTokens(store TokenStore, operator secret.Source, now func() time.Time) (*Tokens, error) {
+	if operator == nil {
+		return nil, fmt.Errorf("%w: no source given", ErrOperatorSecret)
 	}
 	if now == nil {
 		now = time.Now
 	}
-	return &Tokens{store: store, operatorHash: h, now: now}, nil
+	return &Tokens{store: store, operator: operator, now: now}, nil
 }
 
-// HashToken returns the hex SHA-256 of a token, as configuration stores the operator's.
+// operatorHash returns the SHA-256 of the operator token, read from its secret at most once
+// per OperatorTokenCacheTTL.
+func (t *Tokens) operatorHash(ctx context.Context) ([]byte, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.opHash != nil && t.now().Sub(t.opRead) < OperatorTokenCacheTTL {
+		return t.opHash, nil
+	}
+	v, err := t.operator.Value(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrOperatorSecret, err)
+	}
+	if len(v) < MinOperatorTokenLen {
+		return nil, fmt.Errorf("%w: shorter than %d characters", ErrOperatorSecret, MinOperatorTokenLen)
+	}
+	sum := sha256.Sum256([]byte(v))
+	t.opHash, t.opRead = sum[:], t.now()
+	return t.opHash, nil
+}
+
+// HashToken returns the hex SHA-256 of a token, as the lineage store keeps org tokens.
 func HashToken(token string) string {
 	s := sha256.Sum256([]byte(token))
 	return hex.EncodeToString(s[:])
@@ -104,10 +142,15 @@ func (t *Tokens) Authenticate(ctx context.Context, token string) (Principal, err
 		return Principal{}, errUnauthenticated
 	}
 	sum := sha256.Sum256([]byte(token))
-	if subtle.ConstantTimeCompare(sum[:], t.operatorHash) == 1 {
+	opHash, opErr := t.operatorHash(ctx)
+	if opErr == nil && subtle.ConstantTimeCompare(sum[:], opHash) == 1 {
 		return Principal{Operator: true}, nil
 	}
 	if !strings.HasPrefix(token, orgTokenPrefix) {
+		if opErr != nil {
+			// Not an org token, and the operator's cannot be checked: an error, not a 401.
+			return Principal{}, opErr
+		}
 		return Principal{}, errUnauthenticated
 	}
 	tok, err := t.store.GetToken(ctx, hex.EncodeToString(sum[:]))

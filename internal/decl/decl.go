@@ -39,8 +39,21 @@ func ContextKeys() []string {
 // the console authorizer reads only these (dynamodb:LeadingKeys).
 const TokenPartitionPrefix = "TOKEN#"
 
-// KeyPartitionPrefix starts the partition key of a key item (`KEY#<arn>`): the key-state
-// upgrade may delete only these items' transient CLOCK rows (dynamodb:LeadingKeys).
+// OrgPartitionPrefix starts the partition key of an org's items (`ORG#<id>`: its META item and
+// its token list, `TOKEN#<tokenId>`): no audit entry lives there.
+const OrgPartitionPrefix = "ORG#"
+
+// AuditPartitionPrefixes start the partitions that hold audit entries (`APP#<id>/AUDIT#…`,
+// `KEY#<arn>/AUDIT#…`): no function may delete items there (deletes are confined with
+// dynamodb:LeadingKeys, which cannot tell an audit entry from its partition's other items).
+func AuditPartitionPrefixes() []string { return []string{AppPartitionPrefix, KeyPartitionPrefix} }
+
+// AppPartitionPrefix starts the partition key of an app's items (`APP#<id>`), its audit
+// entries among them.
+const AppPartitionPrefix = "APP#"
+
+// KeyPartitionPrefix starts the partition key of a key's items (`KEY#<arn>`), its audit
+// entries among them.
 const KeyPartitionPrefix = "KEY#"
 
 // AccountPartitionPrefix starts the partition key of an account claim (`ACCOUNT#<id>`): the

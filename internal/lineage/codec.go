@@ -29,7 +29,9 @@ const (
 	typeAudit   = "AUDIT"
 	typeEvent   = "EVENT"
 	typeClock   = "KEYCLOCK"
-	typeAccount = "ACCOUNT"
+	// typeClockRetired is a CLOCK item the upgrade moved onto its key item (expires by TTL).
+	typeClockRetired = "KEYCLOCK_RETIRED"
+	typeAccount      = "ACCOUNT"
 
 	skMeta  = "META"
 	gsiOrgs = "ORGS"
@@ -38,8 +40,8 @@ const (
 // sortable time: fixed width, UTC, so that string order is time order.
 const skTime = "20060102T150405.000000000Z"
 
-func appPK(id string) string       { return "APP#" + id }
-func orgPK(id string) string       { return "ORG#" + id }
+func appPK(id string) string       { return decl.AppPartitionPrefix + id }
+func orgPK(id string) string       { return decl.OrgPartitionPrefix + id }
 func keyPK(arn string) string      { return decl.KeyPartitionPrefix + arn }
 func eventPK(id string) string     { return "EVENT#" + id }
 func accountPK(id string) string   { return decl.AccountPartitionPrefix + id }

@@ -30,7 +30,8 @@ import (
 //     key ARNs filled, Version+1, conditional on the version read;
 //     and each key its app's generations use gets the KEY#arn / ORG#id item of the app's org;
 //  3. each KEY#arn / CLOCK item: its last applied event moves onto the key item (when the
-//     key item has none), then the CLOCK item is deleted.
+//     key item has none), then the CLOCK item is retired (type KEYCLOCK_RETIRED, expiring by
+//     TTL at once): the upgrade deletes nothing, the key's audit entries share its partition.
 //
 // Every write is conditional on what was read, so Migrate may run again, concurrently with
 // itself or with the live system, and does nothing to an upgraded table.
@@ -293,7 +294,7 @@ func (s *Store) ensureRevokedKey(ctx context.Context, g Generation, revokedBy st
 	return true, nil
 }
 
-// migrateClock moves a legacy CLOCK item's last applied event onto the key item and deletes it.
+// migrateClock moves a legacy CLOCK item's last applied event onto the key item and retires it.
 func (s *Store) migrateClock(ctx context.Context, m item) error {
 	arn := strings.TrimPrefix(attrS(m, attrPK), "KEY#")
 	id := attrS(m, "lastEventId")
@@ -322,9 +323,17 @@ func (s *Store) migrateClock(ctx context.Context, m item) error {
 			return fmt.Errorf("clock of key %s: %w", arn, err)
 		}
 	}
-	_, err := s.db.DeleteItem(ctx, &dynamodb.DeleteItemInput{TableName: aws.String(s.table), Key: keyOf(keyPK(arn), "CLOCK")})
-	if err != nil {
-		return fmt.Errorf("delete clock of key %s: %w", arn, err)
+	// Retired, not deleted: no function deletes in a KEY# partition (the key's audit entries
+	// live there); the item leaves the upgrade's scan and expires by the table's TTL.
+	_, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: aws.String(s.table), Key: keyOf(keyPK(arn), "CLOCK"),
+		UpdateExpression:          aws.String("SET #ty = :retired, #exp = :now"),
+		ConditionExpression:       aws.String("#ty = :clock"),
+		ExpressionAttributeNames:  map[string]string{"#ty": "Type", "#exp": attrExpiresAt},
+		ExpressionAttributeValues: item{":retired": str(typeClockRetired), ":clock": str(typeClock), ":now": num(s.clock.Now().Unix())},
+	})
+	if err != nil && !isCondFailed(err) {
+		return fmt.Errorf("retire clock of key %s: %w", arn, err)
 	}
 	return nil
 }

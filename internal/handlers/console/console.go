@@ -9,6 +9,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sfn"
 
 	"github.com/keyline/keyline/infra"
@@ -16,6 +17,7 @@ import (
 	"github.com/keyline/keyline/internal/handlers"
 	"github.com/keyline/keyline/internal/lineage"
 	"github.com/keyline/keyline/internal/provision"
+	"github.com/keyline/keyline/internal/secret/awssecret"
 )
 
 // API is the console-api function: the console server behind API Gateway.
@@ -37,20 +39,20 @@ func Authorizer(_ context.Context, d handlers.Deps) (func(context.Context, event
 }
 
 // NewAuthorizer builds the console API's API Gateway TOKEN authorizer: the same token
-// check as the console (console.Tokens), from the table and the operator-token hash.
+// check as the console (console.Tokens), from the table and the operator token's secret.
 func NewAuthorizer(d handlers.Deps) (*console.Authorizer, error) {
 	table, err := d.Get(infra.EnvTableName)
 	if err != nil {
 		return nil, err
 	}
-	opHash, err := d.Get(infra.EnvOperatorTokenHash)
+	op, err := operatorSecret(d)
 	if err != nil {
 		return nil, err
 	}
 	store := lineage.New(dynamodb.NewFromConfig(d.AWS), table, lineage.Options{Clock: d.Clock, Logger: d.Logger})
-	tokens, err := console.NewTokens(store, opHash, d.Clock.Now)
+	tokens, err := console.NewTokens(store, op, d.Clock.Now)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", infra.EnvOperatorTokenHash, err)
+		return nil, err
 	}
 	return console.NewAuthorizer(tokens, d.Logger), nil
 }
@@ -58,13 +60,13 @@ func NewAuthorizer(d handlers.Deps) (*console.Authorizer, error) {
 // NewServer builds the console API from the function's configuration; `keyline local`
 // serves the same server directly over HTTP.
 func NewServer(d handlers.Deps) (*console.Server, error) {
-	var cfg struct{ providerKey, opHash, smBackup, smReencrypt, smRestore string }
+	var cfg struct{ providerKey, smBackup, smReencrypt, smRestore string }
 	for _, s := range []struct {
 		dst *string
 		key string
 	}{
 		{&cfg.providerKey, infra.EnvProviderKeyARN},
-		{&cfg.opHash, infra.EnvOperatorTokenHash}, {&cfg.smBackup, handlers.StateMachineEnv(infra.SMBackup)},
+		{&cfg.smBackup, handlers.StateMachineEnv(infra.SMBackup)},
 		{&cfg.smReencrypt, handlers.StateMachineEnv(infra.SMReencrypt)}, {&cfg.smRestore, handlers.StateMachineEnv(infra.SMRestore)},
 	} {
 		v, err := d.Get(s.key)
@@ -81,9 +83,13 @@ func NewServer(d handlers.Deps) (*console.Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	tokens, err := console.NewTokens(p.Store, cfg.opHash, d.Clock.Now)
+	op, err := operatorSecret(d)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", infra.EnvOperatorTokenHash, err)
+		return nil, err
+	}
+	tokens, err := console.NewTokens(p.Store, op, d.Clock.Now)
+	if err != nil {
+		return nil, err
 	}
 	return console.New(console.Options{
 		Store:         p.Store,
@@ -99,4 +105,18 @@ func NewServer(d handlers.Deps) (*console.Server, error) {
 		// Optional: names keyline's account in the answer to a refused key.
 		KeylineAccount: d.Env(infra.EnvAccount),
 	}), nil
+}
+
+// operatorSecret is the operator token's secret, read with GetSecretValue (Secrets Manager in
+// AWS, the local endpoint's locally): its ARN is in the environment, its value never is.
+func operatorSecret(d handlers.Deps) (*awssecret.Source, error) {
+	arn, err := d.Get(infra.EnvOperatorTokenSecret)
+	if err != nil {
+		return nil, err
+	}
+	src, err := awssecret.New(secretsmanager.NewFromConfig(d.AWS), arn)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", infra.EnvOperatorTokenSecret, err)
+	}
+	return src, nil
 }

@@ -36,6 +36,8 @@ const (
 	ServiceStates   = "states"
 	ServiceLambda   = "lambda"
 	ServiceSTS      = "sts"
+	// ServiceSecretsManager is Secrets Manager (the operator token's secret).
+	ServiceSecretsManager = "secretsmanager"
 )
 
 // DefaultAddr is the address the endpoint listens on unless told otherwise.
@@ -199,6 +201,8 @@ func Route(r *http.Request) string {
 		return ServiceEvents
 	case strings.HasPrefix(target, "AWSStepFunctions."):
 		return ServiceStates
+	case strings.HasPrefix(target, "secretsmanager."):
+		return ServiceSecretsManager
 	case target != "":
 		return ""
 	}

@@ -38,7 +38,7 @@ func completeEnv(fn infra.Function) map[string]string {
 	env := map[string]string{
 		infra.EnvTableName: "t", infra.EnvDataBucket: "d", infra.EnvBackupBucket: "b", infra.EnvEventBusName: "bus",
 		infra.EnvProviderKeyARN: "arn:aws:kms:us-east-1:111122223333:key/p", infra.EnvS3PathStyle: "true",
-		infra.EnvOperatorTokenHash: strings.Repeat("ab", 32),
+		infra.EnvOperatorTokenSecret: "arn:aws:secretsmanager:us-east-1:111122223333:secret:Keyline/operator-token-abcdef",
 	}
 	for _, m := range infra.Description().StateMachines {
 		env[handlers.StateMachineEnv(m.Name)] = "arn:aws:states:us-east-1:111122223333:stateMachine:" + m.Name

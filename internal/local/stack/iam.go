@@ -159,5 +159,6 @@ func (s *Stack) enableIAM(functions []string) {
 	s.router.RegisterExtractor(endpoint.ServiceDynamoDB, authz.DynamoDBExtractor(endpoint.DefaultAccountID, newTableKeys(s.ddb)))
 	s.router.RegisterExtractor(endpoint.ServiceEvents, authz.EventsExtractor(endpoint.DefaultAccountID))
 	s.router.RegisterExtractor(endpoint.ServiceStates, authz.StatesExtractor())
+	s.router.RegisterExtractor(endpoint.ServiceSecretsManager, authz.SecretsManagerExtractor(s.secrets.Resolve))
 	s.router.SetAuthorizer(authz.NewIAM(s.policies), authz.NewPrincipals(endpoint.DefaultAccountID, functions))
 }

@@ -12,7 +12,7 @@ import (
 
 // MinOperatorTokenLen is the shortest operator token an operator may choose
 // (KEYLINE_OPERATOR_TOKEN); a generated one has console.TokenBytes (256 bits) of randomness.
-const MinOperatorTokenLen = 32
+const MinOperatorTokenLen = console.MinOperatorTokenLen
 
 // OperatorTokenFile is the file under the data directory that keeps the operator token (0600).
 const OperatorTokenFile = "operator-token"

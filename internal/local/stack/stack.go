@@ -25,7 +25,6 @@ import (
 
 	"github.com/keyline/keyline/infra"
 	"github.com/keyline/keyline/internal/clock"
-	"github.com/keyline/keyline/internal/console"
 	"github.com/keyline/keyline/internal/handlers"
 	consolefn "github.com/keyline/keyline/internal/handlers/console"
 	"github.com/keyline/keyline/internal/lineage"
@@ -37,7 +36,9 @@ import (
 	localkms "github.com/keyline/keyline/internal/local/kms"
 	"github.com/keyline/keyline/internal/local/lambda"
 	locals3 "github.com/keyline/keyline/internal/local/s3"
+	localsm "github.com/keyline/keyline/internal/local/secretsmanager"
 	"github.com/keyline/keyline/internal/local/stepfunctions"
+	"github.com/keyline/keyline/internal/secret/filesecret"
 )
 
 // Local resource names. They are fixed: one local deployment per data directory.
@@ -58,6 +59,15 @@ const (
 	// stepFunctionsDir holds the state machines' executions.
 	stepFunctionsDir = "stepfunctions"
 )
+
+// localSecretSuffix ends the local secret's ARN, as AWS appends six random characters.
+const localSecretSuffix = "-local0"
+
+// operatorTokenSecretARN is the ARN of the local operator token's secret.
+func operatorTokenSecretARN() string {
+	return fmt.Sprintf("arn:aws:secretsmanager:%s:%s:secret:%s%s", localRegion, endpoint.DefaultAccountID,
+		infra.OperatorTokenSecretName(infra.DefaultStackName), localSecretSuffix)
+}
 
 // Defaults of Options.
 const (
@@ -117,17 +127,19 @@ type Options struct {
 // stackState is <data dir>/stack.json: the local deployment's resource names and each
 // function's environment, so that `keyline invoke` builds handlers as the stack does.
 type stackState struct {
-	Region            string                       `json:"region"`
-	Account           string                       `json:"account"`
-	TableName         string                       `json:"tableName"`
-	DataBucket        string                       `json:"dataBucket"`
-	BackupBucket      string                       `json:"backupBucket"`
-	EventBusName      string                       `json:"eventBusName"`
-	ProviderKeyARN    string                       `json:"providerKeyArn"`
-	OperatorTokenHash string                       `json:"operatorTokenHash"`
-	Endpoint          string                       `json:"endpoint,omitempty"`
-	StateMachines     map[string]string            `json:"stateMachines"`
-	Functions         map[string]map[string]string `json:"functions"`
+	Region         string `json:"region"`
+	Account        string `json:"account"`
+	TableName      string `json:"tableName"`
+	DataBucket     string `json:"dataBucket"`
+	BackupBucket   string `json:"backupBucket"`
+	EventBusName   string `json:"eventBusName"`
+	ProviderKeyARN string `json:"providerKeyArn"`
+	// OperatorTokenSecret is the ARN of the operator token's secret (its value is in
+	// OperatorTokenFile, served by the endpoint's Secrets Manager).
+	OperatorTokenSecret string                       `json:"operatorTokenSecret"`
+	Endpoint            string                       `json:"endpoint,omitempty"`
+	StateMachines       map[string]string            `json:"stateMachines"`
+	Functions           map[string]map[string]string `json:"functions"`
 }
 
 // Stack is a running local deployment: the AWS-compatible endpoint with every service,
@@ -164,6 +176,7 @@ type Stack struct {
 	policies *stackPolicies
 
 	router     *endpoint.Server
+	secrets    *localsm.Service
 	ddb        *localddb.Process
 	cloudTrail *fault.CloudTrailPath
 	console    *http.Server
@@ -346,9 +359,9 @@ func newBoot(ctx context.Context, opts Options) (*boot, error) {
 	st.state = stackState{
 		Region: localRegion, Account: endpoint.DefaultAccountID,
 		TableName: localTable, DataBucket: localDataBucket, BackupBucket: localBackupBucket, EventBusName: localEventBus,
-		ProviderKeyARN:    prev.ProviderKeyARN,
-		OperatorTokenHash: console.HashToken(opts.OperatorToken),
-		StateMachines:     map[string]string{}, Functions: map[string]map[string]string{},
+		ProviderKeyARN:      prev.ProviderKeyARN,
+		OperatorTokenSecret: operatorTokenSecretARN(),
+		StateMachines:       map[string]string{}, Functions: map[string]map[string]string{},
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	st.cancel = cancel
@@ -443,6 +456,11 @@ func (b *boot) startEndpoint(context.Context) error {
 	r.Register(endpoint.ServiceS3, s3svc)
 	r.Register(endpoint.ServiceEvents, b.st.Bus)
 	r.Register(endpoint.ServiceLambda, b.st.Lambda)
+	// The operator token's secret, served from its 0600 file as Secrets Manager serves it in AWS.
+	b.st.secrets = localsm.New(b.log.With("service", "secretsmanager"))
+	b.st.secrets.Declare(b.st.state.OperatorTokenSecret, infra.OperatorTokenSecretName(infra.DefaultStackName),
+		filesecret.New(filepath.Join(b.st.DataDir, OperatorTokenFile)))
+	r.Register(endpoint.ServiceSecretsManager, b.st.secrets)
 	r.Register(endpoint.ServiceDynamoDB, unavailable("DynamoDB Local is starting"))
 	r.Register(endpoint.ServiceStates, unavailable("Step Functions is starting"))
 	if err := r.Start(b.runCtx); err != nil {
@@ -722,7 +740,7 @@ func (st stackState) resources(reg *lambda.Registry, dep infra.Deployment) infra
 		DataBucket: st.DataBucket, BackupBucket: st.BackupBucket,
 		ProviderKeyARN: st.ProviderKeyARN, EventBusName: st.EventBusName,
 		StateMachineARNs: st.StateMachines, FunctionARNs: map[string]string{},
-		OperatorTokenHash: st.OperatorTokenHash, S3PathStyle: true,
+		OperatorTokenSecretARN: st.OperatorTokenSecret, S3PathStyle: true,
 	}
 	if reg != nil {
 		for _, f := range dep.Functions {
