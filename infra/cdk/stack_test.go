@@ -1045,8 +1045,9 @@ func TestConsoleAPI(t *testing.T) {
 	if !ok {
 		t.Fatalf("the description has %s but no %s", ConsoleAPIFunction, ConsoleAuthorizerFunction)
 	}
-	if len(authFn.Access) != 1 || authFn.Access[0].Resource != infra.Table || authFn.Access[0].Level != "read" || len(authFn.Access[0].Partitions) == 0 {
-		t.Errorf("%s access %v, want the table read only, confined to token items", authFn.Name, authFn.Access)
+	if len(authFn.Access) != 2 || authFn.Access[0].Resource != infra.Table || authFn.Access[0].Level != "read" || len(authFn.Access[0].Partitions) == 0 ||
+		authFn.Access[1].Resource != infra.OperatorTokenSecret || authFn.Access[1].Level != infra.LevelRead {
+		t.Errorf("%s access %v, want the table read only, confined to token items, and the operator token's secret read", authFn.Name, authFn.Access)
 	}
 	auths := f.resources("AWS::ApiGateway::Authorizer")
 	if len(auths) != 1 {
