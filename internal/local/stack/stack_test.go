@@ -34,7 +34,7 @@ import (
 const otherCustomerAccount = "222222222222"
 
 // acmeAccount is acme's own AWS account, where its keys live (the demo seed's org enrols
-// acmeAccount: an account belongs to one org).
+// CustomerAccount: an account belongs to one org).
 const acmeAccount = "123456789012"
 
 // testToken is the operator token the tests start the stack with (so a restart keeps it).

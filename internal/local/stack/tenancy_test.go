@@ -34,8 +34,8 @@ import (
 const (
 	orgA     = "org-a"
 	orgB     = "org-b"
-	accountA = "222222222222"
-	accountB = "333333333333"
+	accountA = "444444444444"
+	accountB = "555555555555"
 )
 
 // TestTenancyUnderEnforcement runs the issue's attacks against a local deployment with IAM
@@ -144,17 +144,26 @@ func TestTenancyUnderEnforcement(t *testing.T) {
 		if _, err := a.CreateApp(ctx, api.CreateApp{AppID: "a-app", OrgID: orgA, KeyModel: "cmk", KeyARN: keyA}); err != nil {
 			t.Fatal(err)
 		}
+		nowhere := "arn:aws:kms:us-east-1:666666666666:key/00000000-0000-4000-8000-000000000000"
+		nowhereCreate, err := a.Do(ctx, "POST", "/v1/apps", api.CreateApp{AppID: "a-steals", OrgID: orgA, KeyModel: "cmk", KeyARN: nowhere})
+		if err != nil {
+			t.Fatal(err)
+		}
+		nowhereReencrypt, err := a.Do(ctx, "POST", "/v1/apps/a-app/reencryptions", map[string]string{"keyArn": nowhere})
+		if err != nil {
+			t.Fatal(err)
+		}
 		for _, k := range []string{keyB, keyBOpen} {
 			ans, err := a.Do(ctx, "POST", "/v1/apps", api.CreateApp{AppID: "a-steals", OrgID: orgA, KeyModel: "cmk", KeyARN: k})
 			if err != nil {
 				t.Fatal(err)
 			}
-			wantKeyRefused(t, "A creates an app on B's key", ans, k)
+			wantKeyRefused(t, "A creates an app on B's key", ans, nowhereCreate, k)
 			ans, err = a.Do(ctx, "POST", "/v1/apps/a-app/reencryptions", map[string]string{"keyArn": k})
 			if err != nil {
 				t.Fatal(err)
 			}
-			wantKeyRefused(t, "A re-encrypts onto B's key", ans, k)
+			wantKeyRefused(t, "A re-encrypts onto B's key", ans, nowhereReencrypt, k)
 		}
 		if _, err := st.Store.GetApp(ctx, "a-steals"); !errors.Is(err, lineage.ErrNotFound) {
 			t.Fatalf("the refused app: %v", err)
@@ -328,14 +337,19 @@ func createOpenKey(t *testing.T, ctx context.Context, st *Stack, account string)
 }
 
 // wantKeyRefused asserts the one generic refusal of a key (422 KeyRefused), naming nothing
-// about the key.
-func wantKeyRefused(t *testing.T, what string, ans api.Answer, keyARN string) {
+// about the key: the same answer as for a key that does not exist in an account no org enrolled.
+func wantKeyRefused(t *testing.T, what string, ans, nowhere api.Answer, keyARN string) {
 	t.Helper()
-	if ans.Status != 422 || !strings.Contains(string(ans.Body), lineage.KeyRefusedMessage) {
-		t.Fatalf("%s: %d %s, want 422 with the generic refusal", what, ans.Status, ans.Body)
+	if ans.Status != 422 || !strings.Contains(string(ans.Body), `"KeyRefused"`) {
+		t.Fatalf("%s: %d %s, want 422 KeyRefused", what, ans.Status, ans.Body)
 	}
-	if strings.Contains(string(ans.Body), keyARN[strings.LastIndex(keyARN, "/")+1:]) {
-		t.Fatalf("%s: the refusal names the key: %s", what, ans.Body)
+	if string(ans.Body) != string(nowhere.Body) {
+		t.Fatalf("%s: %s; a key that does not exist gets %s: the answer tells them apart", what, ans.Body, nowhere.Body)
+	}
+	for _, leak := range []string{keyARN[strings.LastIndex(keyARN, "/")+1:], "Disabled", "AccessDenied", "Exception", accountB} {
+		if strings.Contains(string(ans.Body), leak) {
+			t.Fatalf("%s: the refusal reveals %q: %s", what, leak, ans.Body)
+		}
 	}
 }
 
