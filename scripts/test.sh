@@ -28,17 +28,30 @@ run() {
     fi
   done)
   if [ "${KEYLINE_TEST_RACE:-1}" = 0 ]; then race=""; fi
-  rest=$(comm -23 <(sort <<<"$all") <(sort <<<"$race"))
+  # The acceptance scenarios run from the start, alongside the rest of the suite: most of their
+  # time is spent waiting on their deployment (executions, events), not on the machine's cores.
+  # Their output is printed when they end.
+  local acceptance=github.com/keyline/keyline/internal/acceptance acc_log acc_pid acc_status=0
+  acc_log=$(mktemp)
+  echo "== go test (keyline: $acceptance, alongside the rest)" >&2
+  go test -count=1 -timeout 30m "$acceptance" >"$acc_log" 2>&1 &
+  acc_pid=$!
+  rest=$(comm -23 <(sort <<<"$all") <(sort <<<"$race") | grep -vx "$acceptance")
   if [ -n "$race" ]; then
     echo "== go test -race (keyline: $(wc -l <<<"$race") packages with goroutines)" >&2
-    go test -race -count=1 -timeout 30m $race
+    go test -race -count=1 -timeout 30m $race || { kill "$acc_pid" 2>/dev/null; exit 1; }
   fi
   echo "== go test (keyline: the other $(wc -l <<<"$rest") packages)" >&2
-  go test -count=1 -timeout 30m $rest
+  go test -count=1 -timeout 30m $rest || { kill "$acc_pid" 2>/dev/null; exit 1; }
   if [ -f infra/cdk/go.mod ]; then
     echo "== go vet + go test (infra/cdk)" >&2
-    (cd infra/cdk && go vet ./... && go test -count=1 -timeout 20m ./...)
+    (cd infra/cdk && go vet ./... && go test -count=1 -timeout 20m ./...) || { kill "$acc_pid" 2>/dev/null; exit 1; }
   fi
+  wait "$acc_pid" || acc_status=$?
+  echo "== $acceptance:" >&2
+  cat "$acc_log"
+  rm -f "$acc_log"
+  return "$acc_status"
 }
 export -f run
 "$root/scripts/with-dynamodb.sh" bash -c run

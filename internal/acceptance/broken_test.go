@@ -80,16 +80,13 @@ func broken(t *testing.T, r *demoRun, v variant) *demoRun {
 		proxy.ServeHTTP(w, req)
 	}))
 	t.Cleanup(srv.Close)
-	b := &demoRun{sys: r.sys, orgID: r.orgID, account: r.account, keylineAccount: r.keylineAccount, kms: r.kms, s3: r.s3, sfn: r.sfn, lambda: r.lambda,
-		serverErrors: r.serverErrors, deliver: r.deliver}
+	b := r.fork()
 	b.sys.ConsoleURL = srv.URL
-	b.op = &api.Client{Base: srv.URL, Token: r.op.Token, HTTP: r.op.HTTP}
-	b.org = &api.Client{Base: srv.URL, Token: r.org.Token, HTTP: r.org.HTTP}
+	b.op = &api.Client{Base: srv.URL, Token: r.op.Token, HTTP: b.op.HTTP}
+	b.org = &api.Client{Base: srv.URL, Token: r.org.Token, HTTP: b.org.HTTP}
 	if v.deliver != nil {
 		b.deliver = v.deliver(b)
 	}
-	// The broken run names its apps from a block of 1000 numbers the real run skips.
-	b.seq.Store(r.seq.Add(1000) - 1000)
 	return b
 }
 
@@ -165,7 +162,7 @@ func writeJSONAnswer(w http.ResponseWriter, status int, v any) {
 
 // R1: an app asked for with the customer's key is silently created provider-managed.
 func TestRuleR1CheckFailsOnFallbackAtCreation(t *testing.T) {
-	b := broken(t, rulesSystem(t), variant{request: func(req *http.Request) {
+	b := broken(t, alongside(t, "R1"), variant{request: func(req *http.Request) {
 		if req.Method != http.MethodPost || req.URL.Path != "/v1/apps" {
 			return
 		}
@@ -184,7 +181,7 @@ func TestRuleR1CheckFailsOnFallbackAtCreation(t *testing.T) {
 
 // R1: a CMK app's data is sealed under the provider key at rest (the scope falls back).
 func TestRuleR1CheckFailsWhenCMKDataIsSealedUnderTheProviderKey(t *testing.T) {
-	b := broken(t, rulesSystem(t), variant{request: func(req *http.Request) {
+	b := broken(t, alongside(t, "R1"), variant{request: func(req *http.Request) {
 		if isApp(req, http.MethodPut, "r1-cmk", "/objects/") && req.Header.Get("X-Keyline-Scope") == "cmk" {
 			req.Header.Set("X-Keyline-Scope", "managed")
 		}
@@ -194,7 +191,7 @@ func TestRuleR1CheckFailsWhenCMKDataIsSealedUnderTheProviderKey(t *testing.T) {
 
 // R2: the backup listed as taken under the new key is one sealed under the old one.
 func TestRuleR2CheckFailsWhenTheBackupAtRestIsUnderAnotherKey(t *testing.T) {
-	b := broken(t, rulesSystem(t), variant{response: func(req *http.Request, status int, body []byte) (int, []byte) {
+	b := broken(t, alongside(t, "R2"), variant{response: func(req *http.Request, status int, body []byte) (int, []byte) {
 		if status != http.StatusOK || !isApp(req, http.MethodGet, "r2-", "/backups") {
 			return status, body
 		}
@@ -209,7 +206,7 @@ func TestRuleR2CheckFailsWhenTheBackupAtRestIsUnderAnotherKey(t *testing.T) {
 
 // R3: a CMK backup is accepted for a restore into a provider-managed app.
 func TestRuleR3CheckFailsWhenACMKBackupRestoresIntoAManagedApp(t *testing.T) {
-	b := broken(t, rulesSystem(t), variant{serve: func(w http.ResponseWriter, req *http.Request, _ *api.Client) bool {
+	b := broken(t, alongside(t, "R3"), variant{serve: func(w http.ResponseWriter, req *http.Request, _ *api.Client) bool {
 		if !isApp(req, http.MethodPost, "r3-managed", "/restores") {
 			return false
 		}
@@ -222,7 +219,7 @@ func TestRuleR3CheckFailsWhenACMKBackupRestoresIntoAManagedApp(t *testing.T) {
 // R4: a "re-encryption" that rewrites every CMK-scope object under the old key: the bytes at
 // rest change, the key does not (what a bytes-changed check cannot tell apart).
 func TestRuleR4CheckFailsWhenObjectsAreResealedUnderTheOldKey(t *testing.T) {
-	r := rulesSystem(t)
+	r := alongside(t, "R4")
 	const fakeArn = "arn:aws:states:us-east-1:000000000000:execution:fake:r4"
 	b := broken(t, r, variant{serve: func(w http.ResponseWriter, req *http.Request, console *api.Client) bool {
 		switch {
@@ -254,7 +251,7 @@ func TestRuleR4CheckFailsWhenObjectsAreResealedUnderTheOldKey(t *testing.T) {
 
 // R5: the backup skipped during a re-encryption is not recorded.
 func TestRuleR5CheckFailsWhenTheSkipIsNotRecorded(t *testing.T) {
-	b := broken(t, rulesSystem(t), variant{response: func(req *http.Request, status int, body []byte) (int, []byte) {
+	b := broken(t, alongside(t, "R5"), variant{response: func(req *http.Request, status int, body []byte) (int, []byte) {
 		if status != http.StatusOK || !isApp(req, http.MethodGet, "r5-", "/audit") {
 			return status, body
 		}
@@ -273,7 +270,7 @@ func TestRuleR5CheckFailsWhenTheSkipIsNotRecorded(t *testing.T) {
 
 // R6: backups under the old key stay restorable after the re-encryption.
 func TestRuleR6CheckFailsWhenOldBackupsStayRestorable(t *testing.T) {
-	b := broken(t, rulesSystem(t), variant{response: func(req *http.Request, status int, body []byte) (int, []byte) {
+	b := broken(t, alongside(t, "R6"), variant{response: func(req *http.Request, status int, body []byte) (int, []byte) {
 		if status != http.StatusOK || !isApp(req, http.MethodGet, "r6-", "/backups") {
 			return status, body
 		}
@@ -289,7 +286,7 @@ func TestRuleR6CheckFailsWhenOldBackupsStayRestorable(t *testing.T) {
 // R7: a restore under an unusable key is refused with a message that mentions a key but
 // no reason code (the refusal the old check, looking for a word, accepted).
 func TestRuleR7CheckFailsWithoutTheReasonCode(t *testing.T) {
-	b := broken(t, rulesSystem(t), variant{response: func(req *http.Request, status int, body []byte) (int, []byte) {
+	b := broken(t, alongside(t, "R7"), variant{response: func(req *http.Request, status int, body []byte) (int, []byte) {
 		if (status == http.StatusConflict || status == http.StatusUnprocessableEntity) && isApp(req, http.MethodPost, "r7-", "/restores") {
 			return status, []byte(`{"error":{"code":"Conflict","message":"the key is not usable"}}`)
 		}
@@ -300,7 +297,7 @@ func TestRuleR7CheckFailsWithoutTheReasonCode(t *testing.T) {
 
 // R8: a deactivated app still takes on-demand backups.
 func TestRuleR8CheckFailsWhenADeactivatedAppBacksUp(t *testing.T) {
-	b := broken(t, rulesSystem(t), variant{response: func(req *http.Request, status int, body []byte) (int, []byte) {
+	b := broken(t, alongside(t, "R8"), variant{response: func(req *http.Request, status int, body []byte) (int, []byte) {
 		if status == http.StatusConflict && isApp(req, http.MethodPost, "r8-", "/backups") {
 			return http.StatusAccepted, []byte(`{"executionArn":"arn:aws:states:us-east-1:000000000000:execution:fake:r8"}`)
 		}
@@ -312,7 +309,7 @@ func TestRuleR8CheckFailsWhenADeactivatedAppBacksUp(t *testing.T) {
 // B1: when key A returns, the backups of generation 1 (on A, retired by the switch to B)
 // come back too.
 func TestRuleB1CheckFailsWhenTheRetiredGenerationComesBack(t *testing.T) {
-	b := broken(t, rulesSystem(t), variant{response: func(req *http.Request, status int, body []byte) (int, []byte) {
+	b := broken(t, alongside(t, "B1"), variant{response: func(req *http.Request, status int, body []byte) (int, []byte) {
 		if status != http.StatusOK || !isApp(req, http.MethodGet, "b1-aba-", "/backups") {
 			return status, body
 		}
@@ -327,7 +324,7 @@ func TestRuleB1CheckFailsWhenTheRetiredGenerationComesBack(t *testing.T) {
 
 // B2: without CloudTrail, nothing deactivates the app (KMS errors and key health ignored).
 func TestRuleB2CheckFailsWhenKMSErrorsAreIgnored(t *testing.T) {
-	b := broken(t, rulesSystem(t), variant{response: func(req *http.Request, status int, body []byte) (int, []byte) {
+	b := broken(t, alongside(t, "B2"), variant{response: func(req *http.Request, status int, body []byte) (int, []byte) {
 		if status != http.StatusOK || !isApp(req, http.MethodGet, "b2-work-", "") {
 			return status, body
 		}
@@ -343,7 +340,7 @@ func TestRuleB2CheckFailsWhenKMSErrorsAreIgnored(t *testing.T) {
 // a duplicate is harmless even without the dedupe markers, so a variant without dedupe
 // alone breaks nothing B3 can see; the order is what the check must catch.
 func TestRuleB3CheckFailsWhenEventsAreOrderedOnArrival(t *testing.T) {
-	b := broken(t, rulesSystem(t), variant{deliver: func(r *demoRun) func(context.Context, []byte) error {
+	b := broken(t, alongside(t, "B3"), variant{deliver: func(r *demoRun) func(context.Context, []byte) error {
 		return func(ctx context.Context, event []byte) error {
 			now := time.Now().UTC().Format(time.RFC3339Nano)
 			event = rewriteJSON(event, func(ev *map[string]any) {
@@ -377,16 +374,16 @@ func drillsReport(from, to string) variant {
 
 // B4: drills that always report FAILED, and drills that always report PASSED.
 func TestRuleB4CheckFailsWhenDrillsAlwaysFail(t *testing.T) {
-	mustFail(t, "B4", broken(t, rulesSystem(t), drillsReport("passed", "failed")), "intact backup")
+	mustFail(t, "B4", broken(t, alongside(t, "B4"), drillsReport("passed", "failed")), "intact backup")
 }
 
 func TestRuleB4CheckFailsWhenDrillsAlwaysPass(t *testing.T) {
-	mustFail(t, "B4", broken(t, rulesSystem(t), drillsReport("failed", "passed")), "flipped byte")
+	mustFail(t, "B4", broken(t, alongside(t, "B4"), drillsReport("failed", "passed")), "flipped byte")
 }
 
 // B5: audit entries without their cause.
 func TestRuleB5CheckFailsWithoutCauses(t *testing.T) {
-	b := broken(t, rulesSystem(t), variant{response: func(req *http.Request, status int, body []byte) (int, []byte) {
+	b := broken(t, alongside(t, "B5"), variant{response: func(req *http.Request, status int, body []byte) (int, []byte) {
 		if status != http.StatusOK || !isApp(req, http.MethodGet, "b5-", "/audit") {
 			return status, body
 		}
@@ -401,7 +398,7 @@ func TestRuleB5CheckFailsWithoutCauses(t *testing.T) {
 
 // B6: a revocation deactivates apps on other keys too.
 func TestRuleB6CheckFailsWhenRevocationSpreads(t *testing.T) {
-	b := broken(t, rulesSystem(t), variant{response: func(req *http.Request, status int, body []byte) (int, []byte) {
+	b := broken(t, alongside(t, "B6"), variant{response: func(req *http.Request, status int, body []byte) (int, []byte) {
 		if status != http.StatusOK || !isApp(req, http.MethodGet, "b6-b-", "") {
 			return status, body
 		}
@@ -412,7 +409,7 @@ func TestRuleB6CheckFailsWhenRevocationSpreads(t *testing.T) {
 
 // B7: reads are refused while the app re-encrypts (downtime).
 func TestRuleB7CheckFailsWithDowntime(t *testing.T) {
-	b := broken(t, rulesSystem(t), variant{response: func(req *http.Request, status int, body []byte) (int, []byte) {
+	b := broken(t, alongside(t, "B7"), variant{response: func(req *http.Request, status int, body []byte) (int, []byte) {
 		if status == http.StatusOK && isApp(req, http.MethodGet, "b7-", "/objects/") {
 			return http.StatusConflict, []byte(`{"error":{"code":"Conflict","message":"app is being re-encrypted"}}`)
 		}
@@ -423,7 +420,7 @@ func TestRuleB7CheckFailsWithDowntime(t *testing.T) {
 
 // B8: the re-encryption commits although its new key was revoked.
 func TestRuleB8CheckFailsWhenARevokedNewKeyCommits(t *testing.T) {
-	b := broken(t, rulesSystem(t), variant{response: func(req *http.Request, status int, body []byte) (int, []byte) {
+	b := broken(t, alongside(t, "B8"), variant{response: func(req *http.Request, status int, body []byte) (int, []byte) {
 		if status != http.StatusOK || !isApp(req, http.MethodGet, "b8-new-", "") {
 			return status, body
 		}
@@ -441,7 +438,7 @@ func TestRuleB8CheckFailsWhenARevokedNewKeyCommits(t *testing.T) {
 func TestRuleB9CheckFailsWhenRevokedDataIsServed(t *testing.T) {
 	var mu sync.Mutex
 	seen := map[string][]byte{}
-	b := broken(t, rulesSystem(t), variant{response: func(req *http.Request, status int, body []byte) (int, []byte) {
+	b := broken(t, alongside(t, "B9"), variant{response: func(req *http.Request, status int, body []byte) (int, []byte) {
 		if req.Method != http.MethodGet || !strings.Contains(req.URL.Path, "/objects/") {
 			return status, body
 		}
@@ -461,7 +458,7 @@ func TestRuleB9CheckFailsWhenRevokedDataIsServed(t *testing.T) {
 
 // B9's check fails when the refusal is a server error.
 func TestRuleB9CheckFailsOn5xx(t *testing.T) {
-	b := broken(t, rulesSystem(t), variant{response: func(req *http.Request, status int, body []byte) (int, []byte) {
+	b := broken(t, alongside(t, "B9"), variant{response: func(req *http.Request, status int, body []byte) (int, []byte) {
 		if status == http.StatusConflict && strings.Contains(req.URL.Path, "/objects/") {
 			return http.StatusInternalServerError, []byte(`{"error":{"code":"InternalError","message":"internal error"}}`)
 		}
@@ -473,7 +470,7 @@ func TestRuleB9CheckFailsOn5xx(t *testing.T) {
 // B10's check fails when an org may create an app on another org's key (the refusal
 // missing), and when the refusal is a 5xx.
 func TestRuleB10CheckFailsWithoutRefusal(t *testing.T) {
-	r := rulesSystem(t)
+	r := alongside(t, "B10")
 	for name, forged := range map[string]int{"accepted": http.StatusCreated, "5xx": http.StatusBadGateway} {
 		t.Run(name, func(t *testing.T) {
 			b := broken(t, r, variant{response: func(req *http.Request, status int, body []byte) (int, []byte) {
@@ -491,7 +488,7 @@ func TestRuleB10CheckFailsWithoutRefusal(t *testing.T) {
 // (here: one server error while polling an app's status, followed by the right answer).
 func TestAnyServerErrorFailsTheCheck(t *testing.T) {
 	var once sync.Once
-	b := broken(t, rulesSystem(t), variant{serve: func(w http.ResponseWriter, req *http.Request, _ *api.Client) bool {
+	b := broken(t, alongside(t, "B6"), variant{serve: func(w http.ResponseWriter, req *http.Request, _ *api.Client) bool {
 		hit := false
 		if isApp(req, http.MethodGet, "b6-m-", "") {
 			once.Do(func() { hit = true })

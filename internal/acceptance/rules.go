@@ -92,10 +92,32 @@ type demoRun struct {
 	deliver func(ctx context.Context, event []byte) error
 	// serverErrors records every 5xx the console answered this run's clients.
 	serverErrors *serverErrors
-
-	eventsMu sync.Mutex
-	events   []json.RawMessage
+	// events holds the keyline events observed on the bus, shared by a run and its forks.
+	events *eventLog
 }
+
+// eventLog records the events a rule on the keyline bus delivered to the demo's observer.
+type eventLog struct {
+	mu     sync.Mutex
+	events []json.RawMessage
+}
+
+// fork returns a run in the same system and org with clients of its own, so that a check can
+// run alongside others: its own record of server errors (a 5xx during another check is not
+// its failure) and app names from a block of numbers no other run uses.
+func (r *demoRun) fork() *demoRun {
+	se := &serverErrors{next: http.DefaultTransport}
+	client := &http.Client{Timeout: time.Minute, Transport: se}
+	f := &demoRun{sys: r.sys, orgID: r.orgID, account: r.account, keylineAccount: r.keylineAccount,
+		kms: r.kms, s3: r.s3, sfn: r.sfn, lambda: r.lambda, deliver: r.deliver, serverErrors: se, events: r.events}
+	f.op = &api.Client{Base: r.op.Base, Token: r.op.Token, HTTP: client}
+	f.org = &api.Client{Base: r.org.Base, Token: r.org.Token, HTTP: client}
+	f.seq.Store(r.seq.Add(forkNames) - forkNames)
+	return f
+}
+
+// forkNames is the size of the block of app numbers a fork names its apps from.
+const forkNames = 1000
 
 // serverErrors is a RoundTripper that records the console's 5xx answers: a check during
 // which the console answered a 5xx fails, whatever the check concluded.
@@ -147,6 +169,7 @@ func newDemoRun(ctx context.Context, sys demoSystem) (*demoRun, error) {
 	r := &demoRun{
 		sys:          sys,
 		serverErrors: se,
+		events:       &eventLog{},
 		op:           &api.Client{Base: sys.ConsoleURL, Token: sys.OperatorToken, HTTP: &http.Client{Timeout: time.Minute, Transport: se}},
 		kms:          kms.NewFromConfig(sys.Customer),
 		s3:           s3.NewFromConfig(sys.AWS, func(o *s3.Options) { o.UsePathStyle = true }),
@@ -178,9 +201,9 @@ func newDemoRun(ctx context.Context, sys demoSystem) (*demoRun, error) {
 	r.org = r.op.As(tok.Token)
 	// Observe the keyline bus (B5) the way an operator would: a rule with a function target.
 	arn := sys.RegisterFunction("demo-keyline-events", func(ctx context.Context, ev json.RawMessage) error {
-		r.eventsMu.Lock()
-		r.events = append(r.events, ev)
-		r.eventsMu.Unlock()
+		r.events.mu.Lock()
+		r.events.events = append(r.events.events, ev)
+		r.events.mu.Unlock()
 		return nil
 	})
 	eb := eventbridge.NewFromConfig(sys.AWS)
@@ -482,10 +505,10 @@ func (r *demoRun) backupHeader(ctx context.Context, app, backupID string) (*seal
 
 // keylineEvents returns the detail-types of the keyline events observed so far.
 func (r *demoRun) keylineEvents() []string {
-	r.eventsMu.Lock()
-	defer r.eventsMu.Unlock()
+	r.events.mu.Lock()
+	defer r.events.mu.Unlock()
 	var out []string
-	for _, raw := range r.events {
+	for _, raw := range r.events.events {
 		var ev struct {
 			DetailType string `json:"detail-type"`
 			Source     string `json:"source"`

@@ -3,8 +3,11 @@ package acceptance
 import (
 	"context"
 	"errors"
+	"flag"
+	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"sync"
 	"testing"
 )
@@ -38,9 +41,57 @@ func rulesSystem(t *testing.T) *demoRun {
 	return rulesRun
 }
 
-func runRule(t *testing.T, id string) {
+// exclusiveRules are the rules whose checks change something every check sees, or wait for
+// the whole deployment to be idle: R7 and B2 stop CloudTrail deliveries for a while, B1 moves
+// the deployment's clock by days, B3 waits for idle after each delivery. Their tests
+// (the rule's and its broken variants') run alone, before the others; every other rule test
+// runs alongside the rest, in apps and keys of its own, through a fork of the run (clients of
+// its own, so a 5xx is charged to the check that saw it).
+var exclusiveRules = map[string]bool{"R7": true, "B1": true, "B2": true, "B3": true}
+
+// rulesRunning counts the rule tests running alongside each other; the invariant check
+// waits for them.
+var rulesRunning sync.WaitGroup
+
+// rulesParallel is how many rule tests run at once by default (most of a check's time is
+// spent waiting on executions and the endpoint, not on this machine's cores).
+const rulesParallel = 8
+
+// TestMain runs rulesParallel tests at once unless -test.parallel says otherwise, and never
+// fewer than two: the invariant test holds a slot while it waits for the rule tests.
+func TestMain(m *testing.M) {
+	flag.Parse()
+	explicit := false
+	flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "test.parallel" })
+	n := rulesParallel
+	if explicit {
+		n, _ = strconv.Atoi(flag.Lookup("test.parallel").Value.String())
+		n = max(n, 2)
+	}
+	if err := flag.Set("test.parallel", strconv.Itoa(n)); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	os.Exit(m.Run())
+}
+
+// alongside returns the run the test of rule id works in: a fork of the shared run, the test
+// marked parallel, unless the rule is exclusive (then the shared run itself, alone).
+func alongside(t *testing.T, id string) *demoRun {
 	t.Helper()
 	r := rulesSystem(t)
+	if exclusiveRules[id] {
+		return r
+	}
+	rulesRunning.Add(1)
+	t.Cleanup(rulesRunning.Done)
+	t.Parallel()
+	return r.fork()
+}
+
+func runRule(t *testing.T, id string) {
+	t.Helper()
+	r := alongside(t, id)
 	for _, rc := range ruleChecks() {
 		if rc.ID != id {
 			continue
@@ -101,10 +152,13 @@ func TestEveryRuleHasACheck(t *testing.T) {
 func TestRuleB9RevocationCutsAccess(t *testing.T) { runRule(t, "B9") }
 func TestRuleB10Tenancy(t *testing.T)             { runRule(t, "B10") }
 
-// After the rule tests of this binary ran (in file order, before this one), the invariants
-// hold over everything they did.
+// After the rule tests of this binary ran, the invariants hold over everything they did. This
+// test is declared last: every rule test has started (and the parallel ones counted
+// themselves in rulesRunning) before it starts; it then waits for them to end.
 func TestZInvariantsHoldAfterTheRules(t *testing.T) {
 	r := rulesSystem(t)
+	t.Parallel()
+	rulesRunning.Wait()
 	rep, err := r.sys.Invariants(context.Background())
 	if err != nil {
 		t.Fatal(err)
