@@ -107,7 +107,7 @@ type eventLog struct {
 // its failure) and app names from a block of numbers no other run uses.
 func (r *demoRun) fork() *demoRun {
 	se := &serverErrors{next: http.DefaultTransport}
-	client := &http.Client{Timeout: time.Minute, Transport: se}
+	client := &http.Client{Timeout: forkRequestTimeout, Transport: se}
 	f := &demoRun{sys: r.sys, orgID: r.orgID, account: r.account, keylineAccount: r.keylineAccount,
 		kms: r.kms, s3: r.s3, sfn: r.sfn, lambda: r.lambda, deliver: r.deliver, serverErrors: se, events: r.events}
 	f.op = &api.Client{Base: r.op.Base, Token: r.op.Token, HTTP: client}
@@ -115,6 +115,11 @@ func (r *demoRun) fork() *demoRun {
 	f.seq.Store(r.seq.Add(forkNames) - forkNames)
 	return f
 }
+
+// forkRequestTimeout bounds one console request of a fork: longer than the shared run's
+// minute, since a broken variant may answer in the console's place with many requests of its
+// own, and checks running alongside each other share the machine.
+const forkRequestTimeout = 5 * time.Minute
 
 // forkNames is the size of the block of app numbers a fork names its apps from.
 const forkNames = 1000
