@@ -42,6 +42,9 @@ type MigrationReport struct {
 	Generations int `json:"generations"`
 	Keys        int `json:"keys"`
 	Clocks      int `json:"clocks"`
+	// Accounts counts the account claims written for orgs created before accounts were
+	// claimed (an AWS account belongs to one org).
+	Accounts int `json:"accounts"`
 }
 
 type migrationCounts struct {
@@ -61,16 +64,16 @@ func (c *migrationCounts) add(apps, gens, keys int) {
 func (s *Store) Migrate(ctx context.Context) (MigrationReport, error) {
 	in := &dynamodb.ScanInput{
 		TableName:                aws.String(s.table),
-		FilterExpression:         aws.String("#ty = :app OR #ty = :gen OR #ty = :clock"),
+		FilterExpression:         aws.String("#ty = :app OR #ty = :gen OR #ty = :clock OR #ty = :org"),
 		ExpressionAttributeNames: map[string]string{"#ty": "Type"},
 		ExpressionAttributeValues: item{
-			":app": str(typeApp), ":gen": str(typeGen), ":clock": str(typeClock),
+			":app": str(typeApp), ":gen": str(typeGen), ":clock": str(typeClock), ":org": str(typeOrg),
 		},
 		ConsistentRead: aws.Bool(true),
 	}
 	apps := map[string]bool{}
 	var order []string
-	var clocks []item
+	var clocks, orgs []item
 	p := dynamodb.NewScanPaginator(s.db, in)
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
@@ -82,6 +85,9 @@ func (s *Store) Migrate(ctx context.Context) (MigrationReport, error) {
 			switch {
 			case ty == typeClock:
 				clocks = append(clocks, m)
+				continue
+			case ty == typeOrg:
+				orgs = append(orgs, m)
 				continue
 			case ty == typeApp && !legacyApp(m):
 				continue
@@ -115,9 +121,16 @@ func (s *Store) Migrate(ctx context.Context) (MigrationReport, error) {
 		}
 		counts.r.Clocks++
 	}
+	for _, m := range orgs {
+		n, err := s.claimAccounts(ctx, m)
+		if err != nil {
+			return counts.r, fmt.Errorf("lineage: migrate: %w", err)
+		}
+		counts.r.Accounts += n
+	}
 	if counts.r != (MigrationReport{}) {
 		s.log.InfoContext(ctx, "lineage migrated to key items", "apps", counts.r.Apps, "generations", counts.r.Generations,
-			"keys", counts.r.Keys, "clocks", counts.r.Clocks)
+			"keys", counts.r.Keys, "clocks", counts.r.Clocks, "accounts", counts.r.Accounts)
 	}
 	return counts.r, nil
 }
@@ -336,4 +349,35 @@ func (s *Store) migrateClock(ctx context.Context, m item) error {
 		return fmt.Errorf("retire clock of key %s: %w", arn, err)
 	}
 	return nil
+}
+
+// claimAccounts writes the claim of each account an org enrolled before accounts were
+// claimed, and returns how many it wrote. An account another org claimed first stays that
+// org's; the conflict is logged for the operator (orgs enrolled one account twice before the
+// rule existed).
+func (s *Store) claimAccounts(ctx context.Context, m item) (int, error) {
+	var o Org
+	if err := unmarshal(m, &o); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, a := range o.Accounts {
+		claim, err := marshal(accountClaim{OrgID: o.ID, CreatedAt: o.CreatedAt}, typeAccount, accountPK(a), skMeta)
+		if err != nil {
+			return n, err
+		}
+		_, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(s.table), Item: claim,
+			ConditionExpression: aws.String("attribute_not_exists(PK)")})
+		if isCondFailed(err) {
+			if holder, herr := s.AccountOrg(ctx, a); herr == nil && holder != o.ID {
+				s.log.WarnContext(ctx, "lineage: an account is enrolled by two orgs; it stays with the first claim", "account", a, "org", o.ID, "claimedBy", holder)
+			}
+			continue
+		}
+		if err != nil {
+			return n, fmt.Errorf("claim account %s of org %s: %w", a, o.ID, err)
+		}
+		n++
+	}
+	return n, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -676,5 +677,51 @@ func TestListApps(t *testing.T) {
 	orgs, err = s.ListOrgs(ctx, orgs.Next, 3)
 	if err != nil || len(orgs.Items) != 1 || orgs.Items[0].ID != "o4" || orgs.Next != "" {
 		t.Fatalf("ListOrgs page 2 = %+v, %v", orgs, err)
+	}
+}
+
+// TestMigrateClaimsAccounts: orgs created before accounts were claimed get their claims from
+// Migrate (idempotent); an account two such orgs enrolled stays with one of them; after it,
+// a new org enrolling a claimed account is refused. A legacy CLOCK item is retired, not
+// deleted (the upgrade deletes nothing where audit entries live).
+func TestMigrateClaimsAccounts(t *testing.T) {
+	client := testenv.DynamoDB(t)
+	table := testenv.NewTable(t, client)
+	s := lineage.New(client, table, lineage.Options{Clock: clock.NewFake(t0)})
+	ctx := ctxT(t)
+	legacyOrg := func(id string, accounts ...string) {
+		t.Helper()
+		list := make([]types.AttributeValue, 0, len(accounts))
+		for _, a := range accounts {
+			list = append(list, &types.AttributeValueMemberS{Value: a})
+		}
+		_, err := client.PutItem(ctx, &dynamodb.PutItemInput{TableName: aws.String(table), Item: map[string]types.AttributeValue{
+			"PK": &types.AttributeValueMemberS{Value: "ORG#" + id}, "SK": &types.AttributeValueMemberS{Value: "META"},
+			"Type": &types.AttributeValueMemberS{Value: "ORG"}, "orgId": &types.AttributeValueMemberS{Value: id},
+			"name": &types.AttributeValueMemberS{Value: id}, "accounts": &types.AttributeValueMemberL{Value: list},
+		}})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	legacyOrg("o1", "100000000001", "100000000002")
+	legacyOrg("o2", "100000000002", "100000000003")
+	if o, err := s.GetOrg(ctx, "o1"); err != nil || len(o.Accounts) != 2 {
+		t.Fatalf("legacy org as read: %+v, %v", o, err)
+	}
+	rep, err := s.Migrate(ctx)
+	if err != nil || rep.Accounts != 3 {
+		t.Fatalf("Migrate = %+v, %v; want 3 account claims", rep, err)
+	}
+	for account, want := range map[string][]string{"100000000001": {"o1"}, "100000000002": {"o1", "o2"}, "100000000003": {"o2"}} {
+		if got, err := s.AccountOrg(ctx, account); err != nil || !slices.Contains(want, got) {
+			t.Fatalf("account %s claimed by %q, %v; want one of %v", account, got, err, want)
+		}
+	}
+	if rep, err := s.Migrate(ctx); err != nil || rep != (lineage.MigrationReport{}) {
+		t.Fatalf("second Migrate = %+v, %v", rep, err)
+	}
+	if _, err := s.CreateOrg(ctx, lineage.Org{ID: "o3", Name: "o3", Accounts: []string{"100000000003"}}); !errors.Is(err, lineage.ErrAccountEnrolled) {
+		t.Fatalf("a new org on a claimed account: %v, want ErrAccountEnrolled", err)
 	}
 }

@@ -555,7 +555,7 @@ func (b *boot) awaitDynamoDB(ctx context.Context) error {
 	if rep, err := b.st.Store.Migrate(ctx); err != nil {
 		return fmt.Errorf("lineage upgrade: %w", err)
 	} else if rep != (lineage.MigrationReport{}) {
-		b.log.Info("lineage upgraded to key items", "apps", rep.Apps, "generations", rep.Generations, "keys", rep.Keys, "clocks", rep.Clocks)
+		b.log.Info("lineage upgraded", "apps", rep.Apps, "generations", rep.Generations, "keys", rep.Keys, "clocks", rep.Clocks, "accounts", rep.Accounts)
 	}
 	return nil
 }
