@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/keyline/keyline/internal/benchfmt"
+	"github.com/keyline/keyline/internal/decl"
 	"github.com/keyline/keyline/internal/objects"
 	"github.com/keyline/keyline/internal/objects/objectstest"
 	"github.com/keyline/keyline/internal/workflow/backup"
@@ -17,9 +18,9 @@ import (
 // Settings of BenchmarkBackup.
 const (
 	benchObjSize     = 16 << 20
-	benchObjs        = 4 // 64 MiB
-	benchPartSize    = 16 << 20
-	benchConcurrency = 2
+	benchObjs        = 4                      // 64 MiB
+	benchPartSize    = decl.PartSizeMiB << 20 // the deployed part size and concurrency
+	benchConcurrency = decl.UploadConcurrency
 	benchPairs       = 7
 )
 
