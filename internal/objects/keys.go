@@ -48,6 +48,9 @@ type wrappedKey struct {
 	Context    map[string]string
 	Wrapped    []byte
 	Generation int // header generation: n for CMK scope, 0 for managed scope
+	// Revoked: the key of the generation is revoked (read for opening only): nothing new
+	// may be sealed under it, whatever a cache still holds (B9).
+	Revoked bool
 }
 
 func (k wrappedKey) header() *sealing.Header {

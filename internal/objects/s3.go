@@ -246,7 +246,7 @@ func (s *S3Source) generationKey(ctx context.Context, appID string, n int, forWr
 	if len(gen.WrappedDataKey) == 0 {
 		return wrappedKey{}, fmt.Errorf("%w: generation %d of app %s has no data key", ErrGenerationNotUsable, n, appID)
 	}
-	return wrappedKey{KeyARN: gen.KeyARN, Context: GenerationContext(gen.OrgID, appID, n), Wrapped: gen.WrappedDataKey, Generation: n}, nil
+	return wrappedKey{KeyARN: gen.KeyARN, Context: GenerationContext(gen.OrgID, appID, n), Wrapped: gen.WrappedDataKey, Generation: n, Revoked: gen.KeyRevoked}, nil
 }
 
 func mapLineage(err error) error {

@@ -380,7 +380,11 @@ func (s *S3Source) rollbackOnce(ctx context.Context, appID, path, key string, to
 		// No usable stash copy: fall through and seal it again.
 	}
 	// Written under the pending generation by a client (or its stash copy is gone): open it
-	// and seal it under the old generation, if its key still opens it.
+	// and seal it under the old generation, if its key still opens it and the old one's is
+	// not revoked (B9: nothing new is sealed under a revoked key, whatever a cache holds).
+	if back.Revoked {
+		return false, false, s.strand(ctx, appID, key, to, st, fmt.Errorf("%w: the key of generation %d is revoked", ErrKeyRevoked, back.Generation))
+	}
 	_, moved, retry, err := s.moveOnce(ctx, appID, path, key, back, false)
 	switch {
 	case retry:
@@ -396,15 +400,20 @@ func (s *S3Source) rollbackOnce(ctx context.Context, appID, path, key string, to
 		return false, false, err
 	case errors.Is(err, keys.ErrRevoked), errors.Is(err, ErrKeyRevoked), errors.Is(err, ErrGenerationNotUsable), errors.Is(err, sealing.ErrWrongKey),
 		errors.Is(err, sealing.ErrWrongContext):
-		s.log.WarnContext(ctx, "rollback: object written during the re-encryption cannot be opened now; left under its generation",
-			"app", appID, "key", key, "generation", to, "error", err)
-		st.StrandedCount++
-		if len(st.Stranded) < maxStrandedListed {
-			st.Stranded = append(st.Stranded, key)
-		}
-		return false, false, nil
+		return false, false, s.strand(ctx, appID, key, to, st, err)
 	}
 	return false, false, err
+}
+
+// strand counts an object written during the re-encryption that cannot be put back now.
+func (s *S3Source) strand(ctx context.Context, appID, key string, to int, st *RollbackStats, why error) error {
+	s.log.WarnContext(ctx, "rollback: object written during the re-encryption cannot be put back now; left under its generation",
+		"app", appID, "key", key, "generation", to, "error", why)
+	st.StrandedCount++
+	if len(st.Stranded) < maxStrandedListed {
+		st.Stranded = append(st.Stranded, key)
+	}
+	return nil
 }
 
 // restoreStashed puts the stash copy of the object at key back, if it is the copy the moved

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/keyline/keyline/internal/lineage"
 	"github.com/keyline/keyline/internal/objects"
@@ -152,5 +153,40 @@ func TestStashPrefixMustNotOverlap(t *testing.T) {
 	_, err := objects.NewS3(objects.Config{S3: e.S3.Client, Bucket: objectstest.DataBucket, Lineage: e.Store, Keys: e.Keys, StashPrefix: "apps/stash/"})
 	if err == nil {
 		t.Fatal("a stash under apps/ was accepted")
+	}
+}
+
+// B9: with the old generation's key revoked in the lineage, a rollback seals nothing new
+// under it, even in a process whose cache still holds its data key and while KMS would
+// still answer: a client's write under the pending generation is left stranded (the
+// abort waits for the key), a moved object is put back from its stash (old bytes, nothing
+// new sealed).
+func TestRollbackSealsNothingUnderARevokedOldKey(t *testing.T) {
+	e := objectstest.New(t)
+	e.Org(t, "org1")
+	oldKey := e.CMKApp(t, "org1", "app1")
+	ctx := context.Background()
+	e.Put(t, "app1", objects.ScopeCMK, "moved", []byte("moved"))
+	e.Get(t, "app1", objects.ScopeCMK, "moved") // the old generation's data key is cached
+	beginTo2(t, e)
+	if _, err := e.Source.ReencryptObject(ctx, "app1", "apps/app1/cmk/moved", 2); err != nil {
+		t.Fatal(err)
+	}
+	e.Put(t, "app1", objects.ScopeCMK, "client", []byte("written during"))
+	if _, err := e.Store.RevokeKey(ctx, oldKey, "DisableKey", lineage.KeyEventRef{ID: "ev-old", Time: time.Now()}, lineage.Cause{Actor: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Store.AbortReencrypt(ctx, "app1", 2, "test", lineage.Cause{Actor: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.Source.RollbackReencrypt(ctx, "app1", 1, 2)
+	if err != nil || st.Restored != 1 || st.Resealed != 0 || st.StrandedCount != 1 || len(st.Stranded) != 1 || st.Stranded[0] != "apps/app1/cmk/client" {
+		t.Fatalf("rollback with the old key revoked: %+v, %v", st, err)
+	}
+	if g := generationAtRest(t, e, "apps/app1/cmk/client"); g != 2 {
+		t.Fatalf("the client's write sealed again under generation %d, want it left under 2", g)
+	}
+	if g := generationAtRest(t, e, "apps/app1/cmk/moved"); g != 1 {
+		t.Fatalf("the moved object under generation %d, want it put back under 1", g)
 	}
 }
