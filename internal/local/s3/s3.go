@@ -96,7 +96,7 @@ func New(opts Options) (*Service, error) {
 	if err := os.MkdirAll(uploadsDir, 0o700); err != nil {
 		return nil, fmt.Errorf("s3: %w", err)
 	}
-	fake := gofakes3.New(backend, gofakes3.WithLogger(gofakes3.DiscardLog()), gofakes3.WithAutoBucket(false))
+	fake := gofakes3.New(prefixListing{backend}, gofakes3.WithLogger(gofakes3.DiscardLog()), gofakes3.WithAutoBucket(false))
 	s := &Service{backend: backend, fake: cutOnLateError(fake.Server()), uploadsDir: uploadsDir, log: opts.Logger, uploads: map[string]*upload{}}
 	if err := s.loadUploads(); err != nil {
 		return nil, err
