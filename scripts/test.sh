@@ -36,22 +36,34 @@ run() {
   echo "== go test (keyline: $acceptance, alongside the rest)" >&2
   go test -count=1 -timeout 30m "$acceptance" >"$acc_log" 2>&1 &
   acc_pid=$!
+  # The CDK module's tests (one synthesis, mostly node's time) run alongside too.
+  local cdk_log cdk_pid=""
+  if [ -f infra/cdk/go.mod ]; then
+    cdk_log=$(mktemp)
+    echo "== go vet + go test (infra/cdk, alongside the rest)" >&2
+    (cd infra/cdk && go vet ./... && go test -count=1 -timeout 20m ./...) >"$cdk_log" 2>&1 &
+    cdk_pid=$!
+  fi
+  stop_background() { kill "$acc_pid" $cdk_pid 2>/dev/null || true; }
   rest=$(comm -23 <(sort <<<"$all") <(sort <<<"$race") | grep -vx "$acceptance")
   if [ -n "$race" ]; then
     echo "== go test -race (keyline: $(wc -l <<<"$race") packages with goroutines)" >&2
-    go test -race -count=1 -timeout 30m $race || { kill "$acc_pid" 2>/dev/null; exit 1; }
+    go test -race -count=1 -timeout 30m $race || { stop_background; exit 1; }
   fi
   echo "== go test (keyline: the other $(wc -l <<<"$rest") packages)" >&2
-  go test -count=1 -timeout 30m $rest || { kill "$acc_pid" 2>/dev/null; exit 1; }
-  if [ -f infra/cdk/go.mod ]; then
-    echo "== go vet + go test (infra/cdk)" >&2
-    (cd infra/cdk && go vet ./... && go test -count=1 -timeout 20m ./...) || { kill "$acc_pid" 2>/dev/null; exit 1; }
+  go test -count=1 -timeout 30m $rest || { stop_background; exit 1; }
+  local cdk_status=0
+  if [ -n "$cdk_pid" ]; then
+    wait "$cdk_pid" || cdk_status=$?
+    echo "== go vet + go test (infra/cdk):" >&2
+    cat "$cdk_log"
+    rm -f "$cdk_log"
   fi
   wait "$acc_pid" || acc_status=$?
   echo "== $acceptance:" >&2
   cat "$acc_log"
   rm -f "$acc_log"
-  return "$acc_status"
+  [ "$cdk_status" -eq 0 ] && [ "$acc_status" -eq 0 ]
 }
 export -f run
 "$root/scripts/with-dynamodb.sh" bash -c run
