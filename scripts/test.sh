@@ -81,3 +81,11 @@ if [ "${status:-0}" -ne 0 ] || ! grep -q ', 0 disagree$' <<<"$summary"; then
   grep -v '^iam decisions:' <<<"$out" | head -40 >&2
   exit 1
 fi
+# A comparison of a handful of decisions proves nothing: the suite runs with enforcement on,
+# so fewer than this many recorded decisions means the recording (or the enforcement) broke.
+min_decisions=2000
+compared=$(sed -E 's/^iam decisions: ([0-9]+) compared.*/\1/' <<<"$summary")
+if [ "$compared" -lt "$min_decisions" ]; then
+  echo "only $compared IAM decisions recorded, want at least $min_decisions: is enforcement on in the tests?" >&2
+  exit 1
+fi
