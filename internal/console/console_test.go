@@ -42,6 +42,11 @@ const operatorToken = "operator-secret-for-tests-0123456789"
 func operatorSecret(t testing.TB) filesecret.Source {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "operator-token")
+	return writeOperatorSecret(t, path)
+}
+
+func writeOperatorSecret(t testing.TB, path string) filesecret.Source {
+	t.Helper()
 	if err := os.WriteFile(path, []byte(operatorToken+"\n"), filesecret.OwnerOnly); err != nil {
 		t.Fatal(err)
 	}
@@ -100,6 +105,8 @@ type env struct {
 	execs *fakeExecutions
 	store *lineage.Store
 	s3    *s3.Client
+	// operatorSecretPath is the 0600 file the operator token is read from.
+	operatorSecretPath string
 }
 
 func setup(t *testing.T) *env {
@@ -117,7 +124,8 @@ func setup(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tokens, err := console.NewTokens(store, operatorSecret(t), clk.Now)
+	opSecret := operatorSecret(t)
+	tokens, err := console.NewTokens(store, opSecret, clk.Now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +146,7 @@ func setup(t *testing.T) *env {
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
 	_ = ctx
-	return &env{t: t, url: hs.URL, kms: kmsClient, execs: execs, store: store, clock: clk, s3: s3env.Client}
+	return &env{t: t, url: hs.URL, kms: kmsClient, execs: execs, store: store, clock: clk, s3: s3env.Client, operatorSecretPath: opSecret.Path()}
 }
 
 type resp struct {

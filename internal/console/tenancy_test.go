@@ -3,6 +3,7 @@ package console_test
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/keyline/keyline/internal/console"
 	"github.com/keyline/keyline/internal/lineage"
+	"github.com/keyline/keyline/internal/secret/filesecret"
 	"github.com/keyline/keyline/internal/testenv"
 )
 
@@ -272,4 +274,38 @@ func TestRequestIDsAreKeylines(t *testing.T) {
 	if other.ExecutionArn == first.ExecutionArn {
 		t.Fatal("another principal's request with the same client id reached the same execution")
 	}
+}
+
+// TestOperatorTokenFromItsSecret: the operator token is read from its secret (a 0600 file
+// here, Secrets Manager in a deployment): a rotated token takes effect once the cached hash is
+// older than OperatorTokenCacheTTL; a secret that cannot be read answers 500 to a non-org
+// token (never a 401 that hides the fault, never the operator), while org tokens keep working.
+func TestOperatorTokenFromItsSecret(t *testing.T) {
+	e := setup(t)
+	tok := e.org("acme")
+	e.must(200, e.do("GET", "/v1/apps", operatorToken, nil))
+	path := e.operatorSecretPath
+	rotated := "klop_rotated-operator-token-0123456789abcdef"
+	if err := os.WriteFile(path, []byte(rotated), filesecret.OwnerOnly); err != nil {
+		t.Fatal(err)
+	}
+	e.must(200, e.do("GET", "/v1/apps", operatorToken, nil)) // cached
+	e.clock.Advance(console.OperatorTokenCacheTTL)
+	e.must(401, e.do("GET", "/v1/apps", operatorToken, nil))
+	e.must(200, e.do("GET", "/v1/apps", rotated, nil))
+	// Unreadable (others may read it): no operator, org tokens unaffected.
+	if err := os.Chmod(path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.clock.Advance(console.OperatorTokenCacheTTL)
+	e.must(500, e.do("GET", "/v1/apps", rotated, nil))
+	e.must(200, e.do("GET", "/v1/apps", tok, nil))
+	// Too short a token in the secret is refused as well.
+	if err := os.WriteFile(path, []byte("short"), filesecret.OwnerOnly); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, filesecret.OwnerOnly); err != nil {
+		t.Fatal(err)
+	}
+	e.must(500, e.do("GET", "/v1/apps", "short", nil))
 }
