@@ -15,15 +15,15 @@ run() {
   set -e
   echo "== go vet (keyline)" >&2
   go vet ./...
-  # The packages whose own code starts goroutines run under the race detector, except the
-  # whole-deployment ones (internal/acceptance, internal/local/stack: under -race they take
-  # over ten minutes on a 2-core machine; the concurrent parts they drive are raced in their
-  # own packages). KEYLINE_TEST_RACE=0 turns -race off for a quick run.
+  # The packages whose own code starts goroutines (go statements, errgroup, fanout.Each) run
+  # under the race detector, except the whole-deployment ones (internal/acceptance,
+  # internal/local/stack: under -race they take over ten minutes on a 2-core machine; the
+  # concurrent parts they drive are raced in their own packages). KEYLINE_TEST_RACE=0 turns -race off for a quick run.
   local all race rest
   all=$(go list ./...)
   race=$(go list -f '{{.ImportPath}} {{.Dir}}' ./... | while read -r pkg dir; do
     case "$pkg" in */internal/acceptance|*/internal/local/stack) continue ;; esac
-    if grep -lqE '^[[:space:]]*go (func|[A-Za-z_][A-Za-z0-9_.]*\()|errgroup' $(ls "$dir"/*.go 2>/dev/null | grep -v '_test\.go$') /dev/null 2>/dev/null; then
+    if grep -lqE '^[[:space:]]*go (func|[A-Za-z_][A-Za-z0-9_.]*\()|errgroup|fanout\.Each' $(ls "$dir"/*.go 2>/dev/null | grep -v '_test\.go$') /dev/null 2>/dev/null; then
       echo "$pkg"
     fi
   done)
