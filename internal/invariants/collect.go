@@ -116,14 +116,36 @@ func recordedKeys(apps []AppState) []KeyState {
 	return out
 }
 
+// stableReads bounds how often collectApp reads an app again to see it hold still.
+const stableReads = 4
+
+// collectApp observes one app. Its status, its generations' key states and its backups'
+// restorability are each derived from the key items when read, so they are read together
+// and kept only when the app reads the same before and after (a key event landing between
+// the reads would otherwise show a deactivated app beside a usable key, which no instant
+// had); the app listed earlier is only where to start.
 func collectApp(ctx context.Context, src Sources, a lineage.App) (AppState, error) {
 	st := AppState{App: a}
 	var err error
-	if st.Generations, err = src.Store.ListGenerations(ctx, a.ID); err != nil {
-		return st, fmt.Errorf("invariants: generations of %s: %w", a.ID, err)
-	}
-	if st.Backups, err = src.Store.ListBackups(ctx, a.ID); err != nil {
-		return st, fmt.Errorf("invariants: backups of %s: %w", a.ID, err)
+	for attempt := 0; attempt < stableReads; attempt++ {
+		before, err := src.Store.GetApp(ctx, a.ID)
+		if err != nil {
+			return st, fmt.Errorf("invariants: app %s: %w", a.ID, err)
+		}
+		if st.Generations, err = src.Store.ListGenerations(ctx, a.ID); err != nil {
+			return st, fmt.Errorf("invariants: generations of %s: %w", a.ID, err)
+		}
+		if st.Backups, err = src.Store.ListBackups(ctx, a.ID); err != nil {
+			return st, fmt.Errorf("invariants: backups of %s: %w", a.ID, err)
+		}
+		after, err := src.Store.GetApp(ctx, a.ID)
+		if err != nil {
+			return st, fmt.Errorf("invariants: app %s: %w", a.ID, err)
+		}
+		st.App = after
+		if before.Version == after.Version && before.Status == after.Status && before.StatusReason == after.StatusReason {
+			break
+		}
 	}
 	if st.Audit, err = src.Store.ListAudit(ctx, a.ID); err != nil {
 		return st, fmt.Errorf("invariants: audit of %s: %w", a.ID, err)
