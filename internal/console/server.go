@@ -646,8 +646,6 @@ func (s *Server) putObject(w http.ResponseWriter, r *request) error {
 	return nil
 }
 
-// getObject opens the object into a temporary file first, so a tampered object is an
-// error answer rather than a truncated 200.
 // objectFirstChunk is how much plaintext getObject reads, and so authenticates, before it
 // answers 200: an object of at most this size is checked whole before a byte goes out.
 const objectFirstChunk = 256 << 10
