@@ -87,6 +87,9 @@ type demoRun struct {
 	sfn            *sfn.Client
 	lambda         *lambda.Client
 	seq            atomic.Int64
+	// blocks hands out the blocks of app numbers forks name their apps from; one counter for
+	// a run and all its forks (and theirs), above the numbers the run itself uses.
+	blocks *atomic.Int64
 	// deliver hands a CloudTrail event to the key-event function (a broken variant may
 	// tamper with deliveries); nil: invoke the deployment's keyevent function.
 	deliver func(ctx context.Context, event []byte) error
@@ -112,7 +115,8 @@ func (r *demoRun) fork() *demoRun {
 		kms: r.kms, s3: r.s3, sfn: r.sfn, lambda: r.lambda, deliver: r.deliver, serverErrors: se, events: r.events}
 	f.op = &api.Client{Base: r.op.Base, Token: r.op.Token, HTTP: client}
 	f.org = &api.Client{Base: r.org.Base, Token: r.org.Token, HTTP: client}
-	f.seq.Store(r.seq.Add(forkNames) - forkNames)
+	f.blocks = r.blocks
+	f.seq.Store(r.blocks.Add(forkNames) - forkNames)
 	return f
 }
 
@@ -121,8 +125,19 @@ func (r *demoRun) fork() *demoRun {
 // own, and checks running alongside each other share the machine.
 const forkRequestTimeout = 5 * time.Minute
 
-// forkNames is the size of the block of app numbers a fork names its apps from.
-const forkNames = 1000
+// forkBlocks returns the counter of a new run's fork blocks.
+func forkBlocks() *atomic.Int64 {
+	b := new(atomic.Int64)
+	b.Store(firstForkName)
+	return b
+}
+
+// forkNames is the size of the block of app numbers a fork names its apps from; the blocks
+// start at firstForkName, above anything a run names itself.
+const (
+	forkNames     = 1000
+	firstForkName = 1_000_000
+)
 
 // serverErrors is a RoundTripper that records the console's 5xx answers: a check during
 // which the console answered a 5xx fails, whatever the check concluded.
@@ -175,6 +190,7 @@ func newDemoRun(ctx context.Context, sys demoSystem) (*demoRun, error) {
 		sys:          sys,
 		serverErrors: se,
 		events:       &eventLog{},
+		blocks:       forkBlocks(),
 		op:           &api.Client{Base: sys.ConsoleURL, Token: sys.OperatorToken, HTTP: &http.Client{Timeout: time.Minute, Transport: se}},
 		kms:          kms.NewFromConfig(sys.Customer),
 		s3:           s3.NewFromConfig(sys.AWS, func(o *s3.Options) { o.UsePathStyle = true }),

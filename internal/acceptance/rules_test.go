@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+
+	"github.com/keyline/keyline/internal/console/api"
 )
 
 // One local deployment serves every rule test of this binary (DynamoDB Local alone takes
@@ -170,4 +172,26 @@ func TestZInvariantsHoldAfterTheRules(t *testing.T) {
 		t.Fatal("no invariant checked")
 	}
 	t.Logf("invariants: %d checked, %d violated", rep.Checked, len(rep.Violations))
+}
+
+// A run, its forks and their forks never name two apps alike (a fork of a fork once drew the
+// block its parent's sibling was given).
+func TestForksNameAppsApart(t *testing.T) {
+	root := &demoRun{orgID: "o", blocks: forkBlocks(), events: &eventLog{},
+		op: &api.Client{}, org: &api.Client{}}
+	runs := []*demoRun{root}
+	for i := 0; i < 3; i++ {
+		a := root.fork()
+		runs = append(runs, a, a.fork(), a.fork().fork())
+	}
+	seen := map[string]bool{}
+	for round := 0; round < 3; round++ {
+		for i, r := range runs {
+			n := r.name("app")
+			if seen[n] {
+				t.Fatalf("run %d named %s, already taken", i, n)
+			}
+			seen[n] = true
+		}
+	}
 }
