@@ -2,9 +2,12 @@ package infra_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -262,6 +265,87 @@ func TestDeployMDShowsKeyPolicy(t *testing.T) {
 	if !bytes.Contains(doc, []byte("```json\n"+string(out)+"```")) {
 		t.Errorf("DEPLOY.md does not show the current `keyline key-policy --org acme --account 123456789012`:\n%s", out)
 	}
+}
+
+// forwarderBusPlaceholder is how DEPLOY.md names keyline's customer bus in the forwarder
+// role's permissions.
+const forwarderBusPlaceholder = "<CustomerEventBusArn from keyline>"
+
+// TestDeployMDShowsForwarding: the forwarder role's permissions and the forwarding rule's
+// pattern that DEPLOY.md asks customers to create are, as JSON, those keyline enforces
+// (infra.CustomerForwarderPolicy, infra.KMSKeyEventPattern), so the two cannot drift apart.
+func TestDeployMDShowsForwarding(t *testing.T) {
+	doc, err := os.ReadFile(filepath.Join("cdk", "DEPLOY.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		after string // the line before the JSON block
+		want  []byte
+	}{
+		{"Permissions (`infra.CustomerForwarderPolicy`):", infra.CustomerForwarderPolicy(forwarderBusPlaceholder).JSON()},
+		{"keyline's pattern (`infra.KMSKeyEventPattern`):", []byte(infra.KMSKeyEventPattern)},
+	} {
+		block, err := jsonBlockAfter(doc, c.after)
+		if err != nil {
+			t.Errorf("DEPLOY.md: %v", err)
+			continue
+		}
+		if !sameJSON(t, block, c.want) {
+			t.Errorf("DEPLOY.md: the JSON after %q is\n%s\nwant (as JSON)\n%s", c.after, block, c.want)
+		}
+	}
+}
+
+// TestDeployMDCheckFails: the forwarding check refuses a permissions block that grants more
+// than keyline's policy, and one that lost its block.
+func TestDeployMDCheckFails(t *testing.T) {
+	doc := []byte("   Permissions:\n\n   ```json\n   {\"Version\": \"2012-10-17\", \"Statement\": [{\"Sid\": \"ForwardKMSEventsToKeyline\", " +
+		"\"Effect\": \"Allow\", \"Action\": [\"events:*\"], \"Resource\": [\"" + forwarderBusPlaceholder + "\"]}]}\n   ```\n")
+	block, err := jsonBlockAfter(doc, "Permissions:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sameJSON(t, block, infra.CustomerForwarderPolicy(forwarderBusPlaceholder).JSON()) {
+		t.Error("a forwarder policy granting events:* reads as keyline's")
+	}
+	if _, err := jsonBlockAfter([]byte("   Permissions:\n\nnone\n"), "Permissions:"); err == nil {
+		t.Error("a missing JSON block was found")
+	}
+}
+
+// jsonBlockAfter returns the first fenced JSON block after the line that ends with after.
+func jsonBlockAfter(doc []byte, after string) ([]byte, error) {
+	i := bytes.Index(doc, []byte(after+"\n"))
+	if i < 0 {
+		return nil, fmt.Errorf("no line ends with %q", after)
+	}
+	rest := doc[i+len(after)+1:]
+	rest = bytes.TrimLeft(rest, " \n")
+	const open, closing = "```json\n", "```"
+	if !bytes.HasPrefix(rest, []byte(open)) {
+		return nil, fmt.Errorf("no JSON block follows %q", after)
+	}
+	rest = rest[len(open):]
+	end := bytes.Index(rest, []byte(closing))
+	if end < 0 {
+		return nil, fmt.Errorf("the JSON block after %q does not end", after)
+	}
+	return rest[:end], nil
+}
+
+// sameJSON reports whether a and b hold the same JSON value.
+func sameJSON(t *testing.T, a, b []byte) bool {
+	t.Helper()
+	var va, vb any
+	if err := json.Unmarshal(a, &va); err != nil {
+		t.Errorf("not JSON: %v\n%s", err, a)
+		return false
+	}
+	if err := json.Unmarshal(b, &vb); err != nil {
+		t.Fatalf("not JSON: %v\n%s", err, b)
+	}
+	return reflect.DeepEqual(va, vb)
 }
 
 // TestKeyPolicyPinsOrg: every cryptographic statement admits only the org's context and

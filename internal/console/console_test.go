@@ -20,7 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/keyline/keyline/internal/clock"
+	"github.com/keyline/keyline/internal/clock/clocktest"
 	"github.com/keyline/keyline/internal/console"
 	"github.com/keyline/keyline/internal/keys"
 	"github.com/keyline/keyline/internal/lineage"
@@ -98,7 +98,7 @@ func (f *fakeExecutions) Describe(_ context.Context, arn string) (console.Execut
 }
 
 type env struct {
-	clock *clock.Fake
+	clock *clocktest.Fake
 	t     *testing.T
 	url   string
 	kms   *kms.Client
@@ -116,7 +116,7 @@ func setup(t *testing.T) *env {
 	table := testenv.NewTable(t, ddb)
 	kmsClient, _ := testenv.KMS(t)
 	s3env := testenv.S3(t, "data")
-	clk := clock.NewFake(time.Now())
+	clk := clocktest.NewFake(time.Now())
 	store := lineage.New(ddb, table, lineage.Options{Clock: clk})
 	kp := keys.NewKMS(kmsClient, keys.Options{})
 	providerKey := testenv.NewKMSKey(t, kmsClient)

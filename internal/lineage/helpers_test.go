@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyline/keyline/internal/clock"
+	"github.com/keyline/keyline/internal/clock/clocktest"
 	"github.com/keyline/keyline/internal/lineage"
 	"github.com/keyline/keyline/internal/testenv"
 )
@@ -25,7 +25,7 @@ const (
 
 type env struct {
 	store *lineage.Store
-	clock *clock.Fake
+	clock *clocktest.Fake
 	table string
 }
 
@@ -33,7 +33,7 @@ func newEnv(t testing.TB, opts lineage.Options) env {
 	t.Helper()
 	client := testenv.DynamoDB(t)
 	table := testenv.NewTable(t, client)
-	fc := clock.NewFake(t0)
+	fc := clocktest.NewFake(t0)
 	if opts.Clock == nil {
 		opts.Clock = fc
 	}

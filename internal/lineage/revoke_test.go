@@ -13,8 +13,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
-	"github.com/keyline/keyline/internal/clock"
-
+	"github.com/keyline/keyline/internal/clock/clocktest"
 	"github.com/keyline/keyline/internal/lineage"
 	"github.com/keyline/keyline/internal/testenv"
 )
@@ -484,7 +483,7 @@ func TestKeyCheckInTheSameTransaction(t *testing.T) {
 func TestMigrate(t *testing.T) {
 	client := testenv.DynamoDB(t)
 	table := testenv.NewTable(t, client)
-	s := lineage.New(client, table, lineage.Options{Clock: clock.NewFake(t0)})
+	s := lineage.New(client, table, lineage.Options{Clock: clocktest.NewFake(t0)})
 	ctx := ctxT(t)
 	mustOrg(t, s, "o")
 	mustApp(t, s, "o", "revoked", keyA)
@@ -687,7 +686,7 @@ func TestListApps(t *testing.T) {
 func TestMigrateClaimsAccounts(t *testing.T) {
 	client := testenv.DynamoDB(t)
 	table := testenv.NewTable(t, client)
-	s := lineage.New(client, table, lineage.Options{Clock: clock.NewFake(t0)})
+	s := lineage.New(client, table, lineage.Options{Clock: clocktest.NewFake(t0)})
 	ctx := ctxT(t)
 	legacyOrg := func(id string, accounts ...string) {
 		t.Helper()

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyline/keyline/internal/clock"
+	"github.com/keyline/keyline/internal/clock/clocktest"
 	"github.com/keyline/keyline/internal/local/invoke"
 )
 
@@ -73,7 +73,7 @@ func TestPublishEnvelopeAndTargets(t *testing.T) {
 	var mu sync.Mutex
 	var started []string
 	t0 := time.Date(2026, 2, 3, 4, 5, 6, 0, time.UTC)
-	b := newBus(t, Options{Clock: clock.NewFake(t0), Invoker: rec, Region: "eu-west-1", Account: "111122223333",
+	b := newBus(t, Options{Clock: clocktest.NewFake(t0), Invoker: rec, Region: "eu-west-1", Account: "111122223333",
 		StartExecution: func(_ context.Context, arn string, input []byte) error {
 			mu.Lock()
 			defer mu.Unlock()
@@ -176,7 +176,7 @@ func TestRetryThenDeadLetter(t *testing.T) {
 
 func TestDeliveryDelayAndLoss(t *testing.T) {
 	rec := newRecorder()
-	fake := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	fake := clocktest.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	b := newBus(t, Options{Clock: fake, Invoker: rec})
 	ctx := context.Background()
 	if _, err := b.PutRule(ctx, RuleInput{Name: "all", EventPattern: `{"source":[{"prefix":""}]}`}); err != nil {
@@ -222,7 +222,7 @@ func TestDeliveryDelayAndLoss(t *testing.T) {
 func TestSchedulesFireOnTheClock(t *testing.T) {
 	rec := newRecorder()
 	t0 := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
-	fake := clock.NewFake(t0)
+	fake := clocktest.NewFake(t0)
 	b := newBus(t, Options{Clock: fake, Invoker: rec})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

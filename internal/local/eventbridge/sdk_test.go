@@ -15,8 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge"
 	"github.com/aws/aws-sdk-go-v2/service/eventbridge/types"
 	"github.com/aws/smithy-go"
-
-	"github.com/keyline/keyline/internal/clock"
+	"github.com/keyline/keyline/internal/clock/clocktest"
 )
 
 // sdkClient serves b over loopback HTTP and returns a real SDK client for it.
@@ -68,7 +67,7 @@ func TestSDKTestEventPattern(t *testing.T) {
 
 func TestSDKRulesTargetsAndPutEvents(t *testing.T) {
 	rec := newRecorder()
-	b := newBus(t, Options{Invoker: rec, Clock: clock.NewFake(time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC))})
+	b := newBus(t, Options{Invoker: rec, Clock: clocktest.NewFake(time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC))})
 	c := sdkClient(t, b)
 	ctx := context.Background()
 

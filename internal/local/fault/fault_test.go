@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyline/keyline/internal/clock"
+	"github.com/keyline/keyline/internal/clock/clocktest"
 )
 
 func mustNew(t *testing.T, c Config, opts Options) *Injector {
@@ -280,7 +280,7 @@ func TestCloudTrailDropAndDuplicate(t *testing.T) {
 
 func TestCloudTrailDelay(t *testing.T) {
 	ctx := context.Background()
-	clk := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	clk := clocktest.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	s := newSink()
 	p := mustNew(t, Config{CloudTrail: onlyKind(KindDelay)}, Options{}).CloudTrail(s.publish, clk)
 	defer p.Close()
@@ -298,7 +298,7 @@ func TestCloudTrailDelay(t *testing.T) {
 // A reordered event is overtaken by the next one; alone, it is released when its window ends.
 func TestCloudTrailReorder(t *testing.T) {
 	ctx := context.Background()
-	clk := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	clk := clocktest.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	s := newSink()
 	p := mustNew(t, Config{CloudTrail: onlyKind(KindReorder)}, Options{}).CloudTrail(s.publish, clk)
 	defer p.Close()

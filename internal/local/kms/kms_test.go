@@ -17,7 +17,7 @@ import (
 	awskms "github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 	"github.com/aws/smithy-go"
-	"github.com/keyline/keyline/internal/clock"
+	"github.com/keyline/keyline/internal/clock/clocktest"
 	"github.com/keyline/keyline/internal/local/kms"
 )
 
@@ -54,7 +54,7 @@ func (s *sink) named(name string) []kms.CloudTrailEvent {
 
 type env struct {
 	svc    *kms.Service
-	clk    *clock.Fake
+	clk    *clocktest.Fake
 	sink   *sink
 	client *awskms.Client
 	url    string
@@ -66,7 +66,7 @@ func newEnv(t *testing.T, dir string, mod func(*kms.Options)) *env {
 	if dir == "" {
 		dir = t.TempDir()
 	}
-	e := &env{clk: clock.NewFake(t0), sink: &sink{}, dir: dir}
+	e := &env{clk: clocktest.NewFake(t0), sink: &sink{}, dir: dir}
 	opts := kms.Options{DataDir: dir, Clock: e.clk, Sink: e.sink}
 	if mod != nil {
 		mod(&opts)

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyline/keyline/internal/clock"
+	"github.com/keyline/keyline/internal/clock/clocktest"
 	"github.com/keyline/keyline/internal/local/invoke"
 )
 
@@ -115,7 +115,7 @@ func TestChoiceOperators(t *testing.T) {
 
 func TestWaitUsesClock(t *testing.T) {
 	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
-	fc := clock.NewFake(t0)
+	fc := clocktest.NewFake(t0)
 	def := `{"StartAt":"W","States":{"W":{"Type":"Wait","SecondsPath":"$.s","Next":"T"},"T":{"Type":"Wait","Timestamp":"2025-01-01T01:00:00Z","End":true}}}`
 	done := make(chan Result, 1)
 	go func() { done <- run(t, def, `{"s":30}`, Options{Clock: fc}) }()
@@ -223,7 +223,7 @@ func (blockingRunner) RunTask(ctx context.Context, resource string, params json.
 }
 
 func TestTaskTimeout(t *testing.T) {
-	fc := clock.NewFake(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+	fc := clocktest.NewFake(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	done := make(chan Result, 1)
 	go func() {
 		done <- run(t, `{"StartAt":"T","States":{"T":{"Type":"Task","Resource":"arn:aws:states:::lambda:invoke","TimeoutSeconds":10,"End":true}}}`, `{}`, Options{Clock: fc, Tasks: blockingRunner{}})
@@ -414,7 +414,7 @@ func TestCheckpointAndResume(t *testing.T) {
 }
 
 func TestExecutionTimeout(t *testing.T) {
-	fc := clock.NewFake(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+	fc := clocktest.NewFake(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	done := make(chan Result, 1)
 	go func() {
 		done <- run(t, `{"StartAt":"W","TimeoutSeconds":5,"States":{"W":{"Type":"Wait","Seconds":60,"End":true}}}`, `{}`, Options{Clock: fc})
@@ -427,7 +427,7 @@ func TestExecutionTimeout(t *testing.T) {
 }
 
 func TestRetryBackoffUsesClock(t *testing.T) {
-	fc := clock.NewFake(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+	fc := clocktest.NewFake(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	fr := &failingRunner{n: 3, err: &TaskError{Name: "Busy"}}
 	def := `{"StartAt":"T","States":{"T":{"Type":"Task","Resource":"arn:aws:states:::lambda:invoke",
 	  "Retry":[{"ErrorEquals":["States.TaskFailed"],"IntervalSeconds":2,"BackoffRate":3,"MaxDelaySeconds":10,"MaxAttempts":3}],"End":true}}}`

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyline/keyline/internal/clock"
+	"github.com/keyline/keyline/internal/clock/clocktest"
 )
 
 func TestWaitForTaskToken(t *testing.T) {
@@ -26,7 +26,7 @@ func TestWaitForTaskToken(t *testing.T) {
 	})
 	def := `{"StartAt":"T","States":{"T":{"Type":"Task","Resource":"arn:aws:states:::lambda:invoke.waitForTaskToken","HeartbeatSeconds":30,
 	  "Parameters":{"FunctionName":"f","token.$":"$$.Task.Token"},"ResultPath":"$.answer","End":true}}}`
-	fc := clock.NewFake(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+	fc := clocktest.NewFake(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	done := make(chan Result, 1)
 	var events []string
 	go func() {
@@ -57,7 +57,7 @@ func TestWaitForTaskToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantFailure(t, <-done, "Rejected", "no")
-	fc2 := clock.NewFake(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+	fc2 := clocktest.NewFake(time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 	go func() { done <- run(t, def, `{}`, Options{Clock: fc2, Tasks: runner, TaskTokens: tokens}) }()
 	<-got
 	waitFor(t, func() bool { return fc2.Waiters() == 1 })

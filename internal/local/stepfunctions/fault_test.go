@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyline/keyline/internal/clock"
+	"github.com/keyline/keyline/internal/clock/clocktest"
 	"github.com/keyline/keyline/internal/local/fault"
 	"github.com/keyline/keyline/internal/local/lambda"
 	"github.com/keyline/keyline/internal/local/states"
@@ -31,7 +31,7 @@ func runWithFaults(t *testing.T, cfg fault.Config) (states.ExecutionDescription,
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := clock.NewFake(time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC))
+	clk := clocktest.NewFake(time.Date(2026, 12, 6, 12, 0, 0, 0, time.UTC))
 	reg := lambda.New(lambda.Options{Faults: in})
 	var runs atomic.Int32
 	reg.Register("work", func(_ context.Context, _ map[string]any) (int32, error) { return runs.Add(1), nil })

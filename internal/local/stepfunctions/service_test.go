@@ -16,7 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sfn/types"
 	"github.com/aws/smithy-go"
 
-	"github.com/keyline/keyline/internal/clock"
+	"github.com/keyline/keyline/internal/clock/clocktest"
 	"github.com/keyline/keyline/internal/local/invoke"
 )
 
@@ -118,7 +118,7 @@ func TestStateMachinesAPI(t *testing.T) {
 
 func TestExecutionsAPI(t *testing.T) {
 	ctx := context.Background()
-	fc := clock.NewFake(time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC))
+	fc := clocktest.NewFake(time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC))
 	s := newService(t, Options{Clock: fc})
 	c := newClient(t, s)
 	smArn, err := s.RegisterStateMachine("waiter", waitDef, "arn:aws:iam::000000000000:role/r")
@@ -217,7 +217,7 @@ func TestResumeAfterRestart(t *testing.T) {
 	  "Hold":{"Type":"Wait","Seconds":3600,"Next":"Done"},
 	  "Done":{"Type":"Pass","End":true}}}`
 	t0 := time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC)
-	fc := clock.NewFake(t0)
+	fc := clocktest.NewFake(t0)
 	s1, err := New(Options{Dir: dir, Clock: fc, Invoker: inv})
 	if err != nil {
 		t.Fatal(err)
@@ -235,7 +235,7 @@ func TestResumeAfterRestart(t *testing.T) {
 	if d, _ := s1.DescribeExecution(arn); d.Status != "RUNNING" {
 		t.Fatalf("after shutdown the execution must stay RUNNING, got %s", d.Status)
 	}
-	fc2 := clock.NewFake(t0.Add(time.Minute))
+	fc2 := clocktest.NewFake(t0.Add(time.Minute))
 	s2 := newService(t, Options{Dir: dir, Clock: fc2, Invoker: inv})
 	c := newClient(t, s2)
 	waitFor(t, func() bool { return fc2.Waiters() == 1 })
@@ -356,7 +356,7 @@ func TestSendTaskSuccessAPI(t *testing.T) {
 }
 
 func TestMaxConcurrentExecutions(t *testing.T) {
-	fc := clock.NewFake(time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC))
+	fc := clocktest.NewFake(time.Date(2025, 3, 1, 0, 0, 0, 0, time.UTC))
 	s := newService(t, Options{Clock: fc, MaxConcurrentExecutions: 1})
 	smArn, err := s.RegisterStateMachine("w", `{"StartAt":"W","States":{"W":{"Type":"Wait","Seconds":10,"End":true}}}`, "r")
 	if err != nil {

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyline/keyline/internal/clock"
+	"github.com/keyline/keyline/internal/clock/clocktest"
 	"github.com/keyline/keyline/internal/lineage"
 	"github.com/keyline/keyline/internal/objects"
 	"github.com/keyline/keyline/internal/objects/objectstest"
@@ -90,7 +90,7 @@ func TestHourlyScheduleOverHours(t *testing.T) {
 			f.Put(t, tag+"-"+app, objects.ScopeManaged, "a", []byte(app))
 		}
 		// Runs start on the hour, the first one an hour from now.
-		clk := clock.NewFake(time.Now().Truncate(interval).Add(interval))
+		clk := clocktest.NewFake(time.Now().Truncate(interval).Add(interval))
 		store := lineage.New(f.DDB, f.Table, lineage.Options{Clock: clk, Logger: f.Logger})
 		b, err := backup.New(backup.Config{Store: store, Source: f.Source, Keys: f.Keys, S3: f.S3.Client, Bucket: objectstest.BackupBucket,
 			Interval: interval, DueSlack: dueSlack, Clock: clk, Logger: f.Logger})

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/keyline/keyline/internal/clock"
+	"github.com/keyline/keyline/internal/clock/clocktest"
 	"github.com/keyline/keyline/internal/lineage"
 	"github.com/keyline/keyline/internal/objects"
 	"github.com/keyline/keyline/internal/objects/objectstest"
@@ -127,7 +127,7 @@ func TestMaxBackupAge(t *testing.T) {
 func TestListDueReportsBackupAge(t *testing.T) {
 	ctx := context.Background()
 	t0 := time.Date(2026, 3, 4, 0, 0, 0, 0, time.UTC)
-	clk := clock.NewFake(t0)
+	clk := clocktest.NewFake(t0)
 	e := objectstest.New(t)
 	e.Store = lineage.New(e.DDB, e.Table, lineage.Options{Clock: clk, Logger: e.Logger})
 	e.Org(t, "org1")

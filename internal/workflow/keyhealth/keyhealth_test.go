@@ -11,7 +11,7 @@ import (
 
 	"github.com/keyline/keyline/internal/audit"
 	"github.com/keyline/keyline/internal/audit/audittest"
-	"github.com/keyline/keyline/internal/clock"
+	"github.com/keyline/keyline/internal/clock/clocktest"
 	"github.com/keyline/keyline/internal/keys"
 	"github.com/keyline/keyline/internal/lineage"
 	"github.com/keyline/keyline/internal/objects"
@@ -29,14 +29,14 @@ type env struct {
 	keys  keys.Provider
 	rec   *audittest.Recorder
 	rev   *revocation.Service
-	clk   *clock.Fake
+	clk   *clocktest.Fake
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	ctx := context.Background()
 	ddb := testenv.DynamoDB(t)
-	clk := clock.NewFake(time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC))
+	clk := clocktest.NewFake(time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC))
 	store := lineage.New(ddb, testenv.NewTable(t, ddb), lineage.Options{Clock: clk, PageLimit: 2})
 	kc, _ := testenv.KMS(t)
 	kp := keys.NewKMS(kc, keys.Options{MaxAttempts: 2, BaseDelay: time.Millisecond})

@@ -17,7 +17,7 @@ import (
 
 	"github.com/keyline/keyline/internal/audit"
 	"github.com/keyline/keyline/internal/audit/audittest"
-	"github.com/keyline/keyline/internal/clock"
+	"github.com/keyline/keyline/internal/clock/clocktest"
 	"github.com/keyline/keyline/internal/keys"
 	"github.com/keyline/keyline/internal/lineage"
 	"github.com/keyline/keyline/internal/objects"
@@ -42,7 +42,7 @@ type env struct {
 	s3       *testenv.S3Env
 	src      *objects.S3Source
 	rec      *audittest.Recorder
-	clk      *clock.Fake
+	clk      *clocktest.Fake
 	rev      *revocation.Service
 	svc      *reencrypt.Service
 	provider string
@@ -54,7 +54,7 @@ type env struct {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	e := &env{t: t, ctx: context.Background(), rec: &audittest.Recorder{}, data: map[string]string{}}
-	e.clk = clock.NewFake(time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC))
+	e.clk = clocktest.NewFake(time.Date(2026, 11, 27, 10, 0, 0, 0, time.UTC))
 	e.ddb = testenv.DynamoDB(t)
 	e.table = testenv.NewTable(t, e.ddb)
 	e.store = lineage.New(e.ddb, e.table, lineage.Options{Clock: e.clk})

@@ -15,7 +15,7 @@ import (
 
 	"github.com/keyline/keyline/internal/audit"
 	"github.com/keyline/keyline/internal/audit/audittest"
-	"github.com/keyline/keyline/internal/clock"
+	"github.com/keyline/keyline/internal/clock/clocktest"
 	"github.com/keyline/keyline/internal/keys"
 	"github.com/keyline/keyline/internal/lineage"
 	"github.com/keyline/keyline/internal/objects"
@@ -39,7 +39,7 @@ type env struct {
 	keys  keys.Provider
 	rec   *audittest.Recorder
 	pump  *pump
-	clk   *clock.Fake
+	clk   *clocktest.Fake
 	svc   *revocation.Service
 	org   string
 }
@@ -49,7 +49,7 @@ func newEnv(t *testing.T) *env {
 	ctx := context.Background()
 	ddb := testenv.DynamoDB(t)
 	table := testenv.NewTable(t, ddb)
-	clk := clock.NewFake(t0)
+	clk := clocktest.NewFake(t0)
 	store := lineage.New(ddb, table, lineage.Options{Clock: clk})
 	kc, _ := testenv.KMS(t)
 	kp := keys.NewKMS(kc, keys.Options{MaxAttempts: 2, BaseDelay: time.Millisecond})

@@ -12,7 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 
 	"github.com/keyline/keyline/infra"
-	"github.com/keyline/keyline/internal/clock"
+	"github.com/keyline/keyline/internal/clock/clocktest"
 	"github.com/keyline/keyline/internal/handlers"
 	"github.com/keyline/keyline/internal/lineage"
 	"github.com/keyline/keyline/internal/local/functions"
@@ -43,7 +43,7 @@ func TestSampleEventsThroughHandler(t *testing.T) {
 	deps := func(ctx context.Context) (handlers.Deps, error) {
 		cfg, err := config.LoadDefaultConfig(ctx)
 		return handlers.Deps{AWS: cfg, Env: func(k string) string { return settings[k] }, Logger: slog.Default(),
-			Clock: clock.NewFake(time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC))}, err // after every sample's eventTime
+			Clock: clocktest.NewFake(time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC))}, err // after every sample's eventTime
 	}
 	build := func(name string) lambda.Handler {
 		h, err := functions.Build(e.ctx, name, deps)
