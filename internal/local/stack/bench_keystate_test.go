@@ -198,8 +198,13 @@ func BenchmarkKeyState(b *testing.B) {
 	handle := func(key, name string) time.Duration {
 		b.Helper()
 		seq++
+		// The event comes from the key's own account, as CloudTrail delivers it.
+		keyAccount, ok := lineage.KeyAccount(key)
+		if !ok {
+			b.Fatalf("key ARN %s names no account", key)
+		}
 		ev := revocation.KeyEvent{ID: fmt.Sprintf("ks-%d-%04d", run, seq), Name: name, Time: time.Now().UTC(), KeyARN: key,
-			Source: revocation.EventSourceKMS, EnvelopeAccount: account, RecipientAccount: account}
+			Source: revocation.EventSourceKMS, EnvelopeAccount: keyAccount, RecipientAccount: keyAccount}
 		start := time.Now()
 		res, err := svc.HandleEvent(ctx, ev)
 		d := time.Since(start)
@@ -225,6 +230,25 @@ func BenchmarkKeyState(b *testing.B) {
 		b.Logf("after %s: all %d apps read %s (checked in %s)", what, n, st, time.Since(start).Round(time.Millisecond))
 	}
 
+	// Whatever happens, the big key's apps do not stay due: the benchmarks after this one
+	// share the deployment, and 100,000 active apps would be backed up by its scheduled run.
+	b.Cleanup(func() {
+		ev := revocation.KeyEvent{ID: fmt.Sprintf("ks-%d-cleanup", run), Name: revocation.EventDisableKey, Time: time.Now().UTC(),
+			KeyARN: big, Source: revocation.EventSourceKMS, EnvelopeAccount: account, RecipientAccount: account}
+		if _, err := svc.HandleEvent(context.WithoutCancel(ctx), ev); err != nil {
+			b.Logf("cleanup: revoking the big key: %v", err)
+		}
+	})
+
+	// A warm-up pair, not counted: its first events meet cold caches and connections. After
+	// each of its halves, every app on the key is read back in the expected state.
+	handle(small, revocation.EventDisableKey)
+	handle(big, revocation.EventDisableKey)
+	verify("the DisableKey event", lineage.AppDeactivated)
+	handle(small, revocation.EventEnableKey)
+	handle(big, revocation.EventEnableKey)
+	verify("the EnableKey event", lineage.AppActive)
+
 	var rev1, revN, react1, reactN, revRatio, reactRatio []float64
 	b.ResetTimer()
 	for i := range keyStatePairs {
@@ -234,17 +258,11 @@ func BenchmarkKeyState(b *testing.B) {
 		} else {
 			tN, t1 = handle(big, revocation.EventDisableKey), handle(small, revocation.EventDisableKey)
 		}
-		if i == 0 {
-			verify("the DisableKey event", lineage.AppDeactivated)
-		}
 		rev1, revN, revRatio = append(rev1, ms(t1)), append(revN, ms(tN)), append(revRatio, float64(tN)/float64(t1))
 		if i%2 == 0 {
 			t1, tN = handle(small, revocation.EventEnableKey), handle(big, revocation.EventEnableKey)
 		} else {
 			tN, t1 = handle(big, revocation.EventEnableKey), handle(small, revocation.EventEnableKey)
-		}
-		if i == 0 {
-			verify("the EnableKey event", lineage.AppActive)
 		}
 		react1, reactN, reactRatio = append(react1, ms(t1)), append(reactN, ms(tN)), append(reactRatio, float64(tN)/float64(t1))
 	}
@@ -281,7 +299,7 @@ func BenchmarkKeyState(b *testing.B) {
 		}
 		if err := benchfmt.Note(b, r.Name, "both sides handle one key event through the key-event path (dedupe markers, the key item's "+
 			"conditional write with its audit entry, the B8 lookup, the notifications' first event put on a bus); one key has %d apps, "+
-			"the other 1; medians of %d alternating pairs", n, keyStatePairs); err != nil {
+			"the other 1; medians of %d alternating pairs after one uncounted warm-up pair", n, keyStatePairs); err != nil {
 			b.Fatal(err)
 		}
 	}
