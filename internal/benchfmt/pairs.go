@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -68,13 +69,27 @@ func (r *Ratio) Report(b Reporter) error {
 // counts took (setup and checks may run outside the returned duration).
 type Side func(ctx context.Context, pair int) (time.Duration, error)
 
+// WarmupPair is the pair index a side is called with for the warm-up pair.
+const WarmupPair = -1
+
 // Pairs measures the ratio num/den over n pairs (n is raised to MinPairs): pair i runs num
 // then den when i is even, den then num when it is odd, so that a drift of the machine (a
-// warming cache, another process starting) weighs on both sides alike. Either side's error
-// ends the measurement.
+// warming cache, another process starting) weighs on both sides alike. A warm-up pair
+// (index WarmupPair, num then den) runs first and is not counted: first calls meet cold
+// connections, caches and heaps that no later pair sees. Either side's error, in the
+// warm-up too, ends the measurement.
 func Pairs(ctx context.Context, name string, n int, num, den Side) (*Ratio, error) {
 	n = max(n, MinPairs)
 	r := &Ratio{Name: name}
+	// Each side starts on a collected heap: the garbage one side leaves is not collected
+	// on the other side's time.
+	num, den = collected(num), collected(den)
+	if _, err := num(ctx, WarmupPair); err != nil {
+		return nil, fmt.Errorf("%s, warm-up pair: %w", name, err)
+	}
+	if _, err := den(ctx, WarmupPair); err != nil {
+		return nil, fmt.Errorf("%s, warm-up pair: %w", name, err)
+	}
 	for i := range n {
 		var a, b time.Duration
 		var err error
@@ -127,4 +142,12 @@ func Note(b Logger, figure, format string, args ...any) error {
 		return fmt.Errorf("benchfmt: note on %s: %w", figure, err)
 	}
 	return f.Close()
+}
+
+// collected is side run after a garbage collection, outside the duration it returns.
+func collected(side Side) Side {
+	return func(ctx context.Context, pair int) (time.Duration, error) {
+		runtime.GC()
+		return side(ctx, pair)
+	}
 }
