@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/keyline/keyline/infra"
+	"github.com/keyline/keyline/internal/decl"
 	"github.com/keyline/keyline/internal/keys"
 	"github.com/keyline/keyline/internal/local/iam"
 )
@@ -350,6 +351,46 @@ func TestRecordedKMSCallsAllowed(t *testing.T) {
 	for _, p := range []string{"backup", "managed-scope write"} {
 		if !refused[p] {
 			t.Errorf("the policy without keyline:backup and keyline:scope allows every call of %s: the check cannot fail", p)
+		}
+	}
+}
+
+// TestConsoleMayFeedTheRevocationPath: a console request that meets a customer key's
+// revoked-class error reports it to the revocation path in the console's own process (B2).
+// The path confirms the refusal with the key check's calls, revokes the key in the table
+// (its item and its audit entry, then the pending generations on it through the index) and
+// puts the revocation's events on the bus: the console-api role must allow each of them, or
+// the report fails and the app stays ACTIVE until the scheduled key-health check.
+func TestConsoleMayFeedTheRevocationPath(t *testing.T) {
+	calls, _, customerKey := recordedCalls(t)
+	e := newEvaluator(t, evalOrg)
+	checked := 0
+	for _, c := range calls {
+		if c.Path != "key check" || c.KeyARN != customerKey {
+			continue
+		}
+		ctx := kmsContext(c.Context)
+		if c.Action == "kms:DescribeKey" {
+			ctx = nil
+		}
+		if d := e.eval(infra.FnConsoleAPI, c.Action, customerKeyARN, ctx); !d.Allowed {
+			t.Errorf("the key check's %s with context keys %v, by %s: %s", c.Action, contextKeysOf(c), infra.FnConsoleAPI, d)
+		}
+		checked++
+	}
+	if checked == 0 {
+		t.Fatal("no call of the key check recorded")
+	}
+	keyItem := iam.Context{"dynamodb:LeadingKeys": iam.Strings(decl.KeyPartitionPrefix + customerKeyARN)}
+	for _, p := range []probe{
+		{"revoke the key's item", "dynamodb:UpdateItem", e.r.TableARN, keyItem},
+		{"append the key's audit entry", "dynamodb:PutItem", e.r.TableARN, keyItem},
+		{"read the key's item", "dynamodb:GetItem", e.r.TableARN, keyItem},
+		{"find the generations on the key", "dynamodb:Query", e.r.TableARN + "/index/" + infra.TableIndex, keyItem},
+		{"put the revocation's events", "events:PutEvents", "arn:aws:events:us-east-1:" + keylineAccount + ":event-bus/" + e.r.EventBusName, nil},
+	} {
+		if d := e.eval(infra.FnConsoleAPI, p.action, p.resource, p.ctx); !d.Allowed {
+			t.Errorf("%s (%s on %s) denied to %s: %s", p.what, p.action, p.resource, infra.FnConsoleAPI, d)
 		}
 	}
 }

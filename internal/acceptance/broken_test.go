@@ -335,6 +335,22 @@ func TestRuleB2CheckFailsWhenKMSErrorsAreIgnored(t *testing.T) {
 	mustFail(t, "B2", b, "did not deactivate")
 }
 
+// B2: the console refuses a request under a disabled customer key as before (409
+// KeyUnusable) but reports nothing to the revocation path: with CloudTrail lost, the app
+// stays ACTIVE.
+func TestRuleB2CheckFailsWhenTheConsoleDoesNotReport(t *testing.T) {
+	b := broken(t, alongside(t, "B2"), variant{serve: func(w http.ResponseWriter, req *http.Request, _ *api.Client) bool {
+		if !isApp(req, http.MethodPut, "b2-console-", "/objects/") {
+			return false
+		}
+		_, _ = io.Copy(io.Discard, req.Body)
+		writeJSONAnswer(w, http.StatusConflict, map[string]any{"error": map[string]string{"code": "KeyUnusable",
+			"message": "the app's customer key refuses keyline right now"}})
+		return true
+	}})
+	mustFail(t, "B2", b, "console request that met a disabled key did not deactivate")
+}
+
 // B3: events are applied in the order they arrive, not by eventTime (each delivery is
 // stamped with the time it arrives). With the key item's order (eventTime, then event id),
 // a duplicate is harmless even without the dedupe markers, so a variant without dedupe

@@ -701,7 +701,11 @@ func (r *demoRun) checkReactivationSparesRetired(ctx context.Context) (string, e
 	return "lineage A→B→A: revoking A deactivated, enabling A reactivated generation 3 only; generations 1 and 2 stay RETIRED, their backups unrestorable (" + a.Code() + "), the data at rest under generation 3", nil
 }
 
-// B2: KMS errors met while working, and the key-health check, revoke without CloudTrail.
+// consoleRevocationActor is the actor of a revocation the console's requests report (B2).
+const consoleRevocationActor = "console"
+
+// B2: KMS errors met while working (a backup, a console request), and the key-health check,
+// revoke without CloudTrail.
 func checkB2(ctx context.Context, r *demoRun) (string, error) {
 	app, key, err := r.newCMKApp(ctx, "b2-work", 3, 0)
 	if err != nil {
@@ -711,22 +715,59 @@ func checkB2(ctx context.Context, r *demoRun) (string, error) {
 	if err != nil {
 		return "", prereq("app", err)
 	}
+	// No object: the console has never unwrapped this app's data key (see below).
+	app3, key3, err := r.newCMKApp(ctx, "b2-console", 0, 0)
+	if err != nil {
+		return "", prereq("app", err)
+	}
 	r.sys.DropCloudTrail(true)
-	err1, err2 := r.disable(ctx, key), r.disable(ctx, key2)
+	err1, err2, err3 := r.disable(ctx, key), r.disable(ctx, key2), r.disable(ctx, key3)
 	r.sys.DropCloudTrail(false)
-	if err1 != nil || err2 != nil {
-		return "", fmt.Errorf("disable: %v %v", err1, err2)
+	if err1 != nil || err2 != nil || err3 != nil {
+		return "", fmt.Errorf("disable: %v %v %v", err1, err2, err3)
 	}
 	// Nothing in flight: with the events lost, nothing has deactivated the apps yet.
 	if err := r.idle(ctx); err != nil {
 		return "", err
 	}
-	for _, x := range []string{app, app2} {
+	for _, x := range []string{app, app2, app3} {
 		if a, err := r.org.App(ctx, x); err != nil {
 			return "", err
 		} else if a.Status != "ACTIVE" {
 			return "", prereq("losing the CloudTrail event", fmt.Errorf("app %s is already %s", x, a.Status))
 		}
+	}
+	// Working through the console (before the key-health check, which would find the key
+	// too): the app's first write surely meets KMS. The console unwraps a generation's data
+	// key through KMS Decrypt on its first use and caches it only then; creating the app
+	// generated the wrapped key without keeping it, and no object of the app was ever written
+	// or read, so this write's Decrypt meets DisabledException. The console reports it to the
+	// revocation path before it answers, so the app is deactivated when the answer arrives.
+	put, err := r.org.Do(ctx, "PUT", "/v1/apps/"+app3+"/objects/cmk/obj-0000", []byte(objectContent(app3, "cmk/obj-0000")), "X-Keyline-Scope", "cmk")
+	if err != nil {
+		return "", err
+	}
+	if put.Status != 409 || put.Code() != "KeyUnusable" {
+		return "", violated("a console write under a disabled key answered %d %s, want 409 KeyUnusable: %s", put.Status, put.Code(), clip(put.Message()))
+	}
+	if strings.Contains(string(put.Body), key3) {
+		return "", violated("the console's refusal names the key: %s", clip(string(put.Body)))
+	}
+	if a, err := r.org.App(ctx, app3); err != nil {
+		return "", err
+	} else if a.Status != "DEACTIVATED" {
+		return "", violated("a console request that met a disabled key did not deactivate the app: it is %s once the console answered", a.Status)
+	}
+	if err := r.idle(ctx); err != nil {
+		return "", err
+	}
+	audit, err := r.org.Audit(ctx, app3)
+	if err != nil {
+		return "", err
+	}
+	revoked, ok := hasAudit(audit, "key.revoked")
+	if !ok || revoked.Actor != consoleRevocationActor || !strings.Contains(revoked.Detail["reason"], consoleRevocationActor) {
+		return "", violated("the console's revocation is not audited with the console as its cause: %+v", revoked)
 	}
 	// Working: a backup meets DisabledException and feeds the revocation path.
 	arn, err := r.org.Start(ctx, "/v1/apps/"+app+"/backups", map[string]string{})
@@ -746,7 +787,9 @@ func checkB2(ctx context.Context, r *demoRun) (string, error) {
 	if _, _, err := r.waitStatus(ctx, app2, "DEACTIVATED", 10*time.Second); err != nil {
 		return "", violated("the key-health check did not deactivate: %v", err)
 	}
-	return "with CloudTrail lost, a backup meeting DisabledException and the scheduled key-health check each deactivated their app", nil
+	return fmt.Sprintf("with CloudTrail lost, a console write meeting DisabledException (answered %d %s; audited %q by %s), "+
+		"a backup meeting it and the scheduled key-health check each deactivated their app",
+		put.Status, put.Code(), revoked.Detail["reason"], revoked.Actor), nil
 }
 
 // B3: events with errorCode change nothing; duplicates and out-of-order events are

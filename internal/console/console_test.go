@@ -107,9 +107,18 @@ type env struct {
 	s3    *s3.Client
 	// operatorSecretPath is the 0600 file the operator token is read from.
 	operatorSecretPath string
+	// providerKey is the provider key's ARN.
+	providerKey string
 }
 
-func setup(t *testing.T) *env {
+// setupHooks change what setup builds: the KMS client the server's key provider calls, and
+// the server's options.
+type setupHooks struct {
+	kms     func(keys.KMSAPI) keys.KMSAPI
+	options func(*console.Options)
+}
+
+func setup(t *testing.T, hooks ...setupHooks) *env {
 	t.Helper()
 	ctx := context.Background()
 	ddb := testenv.DynamoDB(t)
@@ -118,7 +127,13 @@ func setup(t *testing.T) *env {
 	s3env := testenv.S3(t, "data")
 	clk := clocktest.NewFake(time.Now())
 	store := lineage.New(ddb, table, lineage.Options{Clock: clk})
-	kp := keys.NewKMS(kmsClient, keys.Options{})
+	var kmsAPI keys.KMSAPI = kmsClient
+	for _, h := range hooks {
+		if h.kms != nil {
+			kmsAPI = h.kms(kmsAPI)
+		}
+	}
+	kp := keys.NewKMS(kmsAPI, keys.Options{})
 	providerKey := testenv.NewKMSKey(t, kmsClient)
 	src, err := objects.NewS3(objects.Config{S3: s3env.Client, Bucket: "data", Lineage: store, Keys: kp, ProviderKeyARN: providerKey})
 	if err != nil {
@@ -134,7 +149,7 @@ func setup(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := console.New(console.Options{
+	opts := console.Options{
 		Store: store, Objects: src, Tokens: tokens, Executions: execs,
 		Provision:     &provision.Provisioner{Store: store, Keys: kp, ProviderKeyARN: providerKey},
 		Machines:      console.StateMachines{Backup: "sm-backup", Reencrypt: "sm-reencrypt", Restore: "sm-restore"},
@@ -142,11 +157,18 @@ func setup(t *testing.T) *env {
 		Reactivations: reactivations,
 		Logger:        slog.New(slog.NewTextHandler(testWriter{t}, nil)),
 		Now:           clk.Now,
-	})
+	}
+	for _, h := range hooks {
+		if h.options != nil {
+			h.options(&opts)
+		}
+	}
+	srv := console.New(opts)
 	hs := httptest.NewServer(srv)
 	t.Cleanup(hs.Close)
 	_ = ctx
-	return &env{t: t, url: hs.URL, kms: kmsClient, execs: execs, store: store, clock: clk, s3: s3env.Client, operatorSecretPath: opSecret.Path()}
+	return &env{t: t, url: hs.URL, kms: kmsClient, execs: execs, store: store, clock: clk, s3: s3env.Client, operatorSecretPath: opSecret.Path(),
+		providerKey: providerKey}
 }
 
 type resp struct {

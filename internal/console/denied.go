@@ -1,11 +1,14 @@
 package console
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/aws/smithy-go"
 
@@ -59,6 +62,38 @@ func (s *Server) customerKeyUnusable(err error) bool {
 		return false
 	}
 	return s.o.Provision == nil || ke.KeyARN != s.o.Provision.ProviderKeyARN
+}
+
+// RevocationCause names the console as the work that met a revoked customer key: the
+// revocation's audit entry and reason carry it (B2, B5).
+const RevocationCause = "console"
+
+// reportTimeout bounds one report of a revoked key: it goes on when the client has gone away
+// (the report is keyline's business, not the request's), but ends early enough for the
+// answer to go out within the API gateway's 29 seconds.
+const reportTimeout = 10 * time.Second
+
+// reportRevoked feeds a customer key's revoked-class error into the revocation path (B2),
+// which confirms it with DescribeKey and a test round trip before it revokes anything. Only
+// errors customerKeyUnusable accepts come here: never the provider key, never a transient
+// error. A failed report is logged with the request (log carries its id) and changes no
+// answer: the scheduled key-health check finds the key later.
+func (s *Server) reportRevoked(ctx context.Context, log *slog.Logger, err error) {
+	var ke *keys.KeyError
+	if s.o.Revocations == nil || !errors.As(err, &ke) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), reportTimeout)
+	defer cancel()
+	_, rerr, _ := s.reports.Do(ke.KeyARN, func() (any, error) {
+		return nil, s.o.Revocations.ReportRevoked(ctx, ke.KeyARN, RevocationCause, err)
+	})
+	if rerr != nil {
+		log.ErrorContext(ctx, "reporting a revoked customer key failed; the key-health check will find it",
+			"key_arn", ke.KeyARN, "code", ke.Code, "error", rerr)
+		return
+	}
+	log.InfoContext(ctx, "a customer key's revoked-class error reported to the revocation path", "key_arn", ke.KeyARN, "code", ke.Code)
 }
 
 // keyUnusableMessage says what the customer must fix when their key refuses keyline; it

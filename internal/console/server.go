@@ -19,6 +19,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/singleflight"
+
 	"github.com/keyline/keyline/internal/console/api"
 	"github.com/keyline/keyline/internal/decl"
 	"github.com/keyline/keyline/internal/lineage"
@@ -28,6 +30,7 @@ import (
 	"github.com/keyline/keyline/internal/workflow/reencrypt"
 	"github.com/keyline/keyline/internal/workflow/restore"
 	"github.com/keyline/keyline/internal/workflow/revocation"
+	"github.com/keyline/keyline/internal/workflow/wferr"
 )
 
 // RestoreValidator checks a restore request against R3 and R7 before it starts. A refusal
@@ -68,8 +71,13 @@ type Options struct {
 	Restores   RestoreValidator
 	// Reactivations serves the operator's reactivation route; nil answers 404 there.
 	Reactivations Reactivator
-	Logger        *slog.Logger
-	Now           func() time.Time
+	// Revocations is the revocation path (B2): a request that meets a customer key's
+	// revoked-class KMS error reports it there (cause "console") before it is answered, so
+	// that a lost CloudTrail event does not leave the app ACTIVE until the scheduled
+	// key-health check. nil reports nothing.
+	Revocations wferr.RevocationReporter
+	Logger      *slog.Logger
+	Now         func() time.Time
 	// KeylineAccount is keyline's AWS account: a refused customer key is answered with the
 	// `keyline key-policy --org ORG --account KeylineAccount` the customer must apply.
 	KeylineAccount string
@@ -81,6 +89,8 @@ type Options struct {
 type Server struct {
 	o   Options
 	mux *http.ServeMux
+	// reports lets concurrent requests that meet the same revoked key share one report.
+	reports singleflight.Group
 }
 
 // New returns the console API.
@@ -187,6 +197,9 @@ func (s *Server) route(pattern string, h handlerFunc) {
 		err = h(w, &request{Request: r, who: who, id: reqID, clientID: clientID})
 		if err != nil {
 			ae := s.mapError(err, reqID)
+			if s.customerKeyUnusable(err) {
+				s.reportRevoked(r.Context(), log, err)
+			}
 			if ae.status >= 500 {
 				log.Error("request failed", "error", err, "actor", who.Actor())
 			} else {

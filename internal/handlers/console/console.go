@@ -100,8 +100,10 @@ func NewServer(d handlers.Deps) (*console.Server, error) {
 		Machines:      console.StateMachines{Backup: cfg.smBackup, Reencrypt: cfg.smReencrypt, Restore: cfg.smRestore},
 		Restores:      console.RestoreRules{Store: p.Store, Keys: p.Keys},
 		Reactivations: p.Revocation,
-		Logger:        d.Logger,
-		Now:           d.Clock.Now,
+		// A customer key refusing a request feeds the revocation path (B2).
+		Revocations: p.Revocation,
+		Logger:      d.Logger,
+		Now:         d.Clock.Now,
 		// Optional: names keyline's account in the answer to a refused key.
 		KeylineAccount: d.Env(infra.EnvAccount),
 	}), nil

@@ -248,11 +248,36 @@ func TestStack(t *testing.T) {
 			strings.Contains(a.Message(), locked) {
 			t.Fatalf("a write under a key whose policy no longer admits keyline answered %d %s", a.Status, a.Message())
 		}
+		// No CloudTrail event follows a key-policy change: the console's own request fed the
+		// revocation path (B2), which confirmed the refusal with its own DescribeKey under
+		// the console's role before the answer went out (the app's first write, so its data
+		// key was unwrapped through KMS, not taken from a cache).
+		if app, err := c.App(ctx, "acme-locked"); err != nil || app.Status != string(lineage.AppDeactivated) {
+			t.Fatalf("after the console met the locked key the app is %+v (%v), want %s", app, err, lineage.AppDeactivated)
+		}
+		audit, err := c.Audit(ctx, "acme-locked")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i := slices.IndexFunc(audit, func(e api.AuditEntry) bool { return e.Action == lineage.ActionKeyRevoked }); i < 0 || audit[i].Actor != "console" {
+			t.Fatalf("the console's revocation is not audited with the console as its cause: %+v", audit)
+		}
 		pol, err := CustomerKeyPolicy(acmeAccount, "acme")
 		if err != nil {
 			t.Fatal(err)
 		}
 		setKeyPolicy(pol)
+		// The key works again: the key-health check finds it usable and reactivates the app
+		// (within the window, B1).
+		if out, err := st.Lambda.Invoke(ctx, infra.FnKeyHealth, []byte(`{}`)); err != nil {
+			t.Fatalf("key health: %v (%s)", err, out)
+		}
+		if err := st.WaitIdle(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if app, err := c.App(ctx, "acme-locked"); err != nil || app.Status != string(lineage.AppActive) {
+			t.Fatalf("after the customer restored keyline's statements and key health ran, the app is %+v (%v)", app, err)
+		}
 		if err := c.PutObject(ctx, "acme-locked", "cmk", "docs/x", []byte("x")); err != nil {
 			t.Fatalf("after the customer restored keyline's statements: %v", err)
 		}
