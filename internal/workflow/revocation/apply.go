@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"time"
 
 	"github.com/keyline/keyline/internal/audit"
 	"github.com/keyline/keyline/internal/keys"
@@ -40,17 +41,22 @@ func (s *Service) RevokeKey(ctx context.Context, keyARN, reason string, cause li
 	return s.revoke(ctx, keyARN, reason, s.nowRef(cause.Actor), cause)
 }
 
-// nowRef orders a change found by keyline itself (a check, a KMS error) at the time it was
-// found, among the key's CloudTrail events. Its id starts with the time and this process's
-// sequence number, so that two changes found at one clock reading apply in the order they
-// were found.
+// nowRef orders a change found by keyline itself (a check, a KMS error) among the key's
+// CloudTrail events: just before the whole second it was found in. CloudTrail dates its
+// events in whole seconds, so a DisableKey or EnableKey of that same second may have happened
+// after the finding; ordered at the finding's own instant, it would be taken as older and
+// dropped (a key disabled half a second after key health found it usable would stay usable
+// in the lineage). Ordered before the second, every event of the second counts as newer:
+// a revocation is always applied, and a reactivation still needs the key's test round trip.
+// Its id starts with the exact time and this process's sequence number, so that changes
+// found within one second apply in the order they were found.
 func (s *Service) nowRef(what string) lineage.KeyEventRef {
 	now := s.clock.Now().UTC()
 	if what == "" {
 		what = "keyline"
 	}
 	id := fmt.Sprintf("%s:%012d:%s:%s", now.Format("20060102T150405.000000000Z"), s.seq.Add(1), s.nonce, what)
-	return lineage.KeyEventRef{ID: id, Time: now}
+	return lineage.KeyEventRef{ID: id, Time: now.Truncate(time.Second).Add(-time.Nanosecond)}
 }
 
 // revoke makes the key REVOKED (one conditional write: every app on it is deactivated at

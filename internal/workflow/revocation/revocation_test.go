@@ -325,3 +325,49 @@ func TestRevokeFromKMSError(t *testing.T) {
 		t.Errorf("last audit entry %+v, want key.revoked by backup", last)
 	}
 }
+
+// TestFindingsYieldToEventsOfTheirSecond: CloudTrail dates key events in whole seconds, so
+// an event of the second in which keyline found a change itself may have happened after the
+// finding. It must not be dropped as older: an EnableKey after a KMS error revoked the key
+// reactivates it, and a DisableKey after key health found the key usable revokes it.
+func TestFindingsYieldToEventsOfTheirSecond(t *testing.T) {
+	e := newEnv(t)
+	k := e.newKey()
+	e.app("a1", k)
+	denied := &keys.KeyError{Class: keys.ClassRevoked, Op: "Decrypt", KeyARN: k, Code: "DisabledException"}
+
+	// 10:16:00.5: work meets the disabled key; 10:16:00.8: the customer enables it again.
+	e.clk.Set(t0.Add(500 * time.Millisecond))
+	e.disable(k)
+	if err := e.svc.ReportRevoked(e.ctx, k, "backup", denied); err != nil {
+		t.Fatal(err)
+	}
+	e.wantStatus("a1", lineage.AppDeactivated)
+	e.clk.Set(t0.Add(800 * time.Millisecond))
+	e.enable(k)
+	if res := e.handle(event(t, "kms-enable-key.json", k, "enable-same-second", t0)); !res.Changed {
+		t.Fatalf("an EnableKey of the second the KMS error was met in: %+v, want it applied", res)
+	}
+	e.wantStatus("a1", lineage.AppActive)
+
+	// 10:16:01: disabled (its event lost); 10:16:02.5: key health finds it usable again;
+	// 10:16:02.7: disabled once more, and this DisableKey must count.
+	e.clk.Set(t0.Add(time.Second))
+	e.disable(k)
+	if _, err := e.svc.RevokeKey(e.ctx, k, "key health: disabled", lineage.Cause{Actor: "keyhealth"}); err != nil {
+		t.Fatal(err)
+	}
+	e.wantStatus("a1", lineage.AppDeactivated)
+	e.enable(k)
+	e.clk.Set(t0.Add(2500 * time.Millisecond))
+	if res, err := e.svc.ReactivateKey(e.ctx, k, lineage.Cause{Actor: "keyhealth"}); err != nil || !res.Changed {
+		t.Fatalf("key health reactivation: %+v, %v", res, err)
+	}
+	e.wantStatus("a1", lineage.AppActive)
+	e.clk.Set(t0.Add(2700 * time.Millisecond))
+	e.disable(k)
+	if res := e.handle(event(t, "kms-disable-key.json", k, "disable-same-second", t0.Add(2*time.Second))); !res.Changed {
+		t.Fatalf("a DisableKey of the second key health found the key usable in: %+v, want it applied", res)
+	}
+	e.wantStatus("a1", lineage.AppDeactivated)
+}
