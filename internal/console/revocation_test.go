@@ -1,7 +1,6 @@
 package console_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -21,6 +20,7 @@ import (
 	"github.com/keyline/keyline/internal/lineage"
 	"github.com/keyline/keyline/internal/objects"
 	"github.com/keyline/keyline/internal/testenv"
+	"github.com/keyline/keyline/internal/testenv/logsink"
 )
 
 // report is one call of the revocation path.
@@ -83,24 +83,6 @@ func (f *faultyKMS) Decrypt(ctx context.Context, in *kms.DecryptInput, optFns ..
 	return f.KMSAPI.Decrypt(ctx, in, optFns...)
 }
 
-// syncBuffer collects log output written from the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // B2: a request that meets a customer key's revoked-class KMS error (the console's object
 // path) reports it to the revocation path with the key's ARN and the cause "console" before
 // it answers 409 KeyUnusable, and a failed report changes no answer. The provider key, a
@@ -111,7 +93,7 @@ func (s *syncBuffer) String() string {
 func TestRevokedCustomerKeyIsReported(t *testing.T) {
 	rec := &recordingReporter{}
 	faults := &faultyKMS{codes: map[string]string{}}
-	logs := &syncBuffer{}
+	logs := &logsink.Buffer{}
 	e := setup(t, setupHooks{
 		kms: func(k keys.KMSAPI) keys.KMSAPI { faults.KMSAPI = k; return faults },
 		options: func(o *console.Options) {

@@ -1,13 +1,11 @@
 package authz_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -21,6 +19,7 @@ import (
 	"github.com/keyline/keyline/internal/local/iam"
 	localkms "github.com/keyline/keyline/internal/local/kms"
 	locals3 "github.com/keyline/keyline/internal/local/s3"
+	"github.com/keyline/keyline/internal/testenv/logsink"
 )
 
 const (
@@ -70,22 +69,9 @@ func (p *policies) Resource(_ context.Context, c authz.Check) (*iam.Policy, erro
 	return p.cache.Parse("key-policy", []byte(doc))
 }
 
-// syncBuffer is a log sink safe for the endpoint's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 type env struct {
 	url string
-	log *syncBuffer
+	log *logsink.Buffer
 }
 
 // start serves KMS and S3 on a local endpoint with IAM evaluation on.
@@ -101,7 +87,7 @@ func start(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &logsink.Buffer{}
 	srv := endpoint.New(endpoint.Options{Addr: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(logs, nil))})
 	srv.Register(endpoint.ServiceKMS, kms)
 	srv.Register(endpoint.ServiceS3, s3)

@@ -31,6 +31,7 @@ import (
 	"github.com/keyline/keyline/internal/local/kms"
 	"github.com/keyline/keyline/internal/local/lambda"
 	"github.com/keyline/keyline/internal/local/s3"
+	"github.com/keyline/keyline/internal/testenv/logsink"
 )
 
 // fakeJSON is a stand-in for the EventBridge / Step Functions handlers built elsewhere:
@@ -55,24 +56,6 @@ func (f *fakeJSON) seen() []string {
 	return append([]string(nil), f.targets...)
 }
 
-// logBuffer is a concurrency-safe log sink.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 func startServer(t *testing.T, logs io.Writer) *endpoint.Server {
 	t.Helper()
 	if logs == nil {
@@ -90,7 +73,7 @@ func startServer(t *testing.T, logs io.Writer) *endpoint.Server {
 
 func TestEveryRouteWithSDKClients(t *testing.T) {
 	dir := t.TempDir()
-	logs := &logBuffer{}
+	logs := &logsink.Buffer{}
 	srv := startServer(t, logs)
 
 	kmsSvc, err := kms.New(kms.Options{DataDir: dir})
@@ -268,7 +251,7 @@ func rawPost(t *testing.T, url, target, scope string, body io.Reader) (*http.Res
 }
 
 func TestUnknownServicePanicsAndBodyCap(t *testing.T) {
-	logs := &logBuffer{}
+	logs := &logsink.Buffer{}
 	srv := startServer(t, logs)
 	srv.Register("kms", http.HandlerFunc(func(http.ResponseWriter, *http.Request) { panic("bug in a service") }))
 	srv.Register("dynamodb", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

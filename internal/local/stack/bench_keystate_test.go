@@ -171,7 +171,10 @@ func BenchmarkKeyState(b *testing.B) {
 		b.Fatal(err)
 	}
 	smallApp := fmt.Sprintf("ks%d-one", run)
-	smallAccount, _ := lineage.KeyAccount(small)
+	smallAccount, ok := lineage.KeyAccount(small)
+	if !ok {
+		b.Fatalf("key ARN %s names no account", small)
+	}
 	if _, err := store.CreateOrg(ctx, lineage.Org{ID: org + "-1", Name: "key-state bench, one app", Accounts: []string{smallAccount}}); err != nil {
 		b.Fatal(err)
 	}
@@ -195,16 +198,17 @@ func BenchmarkKeyState(b *testing.B) {
 	b.Logf("setup: %d apps on one key in %s", n, time.Since(setup).Round(time.Millisecond))
 
 	seq := 0
+	// keyEvent is a key event as CloudTrail delivers it: from the key's own account (both
+	// keys' ARNs were checked to name one above).
+	keyEvent := func(id, key, name string) revocation.KeyEvent {
+		keyAccount, _ := lineage.KeyAccount(key)
+		return revocation.KeyEvent{ID: id, Name: name, Time: time.Now().UTC(), KeyARN: key,
+			Source: revocation.EventSourceKMS, EnvelopeAccount: keyAccount, RecipientAccount: keyAccount}
+	}
 	handle := func(key, name string) time.Duration {
 		b.Helper()
 		seq++
-		// The event comes from the key's own account, as CloudTrail delivers it.
-		keyAccount, ok := lineage.KeyAccount(key)
-		if !ok {
-			b.Fatalf("key ARN %s names no account", key)
-		}
-		ev := revocation.KeyEvent{ID: fmt.Sprintf("ks-%d-%04d", run, seq), Name: name, Time: time.Now().UTC(), KeyARN: key,
-			Source: revocation.EventSourceKMS, EnvelopeAccount: keyAccount, RecipientAccount: keyAccount}
+		ev := keyEvent(fmt.Sprintf("ks-%d-%04d", run, seq), key, name)
 		start := time.Now()
 		res, err := svc.HandleEvent(ctx, ev)
 		d := time.Since(start)
@@ -233,8 +237,7 @@ func BenchmarkKeyState(b *testing.B) {
 	// Whatever happens, the big key's apps do not stay due: the benchmarks after this one
 	// share the deployment, and 100,000 active apps would be backed up by its scheduled run.
 	b.Cleanup(func() {
-		ev := revocation.KeyEvent{ID: fmt.Sprintf("ks-%d-cleanup", run), Name: revocation.EventDisableKey, Time: time.Now().UTC(),
-			KeyARN: big, Source: revocation.EventSourceKMS, EnvelopeAccount: account, RecipientAccount: account}
+		ev := keyEvent(fmt.Sprintf("ks-%d-cleanup", run), big, revocation.EventDisableKey)
 		if _, err := svc.HandleEvent(context.WithoutCancel(ctx), ev); err != nil {
 			b.Logf("cleanup: revoking the big key: %v", err)
 		}

@@ -163,21 +163,31 @@ func TestAbortResealsClientWrites(t *testing.T) {
 	}
 }
 
+// clientWriteDuringReencryption makes app1 (a CMK app), begins its re-encryption to k2 and
+// moves the first batch of three, then writes body as a client over the second listed
+// object (moved already, so the write lands under the pending generation). It returns the
+// re-encryption's state, the listed items and the written object's path.
+func (e *env) clientWriteDuringReencryption(body string) (reencrypt.State, []reencrypt.Item, string) {
+	e.t.Helper()
+	e.app("app1", lineage.KeyModelCMK)
+	st := e.begin("app1", e.k2)
+	items := e.list(st.Prefix)
+	if _, err := e.svc.Batch(e.ctx, batches(st, items, 3)[0]); err != nil {
+		e.t.Fatal(err)
+	}
+	_, path, _ := strings.Cut(strings.TrimPrefix(items[1].Key, "apps/app1/"), "/")
+	if _, err := e.src.Put(e.ctx, "app1", objects.ScopeCMK, path, strings.NewReader(body)); err != nil {
+		e.t.Fatal(err)
+	}
+	return st, items, path
+}
+
 // With the new key revoked, an object a client wrote during the re-encryption cannot be
 // opened: it is left as it is (not overwritten with older data, not deleted), reported as
 // stranded, and reads again once the key is back.
 func TestAbortLeavesUnopenableClientWritesStranded(t *testing.T) {
 	e := newEnv(t)
-	e.app("app1", lineage.KeyModelCMK)
-	st := e.begin("app1", e.k2)
-	items := e.list(st.Prefix)
-	if _, err := e.svc.Batch(e.ctx, batches(st, items, 3)[0]); err != nil {
-		t.Fatal(err)
-	}
-	_, overwritten, _ := strings.Cut(strings.TrimPrefix(items[1].Key, "apps/app1/"), "/")
-	if _, err := e.src.Put(e.ctx, "app1", objects.ScopeCMK, overwritten, strings.NewReader("newest")); err != nil {
-		t.Fatal(err)
-	}
+	st, items, overwritten := e.clientWriteDuringReencryption("newest")
 	e.data["app1/cmk/"+overwritten] = "newest"
 	clientRaw := e.raw(items[1].Key)[items[1].Key]
 	e.setKey(e.k2, false)
@@ -233,16 +243,7 @@ func TestAbortWaitsForTheKeyOfStrandedWrites(t *testing.T) {
 	for _, revoked := range []string{"new key", "old key"} {
 		t.Run(revoked, func(t *testing.T) {
 			e := newEnv(t)
-			e.app("app1", lineage.KeyModelCMK)
-			st := e.begin("app1", e.k2)
-			items := e.list(st.Prefix)
-			if _, err := e.svc.Batch(e.ctx, batches(st, items, 3)[0]); err != nil {
-				t.Fatal(err)
-			}
-			_, path, _ := strings.Cut(strings.TrimPrefix(items[1].Key, "apps/app1/"), "/")
-			if _, err := e.src.Put(e.ctx, "app1", objects.ScopeCMK, path, strings.NewReader("written during")); err != nil {
-				t.Fatal(err)
-			}
+			st, items, path := e.clientWriteDuringReencryption("written during")
 			key := e.k2
 			if revoked == "old key" {
 				key = e.k1
